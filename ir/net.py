@@ -70,45 +70,57 @@ class ShapedNet:
     layers: list[LayerShapes]
 
 
-def infer_shapes(net: Net) -> ShapedNet:
-    """Walk the layers in order, checking wiring and computing each top's shape with Caffe's rules.
+class ShapeTracker:
+    """Adds layers one at a time, checking wiring and computing each top's shape with Caffe's rules.
 
-    Raises `ArchError` at the offending layer's span: undefined bottoms, duplicate layer names,
-    in-place use of ops Caffe cannot run in place, and every `ShapeError` of the ops.
+    The DSL uses it while elaborating (so specs can ask a blob's shape), and `infer_shapes` uses it
+    over a whole net. Errors are `ArchError`s at the offending layer's span.
     """
-    blobs: dict[str, Shape] = dict(net.inputs)
-    seen: dict[str, Layer] = {}
-    shaped: list[LayerShapes] = []
-    for layer in net.layers:
-        if layer.name in seen:
-            first = seen[layer.name].span
+
+    def __init__(self, inputs: dict[str, Shape]):
+        self.blobs: dict[str, Shape] = dict(inputs)
+        self.layers: list[LayerShapes] = []
+        self._by_name: dict[str, Layer] = {}
+
+    def add(self, layer: Layer) -> LayerShapes:
+        if layer.name in self._by_name:
+            first = self._by_name[layer.name].span
             where = f" (first defined at {first})" if first else ""
             raise ArchError(f"duplicate layer name '{layer.name}'{where}: layer names must be unique, "
                             f"since Caffe loads weights by name", layer.span)
-        seen[layer.name] = layer
         op = layer.op
         count = len(layer.bottoms)
         if count < op.min_bottoms or (op.max_bottoms is not None and count > op.max_bottoms):
             raise ArchError(f"{layer.type} layer '{layer.name}' takes "
                             f"{_arity(op)} inputs, got {count}", layer.span)
         for bottom in layer.bottoms:
-            if bottom not in blobs:
+            if bottom not in self.blobs:
                 raise ArchError(f"layer '{layer.name}' reads blob '{bottom}', which no earlier layer "
                                 f"produces", layer.span)
         if layer.in_place and not op.in_place_ok:
             raise ArchError(f"{layer.type} layer '{layer.name}' cannot run in place: give it a top "
                             f"blob of its own", layer.span)
-        inputs = tuple(blobs[b] for b in layer.bottoms)
+        inputs = tuple(self.blobs[b] for b in layer.bottoms)
         try:
             output = op.infer(list(inputs))
         except ShapeError as error:
             shapes = ", ".join(format_shape(s) for s in inputs)
             raise ArchError(f"{layer.type} layer '{layer.name}': {error}",
                             layer.span, notes=(f"input shapes: {shapes}",)) from None
+        self._by_name[layer.name] = layer
         for top in layer.tops:
-            blobs[top] = output
-        shaped.append(LayerShapes(layer, inputs, output))
-    return ShapedNet(net, blobs, shaped)
+            self.blobs[top] = output
+        shaped = LayerShapes(layer, inputs, output)
+        self.layers.append(shaped)
+        return shaped
+
+
+def infer_shapes(net: Net) -> ShapedNet:
+    """Check a whole net and compute every blob's shape (see `ShapeTracker`)."""
+    tracker = ShapeTracker(net.inputs)
+    for layer in net.layers:
+        tracker.add(layer)
+    return ShapedNet(net, tracker.blobs, tracker.layers)
 
 
 def _arity(op: Op) -> str:

@@ -21,11 +21,6 @@ def _prod(values) -> int:
     return math.prod(values)
 
 
-def _require_4d(op: str, shape: Shape) -> None:
-    if len(shape) != 4:
-        raise ShapeError(f"{op} needs a 4-D N x C x H x W input, got {format_shape(shape)}")
-
-
 def format_shape(shape: Shape) -> str:
     return " x ".join(str(d) for d in shape)
 
@@ -424,7 +419,8 @@ OPS: dict[str, type[Op]] = {
 
 
 def _checked_4d(op: str, shape: Shape) -> Shape:
-    _require_4d(op, shape)
+    if len(shape) != 4:
+        raise ShapeError(f"{op} needs a 4-D N x C x H x W input, got {format_shape(shape)}")
     return shape
 
 
