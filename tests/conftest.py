@@ -1,0 +1,23 @@
+"""Shared fixtures. Several people edit this file: keep additions small and self-contained."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def reference_root() -> Path:
+    """The published reference files ($ARCHC_REFERENCE_DIR, default ../shared/reference)."""
+    return Path(os.environ.get("ARCHC_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+
+
+@pytest.fixture(scope="session")
+def reference_cls() -> Path:
+    """The reference classification prototxts; tests using them skip, visibly, where they are absent."""
+    path = reference_root() / "cls"
+    if not path.is_dir():
+        pytest.skip(f"reference files not found at {path} (set ARCHC_REFERENCE_DIR)")
+    return path
