@@ -1,0 +1,297 @@
+"""Prototxt -> IR: read a Caffe deploy prototxt (either pooling dialect) into an `ir.Net`.
+
+The importer normalises Caffe's alternative spellings (`kernel_size` vs `kernel_h`/`kernel_w`,
+`input` + `input_shape`/`input_dim` vs an `Input` layer, `ceil_mode` vs `round_mode`) and applies
+Caffe's defaults, so a hand-written file and a generated one become the same IR. Every layer
+carries the `Span` of its `layer {` keyword; protobuf's text parser does not report positions,
+so `layer_spans` finds them with a small scanner of its own.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+import struct
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from codegen import schema
+from ir import OPS, ArchError, Layer, Net, Span
+from ir.ops import Op
+
+# Matches comments and strings (skipped), braces, and identifiers; a field name at the top level
+# is an identifier followed by ':' or '{'.
+_TOKEN = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[{}]|[A-Za-z_]\w*""")
+_ROUND_MODE_FIELD = re.compile(r"^[^#\n]*\bround_mode\s*:", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Prototxt:
+    """A parsed prototxt: the message, its dialect, and where each top-level field sits."""
+
+    message: Message
+    dialect: str
+    path: str
+    layer_spans: list[Span]
+    input_span: Span | None
+
+
+def detect_dialect(text: str) -> str:
+    """`round_mode` appears only in BVLC-master files; everything else reads as the ceil_mode dialect."""
+    return "round_mode" if _ROUND_MODE_FIELD.search(text) else "ceil_mode"
+
+
+def read_prototxt(text: str, path: str = "<prototxt>") -> Prototxt:
+    dialect = detect_dialect(text)
+    message = schema.parse_prototxt(text, dialect, path)
+    positions = top_level_fields(text, path)
+    layer_spans = positions.get("layer", [])
+    if len(layer_spans) != len(message.layer):
+        # The scanner and protobuf disagree only on exotic syntax; positions are then unknown.
+        layer_spans = [Span(path, 1, 1)] * len(message.layer)
+    input_spans = positions.get("input", [])
+    return Prototxt(message, dialect, path, layer_spans, input_spans[0] if input_spans else None)
+
+
+def top_level_fields(text: str, path: str) -> dict[str, list[Span]]:
+    """The position of every top-level field of the text, by field name, in order."""
+    line_starts = [0] + [m.end() for m in re.finditer(r"\n", text)]
+    found: dict[str, list[Span]] = {}
+    depth = 0
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth -= 1
+        elif depth == 0 and (token[0].isalpha() or token[0] == "_"):
+            after = text[match.end():match.end() + 64].lstrip()
+            if after[:1] in (":", "{"):
+                line = bisect.bisect_right(line_starts, match.start())
+                column = match.start() - line_starts[line - 1] + 1
+                found.setdefault(token, []).append(
+                    Span(path, line, column, line, column + len(token)))
+    return found
+
+
+def import_file(path: str) -> Net:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ArchError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    return import_net(text, path)
+
+
+def import_net(text: str, path: str = "<prototxt>") -> Net:
+    return net_from_prototxt(read_prototxt(text, path))
+
+
+def net_from_prototxt(proto: Prototxt) -> Net:
+    message = proto.message
+    if len(message.layers):
+        raise ArchError("this prototxt uses Caffe's legacy V1 'layers' format: upgrade it with "
+                        "Caffe's upgrade_net_proto_text tool first", Span(proto.path, 1, 1))
+    inputs = _declared_inputs(message, proto.input_span)
+    input_span = proto.input_span
+    layers: list[Layer] = []
+    for layer, span in zip(message.layer, proto.layer_spans):
+        if not included_in_test_phase(layer):
+            continue
+        if layer.type == "Input":
+            inputs.update(_input_layer_shapes(layer, span))
+            input_span = input_span or span
+            continue
+        op = op_from_layer(layer, proto.dialect, span)
+        layers.append(Layer(layer.name, op, tuple(layer.bottom), tuple(layer.top), span))
+    if not inputs:
+        raise ArchError("the prototxt declares no input: add `input` + `input_shape` or an Input layer",
+                        Span(proto.path, 1, 1))
+    return Net(inputs, layers, name=message.name or None, input_span=input_span)
+
+
+def included_in_test_phase(layer: Message) -> bool:
+    """Caffe's NetStateRule filtering for a deploy net: phase TEST, level 0, no stages."""
+    def matches(rule: Message) -> bool:
+        return ((not rule.HasField("phase") or rule.phase == 1)
+                and (not rule.HasField("min_level") or rule.min_level <= 0)
+                and (not rule.HasField("max_level") or rule.max_level >= 0)
+                and not rule.stage)
+    if layer.include:
+        return any(matches(rule) for rule in layer.include)
+    return not any(matches(rule) for rule in layer.exclude)
+
+
+def _declared_inputs(message: Message, span: Span | None) -> dict[str, tuple[int, ...]]:
+    names = list(message.input)
+    if message.input_shape:
+        shapes = [tuple(shape.dim) for shape in message.input_shape]
+    else:
+        dims = list(message.input_dim)
+        if len(dims) != 4 * len(names):
+            raise ArchError(f"{len(names)} inputs need {4 * len(names)} input_dim values, "
+                            f"got {len(dims)}", span)
+        shapes = [tuple(dims[i:i + 4]) for i in range(0, len(dims), 4)]
+    if len(shapes) != len(names):
+        raise ArchError(f"{len(names)} inputs but {len(shapes)} input_shape entries: give one "
+                        f"shape per input", span)
+    return dict(zip(names, shapes))
+
+
+def _input_layer_shapes(layer: Message, span: Span) -> dict[str, tuple[int, ...]]:
+    shapes = [tuple(shape.dim) for shape in layer.input_param.shape]
+    tops = list(layer.top)
+    if len(shapes) == 1:
+        shapes *= len(tops)
+    if len(shapes) != len(tops):
+        raise ArchError(f"Input layer '{layer.name}' has {len(tops)} tops but {len(shapes)} shapes: "
+                        f"give one shape, or one per top", span)
+    return dict(zip(tops, shapes))
+
+
+def short_float(value: float) -> float:
+    """The shortest decimal that is the same float32 (protobuf stores Caffe's floats as float32)."""
+    target = struct.pack("<f", value)
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack("<f", candidate) == target:
+            return candidate
+    return value
+
+
+def pair(params: Message, name: str, default: int | None) -> tuple[int, int] | None:
+    """A (height, width) setting spelled `name` (single or repeated) or `name_h`/`name_w`."""
+    base = "kernel" if name == "kernel_size" else name
+    fields = params.DESCRIPTOR.fields_by_name
+    has_hw = f"{base}_h" in fields and (params.HasField(f"{base}_h") or params.HasField(f"{base}_w"))
+    if fields[name].is_repeated:
+        values = list(getattr(params, name))
+    else:
+        values = [getattr(params, name)] if params.HasField(name) else []
+    if has_hw:
+        if values:
+            raise ValueError(f"give either {name} or {base}_h/{base}_w, not both")
+        return getattr(params, f"{base}_h"), getattr(params, f"{base}_w")
+    if not values:
+        return None if default is None else (default, default)
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    raise ValueError(f"{name} has {len(values)} values; only 2-D (one or two values) is supported")
+
+
+def op_from_layer(layer: Message, dialect: str, span: Span | None) -> Op:
+    """The typed IR op of one LayerParameter, Caffe defaults applied."""
+    if layer.type not in _CONVERTERS:
+        supported = ", ".join(sorted(OPS) + ["Input"])
+        raise ArchError(f"layer '{layer.name}' has type '{layer.type}', which archc does not "
+                        f"support (supported: {supported})", span)
+    try:
+        return _CONVERTERS[layer.type](layer, dialect)
+    except ValueError as error:
+        raise ArchError(f"{layer.type} layer '{layer.name}': {error}", span) from None
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _convolution(layer: Message, dialect: str) -> Op:
+    p = layer.convolution_param
+    _require(p.HasField("num_output"), "num_output is required")
+    _require(p.axis == 1 and not p.force_nd_im2col, "only 2-D convolution over axis 1 is supported")
+    kernel = pair(p, "kernel_size", None)
+    _require(kernel is not None, "kernel_size (or kernel_h and kernel_w) is required")
+    dilation = pair(p, "dilation", 1)
+    _require(dilation[0] == dilation[1], "different vertical and horizontal dilation is not supported")
+    (stride_h, stride_w), (pad_h, pad_w) = pair(p, "stride", 1), pair(p, "pad", 0)
+    return OPS["Convolution"](num_output=p.num_output, kernel_h=kernel[0], kernel_w=kernel[1],
+                              stride_h=stride_h, stride_w=stride_w, pad_h=pad_h, pad_w=pad_w,
+                              group=p.group, dilation=dilation[0], bias_term=p.bias_term)
+
+
+def _pooling(layer: Message, dialect: str) -> Op:
+    p = layer.pooling_param
+    method = p.DESCRIPTOR.fields_by_name["pool"].enum_type.values_by_number[p.pool].name
+    _require(method in ("MAX", "AVE"), f"pooling method {method} is not supported (MAX or AVE)")
+    if dialect == "round_mode":
+        rounding = "floor" if p.round_mode == p.FLOOR else "ceil"
+    else:
+        rounding = "ceil" if p.ceil_mode else "floor"
+    stride, pad = pair(p, "stride", 1), pair(p, "pad", 0)
+    if p.global_pooling:
+        _require(pair(p, "kernel_size", None) is None, "global pooling takes no kernel size")
+        kernel = (0, 0)
+    else:
+        kernel = pair(p, "kernel_size", None)
+        _require(kernel is not None, "kernel_size (or kernel_h and kernel_w, or global_pooling) is required")
+    return OPS["Pooling"](method=method, kernel_h=kernel[0], kernel_w=kernel[1], stride_h=stride[0],
+                          stride_w=stride[1], pad_h=pad[0], pad_w=pad[1],
+                          global_pooling=p.global_pooling, rounding=rounding)
+
+
+def _batch_norm(layer: Message, dialect: str) -> Op:
+    p = layer.batch_norm_param
+    # Caffe's default for use_global_stats is "phase == TEST", and a deploy net runs in TEST.
+    use_global_stats = p.use_global_stats if p.HasField("use_global_stats") else True
+    return OPS["BatchNorm"](use_global_stats=use_global_stats, eps=short_float(p.eps))
+
+
+def _scale(layer: Message, dialect: str) -> Op:
+    p = layer.scale_param
+    _require(len(layer.bottom) == 1, "a scale read from a second bottom is not supported")
+    _require(p.axis == 1 and p.num_axes == 1, "only per-channel scale (axis 1, num_axes 1) is supported")
+    return OPS["Scale"](bias_term=p.bias_term)
+
+
+def _relu(layer: Message, dialect: str) -> Op:
+    return OPS["ReLU"](negative_slope=short_float(layer.relu_param.negative_slope))
+
+
+def _dropout(layer: Message, dialect: str) -> Op:
+    return OPS["Dropout"](ratio=short_float(layer.dropout_param.dropout_ratio))
+
+
+def _inner_product(layer: Message, dialect: str) -> Op:
+    p = layer.inner_product_param
+    _require(p.HasField("num_output"), "num_output is required")
+    _require(p.axis == 1 and not p.transpose, "only axis 1 without transpose is supported")
+    return OPS["InnerProduct"](num_output=p.num_output, bias_term=p.bias_term)
+
+
+def _softmax(layer: Message, dialect: str) -> Op:
+    return OPS["Softmax"](axis=layer.softmax_param.axis)
+
+
+def _concat(layer: Message, dialect: str) -> Op:
+    p = layer.concat_param
+    # concat_dim is the deprecated spelling of axis.
+    axis = p.concat_dim if p.HasField("concat_dim") and not p.HasField("axis") else p.axis
+    return OPS["Concat"](axis=axis)
+
+
+def _eltwise(layer: Message, dialect: str) -> Op:
+    p = layer.eltwise_param
+    operation = p.DESCRIPTOR.fields_by_name["operation"].enum_type.values_by_number[p.operation].name
+    return OPS["Eltwise"](operation=operation, coeff=tuple(short_float(c) for c in p.coeff))
+
+
+def _reshape(layer: Message, dialect: str) -> Op:
+    p = layer.reshape_param
+    _require(p.axis == 0 and p.num_axes == -1, "only a full reshape (axis 0, num_axes -1) is supported")
+    return OPS["Reshape"](dims=tuple(p.shape.dim))
+
+
+def _flatten(layer: Message, dialect: str) -> Op:
+    p = layer.flatten_param
+    _require(p.end_axis == -1, "only flattening to the last axis (end_axis -1) is supported")
+    return OPS["Flatten"](axis=p.axis)
+
+
+_CONVERTERS = {
+    "Convolution": _convolution, "Pooling": _pooling, "BatchNorm": _batch_norm, "Scale": _scale,
+    "ReLU": _relu, "Dropout": _dropout, "InnerProduct": _inner_product, "Softmax": _softmax,
+    "Concat": _concat, "Eltwise": _eltwise, "Reshape": _reshape, "Flatten": _flatten,
+}

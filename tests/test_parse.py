@@ -1,0 +1,123 @@
+"""Prototxt -> IR import: Caffe's spellings and defaults normalised, positions kept, clear errors."""
+from __future__ import annotations
+
+import pytest
+
+from codegen.parse import import_net, top_level_fields
+from ir import ArchError, infer_shapes
+
+HEADER = 'input: "data"\ninput_shape { dim: 1 dim: 3 dim: 32 dim: 32 }\n'
+
+
+def net_of(body: str, header: str = HEADER):
+    return import_net(header + body, "t.prototxt")
+
+
+def conv(extra: str, name: str = "c", bottom: str = "data") -> str:
+    return (f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}" '
+            f'convolution_param {{ num_output: 8 {extra} }} }}\n')
+
+
+def test_every_reference_file_imports_and_infers(reference_cls):
+    for path in sorted(reference_cls.glob("*/*.prototxt")):
+        net = import_net(path.read_text(), str(path))
+        shaped = infer_shapes(net)
+        assert shaped.layers[-1].output == (1, 1000), path
+
+
+def test_resnext50_shapes(reference_cls):
+    path = reference_cls / "resnext" / "deploy_resnext50-32x4d.prototxt"
+    shaped = infer_shapes(import_net(path.read_text(), str(path)))
+    assert shaped.blobs["pool1"] == (1, 64, 56, 56)  # floor rounding via `ceil_mode: false`
+    assert shaped.blobs["pool_ave"] == (1, 2048, 1, 1)
+    assert shaped.blobs["prob"] == (1, 1000)
+
+
+def test_kernel_spellings_are_one_op():
+    square = net_of(conv("kernel_size: 3 stride: 2 pad: 1")).layers[0].op
+    split = net_of(conv("kernel_h: 3 kernel_w: 3 stride_h: 2 stride_w: 2 pad_h: 1 pad_w: 1")).layers[0].op
+    repeated = net_of(conv("kernel_size: 3 kernel_size: 3 stride: 2 pad: 1 pad: 1")).layers[0].op
+    assert square == split == repeated
+    assert (square.kernel_h, square.stride_w, square.pad_h, square.group) == (3, 2, 1, 1)
+
+
+def test_rectangular_kernel_and_defaults():
+    op = net_of(conv("kernel_h: 1 kernel_w: 7 pad_h: 0 pad_w: 3 bias_term: false")).layers[0].op
+    assert (op.kernel_h, op.kernel_w, op.pad_h, op.pad_w, op.stride_h) == (1, 7, 0, 3, 1)
+    assert op.bias_term is False
+
+
+def test_both_kernel_spellings_at_once_is_an_error():
+    with pytest.raises(ArchError, match="kernel_size or kernel_h/kernel_w, not both"):
+        net_of(conv("kernel_size: 3 kernel_h: 3 kernel_w: 3"))
+
+
+def test_input_forms_agree():
+    body = conv("kernel_size: 1")
+    by_shape = net_of(body)
+    by_dim = net_of(body, 'input: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 32\ninput_dim: 32\n')
+    by_layer = net_of(body, 'layer { name: "data" type: "Input" top: "data" '
+                            'input_param { shape { dim: 1 dim: 3 dim: 32 dim: 32 } } }\n')
+    assert by_shape.inputs == by_dim.inputs == by_layer.inputs == {"data": (1, 3, 32, 32)}
+    def wiring(net):
+        return [(layer.name, layer.op, layer.bottoms, layer.tops) for layer in net.layers]
+    assert wiring(by_shape) == wiring(by_dim) == wiring(by_layer)
+
+
+def test_pooling_rounding_dialects_agree():
+    pool = 'layer {{ name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param {{ kernel_size: 3 stride: 2 {} }} }}'
+    floor_ceil_mode = net_of(pool.format("ceil_mode: false")).layers[0].op
+    floor_round_mode = net_of(pool.format("round_mode: FLOOR")).layers[0].op
+    ceil_default = net_of(pool.format("")).layers[0].op
+    assert floor_ceil_mode == floor_round_mode
+    assert (floor_ceil_mode.rounding, ceil_default.rounding) == ("floor", "ceil")
+
+
+def test_layer_spans_point_at_the_layer_keyword():
+    text = HEADER + "# a comment with layer { braces }\n" + conv("kernel_size: 1") + "\n  layer {\n" \
+        + conv("kernel_size: 1", name="d", bottom="c")[len("layer {"):]
+    net = import_net(text, "t.prototxt")
+    assert [(l.span.line, l.span.column) for l in net.layers] == [(4, 1), (6, 3)]
+    assert net.input_span.line == 1
+
+
+def test_top_level_fields_skip_strings_and_nesting():
+    found = top_level_fields('name: "layer {"\nlayer { name: "x" layer_like { } }\n', "f")
+    assert [(s.line, s.column) for s in found["layer"]] == [(2, 1)]
+    assert "layer_like" not in found
+
+
+def test_unsupported_type_names_the_layer_and_line():
+    text = HEADER + 'layer {\n  name: "norm1"\n  type: "LRN"\n  bottom: "data"\n  top: "norm1"\n}\n'
+    with pytest.raises(ArchError, match="'norm1' has type 'LRN'") as caught:
+        import_net(text, "t.prototxt")
+    assert caught.value.span.line == 3
+
+
+def test_legacy_v1_layers_are_refused_clearly():
+    with pytest.raises(ArchError, match="legacy V1"):
+        net_of('layers { name: "c" type: CONVOLUTION bottom: "data" top: "c" }')
+
+
+def test_training_only_layers_are_skipped():
+    body = conv("kernel_size: 1") + 'layer { name: "drop" type: "Dropout" bottom: "c" top: "c" include { phase: TRAIN } }'
+    assert [layer.name for layer in net_of(body).layers] == ["c"]
+
+
+def test_missing_num_output_is_an_error():
+    with pytest.raises(ArchError, match="num_output is required"):
+        net_of('layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" }')
+
+
+def test_missing_input_is_an_error():
+    with pytest.raises(ArchError, match="declares no input"):
+        net_of(conv("kernel_size: 1"), header="")
+
+
+def test_float_fields_read_back_as_written():
+    body = ('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "data" batch_norm_param { eps: 0.001 } }'
+            'layer { name: "s" type: "Eltwise" bottom: "data" bottom: "data" top: "s" '
+            'eltwise_param { coeff: 1 coeff: 0.17 } }')
+    bn, eltwise = net_of(body).layers
+    assert bn.op.eps == 0.001 and bn.op.use_global_stats is True
+    assert eltwise.op.coeff == (1.0, 0.17)
