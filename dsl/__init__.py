@@ -1,0 +1,22 @@
+"""The .arch language: grammar, parser and elaboration into the IR."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dsl.elaborate import Loader, Module, ParamInfo, elaborate, load_module
+from ir.net import Net
+
+
+def compile_file(path: str, overrides: dict[str, str] | None = None) -> Net:
+    """Compile an .arch file with `--name value` overrides into an IR net (raises ArchError)."""
+    loader = Loader([Path(path).resolve().parent])
+    module = load_module(path, overrides or {}, loader)
+    return elaborate(module, loader)
+
+
+def file_params(path: str) -> list[ParamInfo]:
+    """The parameters a file declares, with defaults, allowed values and docs (for --help)."""
+    return load_module(path, {}).params
+
+
+__all__ = ["compile_file", "file_params", "Loader", "Module", "ParamInfo"]

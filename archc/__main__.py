@@ -1,0 +1,5 @@
+import sys
+
+from archc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,115 @@
+"""`archc`: compile .arch files to deploy prototxt, and dispatch the other commands."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from archc.model import UsageError, compile_arch, print_error, render_error, split_overrides
+from codegen.render import POOL_DIALECTS
+from ir.diagnostics import ArchError
+
+SUBCOMMANDS = {
+    "diff": "semantic difference of two prototxts",
+    "summary": "per-layer shapes, parameters, MACs and memory of a model",
+    "eval": "accuracy of a model with weights on a val list (Caffe or OpenCV)",
+    "time": "forward/backward timing per layer, like `caffe time`",
+    "weights": "list a .caffemodel's layers, or write initialised weights",
+    "doctor": "which Caffe and OpenCV archc finds, and what is missing",
+}
+
+USAGE = """usage: archc FILE.arch [--PARAM VALUE ...] [-o OUT] [--pool-rounding ceil_mode|round_mode]
+       archc FILE.arch --help          list the file's parameters
+       archc COMMAND ...               where COMMAND is one of:
+""" + "".join(f"         {name:<9} {text}\n" for name, text in SUBCOMMANDS.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="", file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    if args[0] in SUBCOMMANDS:
+        command = importlib.import_module(f"archc.cmd_{args[0]}")
+        return command.main(args[1:])
+    try:
+        return compile_command(args)
+    except UsageError as error:
+        return print_error(f"archc: error: {error}")
+    except ArchError as error:
+        return print_error(render_error(error))
+
+
+def compile_command(args: list[str]) -> int:
+    path, rest = args[0], args[1:]
+    output, dialect, show_help, param_args = _options(rest)
+    if not path.endswith(".arch"):
+        raise UsageError(f"'{path}' is not an .arch file (commands: {', '.join(SUBCOMMANDS)})")
+    if show_help:
+        print(_describe_params(path))
+        return 0
+    _, text = compile_arch(path, split_overrides(param_args), dialect)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomically(Path(output), text)
+    return 0
+
+
+def _options(args: list[str]):
+    output, dialect, show_help, params = None, "ceil_mode", False, []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in ("-h", "--help"):
+            show_help = True
+        elif arg in ("-o", "--output", "--pool-rounding"):
+            if index + 1 >= len(args):
+                raise UsageError(f"{arg} needs a value")
+            index += 1
+            if arg == "--pool-rounding":
+                dialect = args[index]
+                if dialect not in POOL_DIALECTS:
+                    raise UsageError(f"--pool-rounding must be one of {', '.join(POOL_DIALECTS)}")
+            else:
+                output = args[index]
+        else:
+            params.append(arg)
+        index += 1
+    return output, dialect, show_help, params
+
+
+def _describe_params(path: str) -> str:
+    import dsl
+    from dsl.values import show
+
+    lines = [f"usage: archc {path} [--PARAM VALUE ...] [-o OUT] [--pool-rounding ceil_mode|round_mode]",
+             "", "parameters:"]
+    for param in dsl.file_params(path):
+        allowed = ""
+        if param.allowed is not None:
+            values = param.allowed
+            allowed = (f"  in {show(values[0])}..{show(values[-1])}" if len(values) > 12
+                       else "  in {" + ", ".join(show(v) for v in values) + "}")
+        lines.append(f"  --{param.name} {param.type.upper():<6} default {show(param.default)}{allowed}")
+        if param.doc:
+            lines.append(f"      {param.doc}")
+    return "\n".join(lines)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write the whole file or nothing: a failed run never leaves a partial output."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {error.strerror}") from None

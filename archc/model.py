@@ -1,0 +1,61 @@
+"""Shared by the CLI commands that take a model: compile an .arch file, report errors."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import codegen
+import dsl
+from ir.diagnostics import ArchError
+from ir.net import Net
+
+
+class UsageError(ValueError):
+    """A command-line mistake: printed as `archc: error: ...`, exit status 2."""
+
+
+def split_overrides(args: list[str]) -> dict[str, str]:
+    """`--depth 101 --card=64` -> {"depth": "101", "card": "64"}."""
+    overrides: dict[str, str] = {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if not arg.startswith("--") or arg == "--":
+            raise UsageError(f"expected --PARAM VALUE, got '{arg}'")
+        name, has_value, value = arg[2:].partition("=")
+        if not has_value:
+            if index + 1 >= len(args):
+                raise UsageError(f"--{name} needs a value")
+            index += 1
+            value = args[index]
+        if not name:
+            raise UsageError(f"expected --PARAM VALUE, got '{arg}'")
+        if name in overrides:
+            raise UsageError(f"--{name} is given twice")
+        overrides[name.replace("-", "_")] = value
+        index += 1
+    return overrides
+
+
+def compile_arch(path: str, overrides: dict[str, str], pool_dialect: str = "ceil_mode") -> tuple[Net, str]:
+    """An .arch file with its parameters -> (IR net, deploy prototxt text); raises ArchError."""
+    if not Path(path).is_file():
+        raise ArchError(f"no such file: {path}")
+    net = dsl.compile_file(path, overrides)
+    return net, codegen.render(net, pool_dialect)
+
+
+def render_error(error: ArchError) -> str:
+    """The diagnostic with the offending source line, read from the file the span names."""
+    source = None
+    if error.span is not None:
+        try:
+            source = Path(error.span.path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            source = None
+    return error.render(source)
+
+
+def print_error(message: str) -> int:
+    print(message, file=sys.stderr)
+    return 2

@@ -1,0 +1,646 @@
+"""Parse tree -> IR: evaluate declarations, then run the net body to build layers with shapes.
+
+Nothing here executes user text as Python: expressions are interpreted node by node, with
+bounded integers, bounded lists and bounded call depth, so every input ends in a net or an
+`ArchError` at a position inside the file.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lark
+
+from dsl import parser
+from dsl.expressions import HANDLERS as _EXPRESSIONS
+from dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
+from dsl.values import BlockDef, Scope, Tensor, show, type_name
+from ir.diagnostics import ArchError, Span
+from ir.net import Layer, Net, ShapeTracker
+
+# Limits that keep every input bounded in time and memory; each error names the limit
+# (expressions have their own, in dsl.expressions).
+MAX_LAYERS = 50_000
+MAX_CALL_DEPTH = 64
+MAX_NAME = 512
+
+PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+@dataclass
+class ParamInfo:
+    """A file parameter, as `archc FILE --help` lists it."""
+
+    name: str
+    type: str
+    default: Any
+    allowed: Any
+    doc: str
+    span: Span
+    allowed_span: Span | None
+
+
+@dataclass
+class Module:
+    """One evaluated .arch file: its top-level scope, parameters and (for a model) its net body."""
+
+    path: str
+    scope: Scope
+    params: list[ParamInfo] = field(default_factory=list)
+    net_body: lark.Tree | None = None
+
+
+@dataclass
+class Frame:
+    """Where a body runs: the cursor (current blob) and the body's input blob."""
+
+    cursor: Tensor | None
+    input: Tensor | None
+    depth: int = 0
+
+
+class Loader:
+    """Reads files for `import`, confined to the directories of the files the user named."""
+
+    def __init__(self, roots: list[Path]):
+        self.roots = [root.resolve() for root in roots]
+        self.modules: dict[Path, Module] = {}
+        self.loading: set[Path] = set()
+        self.sources: dict[str, str] = {}
+
+    def read(self, path: str) -> str:
+        source = Path(path).read_text(encoding="utf-8")
+        self.sources[path] = source
+        return source
+
+    def resolve_import(self, target: str, importer: str, span: Span) -> Path:
+        if not target.endswith(".arch"):
+            raise ArchError(f"import '{target}': library files end in .arch", span)
+        candidate = (Path(importer).parent / target).resolve()
+        if not any(candidate == root or root in candidate.parents for root in self.roots):
+            raise ArchError(f"import '{target}' leaves the model library "
+                            f"({', '.join(map(str, self.roots))}): imports are relative paths "
+                            f"inside it", span)
+        if not candidate.is_file():
+            raise ArchError(f"import '{target}': no such file {candidate}", span)
+        return candidate
+
+
+def load_module(path: str, overrides: dict[str, str], loader: Loader | None = None) -> Module:
+    """Evaluate a top-level .arch file's declarations with the user's parameter overrides."""
+    loader = loader or Loader([Path(path).resolve().parent])
+    try:
+        source = loader.read(path)
+    except (OSError, UnicodeDecodeError) as error:
+        raise ArchError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    tree = parser.parse(source, path)
+    elaborator = Elaborator(loader)
+    module = elaborator.declare(tree, path, overrides, top_level=True)
+    unknown = sorted(set(overrides) - {p.name for p in module.params})
+    if unknown:
+        names = [p.name for p in module.params]
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f"did you mean --{close[0]}?" if close else \
+            f"its parameters: {', '.join('--' + n for n in names) or 'none'}"
+        raise ArchError(f"{path} has no parameter --{unknown[0]}: {hint}", Span(path, 1, 1))
+    return module
+
+
+def elaborate(module: Module, loader: Loader) -> Net:
+    """Run the module's net body and return the finished IR net."""
+    if module.net_body is None:
+        raise ArchError("this file defines no `net { ... }`: it can be imported as a library, "
+                        "not compiled", Span(module.path, 1, 1))
+    return Elaborator(loader).build_net(module)
+
+
+class Elaborator:
+    def __init__(self, loader: Loader):
+        self.loader = loader
+        self.tracker = ShapeTracker({})
+        self.inputs: dict[str, tuple[int, ...]] = {}
+        self.input_span: Span | None = None
+        self.auto_names: dict[str, int] = {}
+        self.interpolations: dict[tuple[str, int, int], list[Any]] = {}
+        # The file whose nodes are being evaluated: parse trees carry no path, and a block
+        # defined in an imported library runs with that library's path.
+        self.path = ""
+
+    # ----- declarations -------------------------------------------------------------------
+
+    def declare(self, tree: lark.Tree, path: str, overrides: dict[str, str], top_level: bool) -> Module:
+        self.path = path
+        module = Module(path, Scope())
+        for item in tree.children:
+            if not isinstance(item, lark.Tree):
+                continue
+            kind = item.data
+            if kind == "import_decl":
+                self._import(item, module)
+            elif kind == "param_decl":
+                if not top_level:
+                    raise self.error("an imported library cannot declare parameters: pass values "
+                                     "to its blocks as arguments", item)
+                self._param(item, module, overrides)
+            elif kind == "let_stmt":
+                self._let(item, module.scope, None)
+            elif kind == "block_def":
+                self._block(item, module)
+            elif kind == "net_def":
+                if not top_level:
+                    raise self.error("an imported library cannot define a net", item)
+                if module.net_body is not None:
+                    raise self.error("a file defines at most one net", item)
+                module.net_body = item.children[0]
+        return module
+
+    def _import(self, item: lark.Tree, module: Module) -> None:
+        token = item.children[0]
+        span = self.span(token)
+        target = self._string(token, module.scope, None)
+        resolved = self.loader.resolve_import(target, module.path, span)
+        if resolved in self.loader.loading:
+            raise ArchError(f"import '{target}' is circular", span)
+        library = self.loader.modules.get(resolved)
+        if library is None:
+            self.loader.loading.add(resolved)
+            try:
+                library_path = str(resolved)
+                tree = parser.parse(self.loader.read(library_path), library_path)
+                library = Elaborator(self.loader).declare(tree, library_path, {}, top_level=False)
+            finally:
+                self.loader.loading.discard(resolved)
+            self.loader.modules[resolved] = library
+        for name, value in library.scope.values.items():
+            existing = module.scope.values.get(name)
+            if existing is not None and existing is not value:
+                raise ArchError(f"import '{target}' defines '{name}', which this file already "
+                                f"defines", span)
+            module.scope.values[name] = value
+
+    def _param(self, item: lark.Tree, module: Module, overrides: dict[str, str]) -> None:
+        name_token, type_token, default_tree, allowed_tree, doc_token = item.children
+        name = str(name_token)
+        span = self.span(name_token)
+        if str(type_token) not in PARAM_TYPES:
+            raise self.error(f"unknown parameter type '{type_token}': use int, float, str or bool",
+                             type_token)
+        if name in module.scope.values:
+            raise self.error(f"'{name}' is already defined", name_token)
+        kind = str(type_token)
+        default = self.eval(default_tree, module.scope, None)
+        default = self._coerce_param(default, kind, f"the default of '{name}'", default_tree)
+        allowed = self.eval(allowed_tree, module.scope, None) if allowed_tree is not None else None
+        if allowed is not None and not isinstance(allowed, list):
+            raise self.error(f"the allowed values of '{name}' must be a list or a range, "
+                             f"got {type_name(allowed)}", allowed_tree)
+        value = default
+        if name in overrides:
+            value = self._parse_override(name, kind, overrides[name], span)
+        if allowed is not None and value not in allowed:
+            source = f"--{name} {overrides[name]}" if name in overrides else f"the default {show(value)}"
+            raise ArchError(f"{source} is not an allowed value of '{name}': choose one of "
+                            f"{_list_values(allowed)}", self.span(allowed_tree))
+        doc = self._string(doc_token, module.scope, None) if doc_token is not None else ""
+        module.params.append(ParamInfo(name, kind, default, allowed, doc, span,
+                                       self.span(allowed_tree) if allowed_tree is not None else None))
+        module.scope.values[name] = value
+
+    @staticmethod
+    def _parse_override(name: str, kind: str, text: str, span: Span) -> Any:
+        try:
+            if kind == "int":
+                return int(text)
+            if kind == "float":
+                value = float(text)
+                if math.isfinite(value):
+                    return value
+                raise ValueError(text)
+            if kind == "bool":
+                return {"true": True, "false": False}[text]
+            return text
+        except (ValueError, KeyError):
+            expected = "true or false" if kind == "bool" else f"a{'n' if kind == 'int' else ''} {kind}"
+            raise ArchError(f"--{name} expects {expected}, got '{text}'", span) from None
+
+    def _coerce_param(self, value: Any, kind: str, what: str, node: Any) -> Any:
+        if kind == "float" and type_name(value) == "int":
+            return float(value)
+        if type_name(value) != {"int": "int", "float": "float", "str": "string", "bool": "bool"}[kind]:
+            raise self.error(f"{what} must be {kind}, got {type_name(value)}", node)
+        return value
+
+    def _block(self, item: lark.Tree, module: Module) -> None:
+        name_token, *rest = item.children
+        body = rest[-1]
+        formals = tuple((str(f.children[0]), f.children[1]) for f in rest[:-1] if f is not None)
+        name = str(name_token)
+        if name in PRIMITIVES:
+            raise self.error(f"block name '{name}' is a built-in op: choose another name", name_token)
+        if name in module.scope.values:
+            raise self.error(f"'{name}' is already defined", name_token)
+        seen: set[str] = set()
+        for formal_name, _ in formals:
+            if formal_name in seen:
+                raise self.error(f"block '{name}' has two parameters named '{formal_name}'", item)
+            seen.add(formal_name)
+        module.scope.values[name] = BlockDef(name, formals, body, module.scope, self.span(name_token))
+
+    # ----- the net ------------------------------------------------------------------------
+
+    def build_net(self, module: Module) -> Net:
+        frame = Frame(cursor=None, input=None)
+        self.path = module.path
+        try:
+            self.run_body(module.net_body, Scope(module.scope), frame)
+        except RecursionError:
+            raise ArchError("the spec nests too deeply to evaluate", Span(module.path, 1, 1)) from None
+        if not self.inputs:
+            raise self.error("the net has no `input \"data\" [n, c, h, w]` statement", module.net_body)
+        net = Net(dict(self.inputs), [shaped.layer for shaped in self.tracker.layers],
+                  input_span=self.input_span)
+        return net
+
+    def run_body(self, body: lark.Tree, scope: Scope, frame: Frame) -> None:
+        for stmt in body.children:
+            if isinstance(stmt, lark.Tree):
+                self.run_stmt(stmt, scope, frame)
+
+    def run_stmt(self, stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
+        kind = stmt.data
+        if kind == "let_stmt":
+            self._let(stmt, scope, frame)
+        elif kind == "apply_stmt":
+            self._apply(stmt, scope, frame)
+        elif kind == "if_stmt":
+            # Lark gives no placeholder for an absent inlined `else` part.
+            condition, then_body, *rest = stmt.children
+            else_part = rest[0] if rest else None
+            if self._condition(condition, scope, frame):
+                self.run_body(then_body, Scope(scope), frame)
+            elif else_part is not None:
+                if else_part.data == "if_stmt":
+                    self.run_stmt(else_part, scope, frame)
+                else:
+                    self.run_body(else_part, Scope(scope), frame)
+        elif kind == "for_stmt":
+            self._for(stmt, scope, frame)
+        elif kind == "from_stmt":
+            value = self.eval(stmt.children[0], scope, frame)
+            if not isinstance(value, Tensor):
+                raise self.error(f"`from` takes a tensor (e.g. a name bound with `let x = current`), "
+                                 f"got {type_name(value)}", stmt.children[0])
+            frame.cursor = value
+        elif kind == "input_stmt":
+            self._input(stmt, scope, frame)
+        else:  # pragma: no cover - the grammar has no other statements
+            raise self.error(f"unsupported statement {kind}", stmt)
+
+    def _let(self, stmt: lark.Tree, scope: Scope, frame: Frame | None) -> None:
+        name_token, value_tree = stmt.children
+        name = str(name_token)
+        if name in scope.values:
+            raise self.error(f"'{name}' is already defined in this scope: `let` names are fixed "
+                             f"once bound; choose a new name", name_token)
+        scope.values[name] = self.eval(value_tree, scope, frame)
+
+    def _for(self, stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
+        first, second, iterable_tree, body = stmt.children
+        iterable = self.eval(iterable_tree, scope, frame)
+        if isinstance(iterable, dict):
+            pairs = list(iterable.items())
+        elif isinstance(iterable, list):
+            pairs = list(enumerate(iterable))
+        else:
+            raise self.error(f"`for` iterates over a list, a range or a table, got "
+                             f"{type_name(iterable)}", iterable_tree)
+        for key, value in pairs:
+            inner = Scope(scope)
+            if second is None:
+                inner.values[str(first)] = value if isinstance(iterable, list) else key
+            else:
+                inner.values[str(first)] = key
+                inner.values[str(second)] = value
+            self.run_body(body, inner, frame)
+
+    def _input(self, stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
+        name_token, shape_tree = stmt.children
+        name = self._string(name_token, scope, frame)
+        shape = self.eval(shape_tree, scope, frame)
+        if not (isinstance(shape, list) and shape and all(type_name(d) == "int" and d > 0 for d in shape)):
+            raise self.error("an input's shape is a list of positive integers, e.g. "
+                             "[1, 3, size, size]", shape_tree)
+        if name in self.tracker.blobs:
+            raise self.error(f"input blob '{name}' is already defined", name_token)
+        self._check_name(name, name_token)
+        self.inputs[name] = tuple(shape)
+        self.tracker.blobs[name] = tuple(shape)
+        self.input_span = self.input_span or self.span(stmt)
+        frame.cursor = Tensor(name, tuple(shape))
+        if frame.input is None:
+            frame.input = frame.cursor
+
+    def _condition(self, tree: Any, scope: Scope, frame: Frame | None) -> bool:
+        value = self.eval(tree, scope, frame)
+        if not isinstance(value, bool):
+            raise self.error(f"a condition must be true or false, got {type_name(value)} "
+                             f"{show(value)}: compare it, e.g. `x != 0`", tree)
+        return value
+
+    # ----- applying ops and blocks ----------------------------------------------------------
+
+    def _apply(self, stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
+        name_token, args_tree, as_tree, branches_tree = stmt.children
+        name = str(name_token)
+        positional, keywords = self._arguments(args_tree, scope, frame)
+        # Statement position names an op or a block: a plain value (say a `relu` flag) of the
+        # same name does not hide the op.
+        try:
+            target = scope.lookup(name)
+        except KeyError:
+            target = None
+        if not isinstance(target, BlockDef):
+            target = PRIMITIVES.get(name, target)
+        if isinstance(target, BlockDef):
+            if as_tree is not None or branches_tree is not None:
+                raise self.error(f"'{name}' is a block: it takes no `as` names or branches "
+                                 f"(pass names as arguments)", as_tree or branches_tree)
+            self._call_block(target, positional, keywords, stmt, frame)
+        elif isinstance(target, Primitive):
+            self._apply_primitive(target, positional, keywords, as_tree, branches_tree, stmt,
+                                  scope, frame)
+        elif target is None:
+            candidates = [*PRIMITIVES, *(n for n in scope.names() if isinstance(scope.lookup(n), BlockDef))]
+            close = difflib.get_close_matches(name, candidates, n=1)
+            hint = f": did you mean '{close[0]}'?" if close else f" (ops: {', '.join(PRIMITIVES)})"
+            raise self.error(f"unknown op or block '{name}'{hint}", name_token)
+        else:
+            raise self.error(f"'{name}' is a {type_name(target)}, not an op or block", name_token)
+
+    def _arguments(self, args_tree: lark.Tree | None, scope: Scope, frame: Frame):
+        positional: list[tuple[Any, Any]] = []
+        keywords: dict[str, tuple[Any, Any]] = {}
+        if args_tree is None:
+            return positional, keywords
+        for arg in args_tree.children:
+            if arg is None:
+                continue
+            if isinstance(arg, lark.Tree) and arg.data == "kwarg":
+                key_token, value_tree = arg.children
+                if str(key_token) in keywords:
+                    raise self.error(f"argument '{key_token}' is given twice", key_token)
+                keywords[str(key_token)] = (self.eval(value_tree, scope, frame), arg)
+            else:
+                if keywords:
+                    raise self.error("positional arguments come before keyword arguments", arg)
+                positional.append((self.eval(arg, scope, frame), arg))
+        return positional, keywords
+
+    def _call_block(self, block: BlockDef, positional, keywords, stmt: lark.Tree, frame: Frame) -> None:
+        if frame.depth >= MAX_CALL_DEPTH:
+            raise self.error(f"block '{block.name}' nests more than {MAX_CALL_DEPTH} calls deep "
+                             f"(does it call itself?)", stmt)
+        names = [formal for formal, _ in block.formals]
+        if len(positional) > len(names):
+            raise self.error(f"block '{block.name}' takes {len(names)} arguments, got "
+                             f"{len(positional)}", positional[len(names)][1])
+        bound = Scope(block.scope)
+        for (value, _), formal in zip(positional, names):
+            bound.values[formal] = value
+        for key, (value, node) in keywords.items():
+            if key not in names:
+                raise self.error(f"block '{block.name}' has no parameter '{key}' (parameters: "
+                                 f"{', '.join(names) or 'none'})", node)
+            if key in bound.values:
+                raise self.error(f"argument '{key}' is given twice", node)
+            bound.values[key] = value
+        missing = [formal for formal, default in block.formals
+                   if formal not in bound.values and default is None]
+        if missing:
+            raise self.error(f"block '{block.name}' needs argument '{missing[0]}'", stmt)
+        inner = Frame(cursor=frame.cursor, input=frame.cursor, depth=frame.depth + 1)
+        caller_path, self.path = self.path, block.span.path
+        try:
+            for formal, default in block.formals:
+                if formal not in bound.values:
+                    bound.values[formal] = self.eval(default, bound, inner)
+            self.run_body(block.body, Scope(bound), inner)
+        finally:
+            self.path = caller_path
+        frame.cursor = inner.cursor
+
+    def _apply_primitive(self, prim: Primitive, positional, keywords, as_tree, branches_tree,
+                         stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
+        args = self._bind_primitive_args(prim, positional, keywords, stmt)
+        if prim.merge and branches_tree is None:
+            raise self.error(f"'{prim.name}' merges branches: write `{prim.name} as \"name\" "
+                             f"{{ branch {{ ... }} branch {{ ... }} }}`", stmt)
+        if not prim.merge and branches_tree is not None:
+            raise self.error(f"'{prim.name}' takes no branches: only concat, sum, product and "
+                             f"maximum merge", branches_tree)
+        try:
+            layer_ops = prim.build(args)
+        except ArgumentError as error:
+            raise self.error(f"{prim.name}: {error}", stmt) from None
+        names = self._layer_names(prim, len(layer_ops), as_tree, scope, frame)
+        if prim.merge:
+            bottoms = [self._branch(branch, scope, frame).blob
+                       for branch in branches_tree.children]
+        else:
+            if frame.cursor is None:
+                raise self.error(f"'{prim.name}' has no input: start the net with "
+                                 f"`input \"data\" [1, 3, size, size]`", stmt)
+            bottoms = [frame.cursor.blob]
+        span = self.span(stmt)
+        top_override, inplace = args.get("top"), args.get("inplace")
+        for index, (op, layer_name) in enumerate(zip(layer_ops, names)):
+            if index == 0:
+                if inplace and not op.in_place_ok:
+                    raise self.error(f"'{prim.name}' cannot run in place", keywords["inplace"][1])
+                if inplace and top_override is not None:
+                    raise self.error("give either `top` or `inplace = true`, not both",
+                                     keywords["top"][1])
+                in_place = op.in_place_ok and not prim.merge and top_override is None and inplace is not False
+                top = bottoms[0] if in_place else (top_override or layer_name)
+            else:
+                top = bottoms[0] if op.in_place_ok else layer_name
+            self._check_name(top, stmt)
+            if len(self.tracker.layers) >= MAX_LAYERS:
+                raise self.error(f"the net exceeds {MAX_LAYERS} layers: is a repeat count too large?",
+                                 stmt)
+            shaped = self.tracker.add(Layer(layer_name, op, tuple(bottoms), (top,), span))
+            frame.cursor = Tensor(top, shaped.output)
+            bottoms = [top]
+
+    def _bind_primitive_args(self, prim: Primitive, positional, keywords, stmt) -> dict[str, Any]:
+        if len(positional) > len(prim.params):
+            raise self.error(f"'{prim.name}' takes at most {len(prim.params)} positional arguments, "
+                             f"got {len(positional)}", positional[len(prim.params)][1])
+        args: dict[str, Any] = {}
+        given: dict[str, Any] = {}
+        for (value, node), param in zip(positional, prim.params):
+            given[param.name] = (value, node, param)
+        all_params = {p.name: p for p in (*prim.params, *PLACEMENT_PARAMS)}
+        for key, (value, node) in keywords.items():
+            if key not in all_params:
+                names = ", ".join(all_params)
+                raise self.error(f"'{prim.name}' has no argument '{key}' (arguments: {names})", node)
+            if key in given:
+                raise self.error(f"argument '{key}' is given twice", node)
+            given[key] = (value, node, all_params[key])
+        for key, (value, node, param) in given.items():
+            try:
+                args[key] = check_argument(param, value)
+            except ArgumentError as error:
+                raise self.error(f"{prim.name}: {error}, got {type_name(value)} {show(value)}",
+                                 node) from None
+        for param in prim.params:
+            if param.name not in args:
+                if param.required:
+                    raise self.error(f"'{prim.name}' needs argument '{param.name}'"
+                                     f"{' (' + param.doc + ')' if param.doc else ''}", stmt)
+                args[param.name] = param.default
+        return args
+
+    def _layer_names(self, prim: Primitive, count: int, as_tree, scope: Scope, frame: Frame) -> list[str]:
+        if as_tree is None:
+            names = []
+            for _ in range(count):
+                self.auto_names[prim.name] = self.auto_names.get(prim.name, 0) + 1
+                names.append(f"{prim.name}{self.auto_names[prim.name]}")
+            return names
+        names = []
+        for tree in as_tree.children:
+            value = self.eval(tree, scope, frame)
+            if not isinstance(value, str):
+                raise self.error(f"a layer name must be a string, got {type_name(value)}", tree)
+            self._check_name(value, tree)
+            names.append(value)
+        if len(names) != count:
+            raise self.error(f"'{prim.name}' emits {count} layer{'s' if count > 1 else ''}: give "
+                             f"{count} name{'s' if count > 1 else ''} after `as`, got {len(names)}",
+                             as_tree)
+        return names
+
+    def _branch(self, branch: lark.Tree, scope: Scope, frame: Frame) -> Tensor:
+        if frame.cursor is None:
+            raise self.error("a branch has no input: start the net with `input`", branch)
+        inner = Frame(cursor=frame.cursor, input=frame.input, depth=frame.depth)
+        self.run_body(branch.children[0], Scope(scope), inner)
+        return inner.cursor
+
+    def _check_name(self, name: str, node: Any) -> None:
+        if not name or len(name) > MAX_NAME or any(c in name for c in '"\\') or not name.isprintable():
+            raise self.error(f"invalid layer or blob name {name[:40]!r}: names are 1 to {MAX_NAME} "
+                             f"printable characters without quotes or backslashes", node)
+
+    # ----- expressions ---------------------------------------------------------------------
+
+    def eval(self, tree: Any, scope: Scope, frame: Frame | None) -> Any:
+        if isinstance(tree, lark.Token):  # a bare terminal can only be a string in a declaration
+            return self._string(tree, scope, frame)
+        handler = _EXPRESSIONS.get(tree.data)
+        if handler is None:  # pragma: no cover - the grammar has no other expressions
+            raise self.error(f"unsupported expression {tree.data}", tree)
+        return handler(self, tree, scope, frame)
+
+    def _string(self, token: lark.Token, scope: Scope, frame: Frame | None) -> str:
+        key = (self.path, token.line, token.column)
+        parts = self.interpolations.get(key)
+        if parts is None:
+            parts = self._split_interpolation(token)
+            self.interpolations[key] = parts
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                value = self.eval(part, scope, frame)
+                if isinstance(value, (list, dict, BlockDef)) or value is None:
+                    raise self.error(f"cannot put a {type_name(value)} into a name: use a number or "
+                                     f"a string", part)
+                out.append(show(value))
+        text = "".join(out)
+        if len(text) > 4 * MAX_NAME:
+            raise self.error(f"string longer than {4 * MAX_NAME} characters", token)
+        return text
+
+    def _split_interpolation(self, token: lark.Token) -> list[Any]:
+        """`"res{n}_conv{i + 1}"` -> ["res", <expr n>, "_conv", <expr i + 1>]."""
+        raw = str(token)[1:-1]
+        parts: list[Any] = []
+        literal: list[str] = []
+        i = 0
+        base = self.span(token)
+        while i < len(raw):
+            char = raw[i]
+            if char == "\\" and i + 1 < len(raw):
+                literal.append({"n": "\n", "t": "\t"}.get(raw[i + 1], raw[i + 1]))
+                i += 2
+            elif raw.startswith("{{", i) or raw.startswith("}}", i):
+                literal.append(char)
+                i += 2
+            elif char == "{":
+                end = _matching_brace(raw, i)
+                if end is None:
+                    raise ArchError("unclosed '{' in string: write '{{' for a literal brace",
+                                    Span(base.path, base.line, base.column + 1 + i))
+                inner_span = Span(base.path, base.line, base.column + 2 + i)
+                if not raw[i + 1:end].strip():
+                    raise ArchError("empty '{}' in string: put an expression inside, or write "
+                                    "'{{}}' for literal braces", inner_span)
+                if literal:
+                    parts.append("".join(literal))
+                    literal = []
+                parts.append(parser.parse_expression(raw[i + 1:end], inner_span))
+                i = end + 1
+            elif char == "}":
+                raise ArchError("unmatched '}' in string: write '}}' for a literal brace",
+                                Span(base.path, base.line, base.column + 1 + i))
+            else:
+                literal.append(char)
+                i += 1
+        if literal:
+            parts.append("".join(literal))
+        return parts
+
+    # ----- diagnostics ---------------------------------------------------------------------
+
+    def span(self, node: Any) -> Span:
+        path = self.path
+        if isinstance(node, lark.Token):
+            end_column = node.end_column if node.end_line == node.line else None
+            return Span(path, node.line or 1, node.column or 1, node.line, end_column)
+        meta = node.meta
+        if meta.empty:
+            return Span(path, 1, 1)
+        end_column = meta.end_column if meta.end_line == meta.line else None
+        return Span(path, meta.line, meta.column, meta.line, end_column)
+
+    def error(self, message: str, node: Any) -> ArchError:
+        return ArchError(message, self.span(node))
+
+
+def _matching_brace(text: str, start: int) -> int | None:
+    depth = 0
+    in_string = False
+    for index in range(start, len(text)):
+        char = text[index]
+        if char == '"' and text[index - 1] != "\\":
+            in_string = not in_string
+        elif not in_string and char == "{":
+            depth += 1
+        elif not in_string and char == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    return None
+
+
+def _list_values(values: list) -> str:
+    if len(values) > 12:
+        return f"{show(values[0])} .. {show(values[-1])}"
+    return ", ".join(show(v) for v in values)

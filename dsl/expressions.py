@@ -1,0 +1,362 @@
+"""Evaluation of expression nodes: literals, names, arithmetic, indexing, builtins.
+
+Integers stay within +-2**53 and lists within a fixed length, so no expression can make the
+compiler run away; every failure is an `ArchError` at the sub-expression that caused it.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import operator
+from typing import TYPE_CHECKING, Any, Callable
+
+import lark
+
+from dsl.values import BlockDef, Scope, Tensor, show, type_name
+
+if TYPE_CHECKING:
+    from dsl.elaborate import Elaborator, Frame
+
+MAX_INT = 2 ** 53
+MAX_LIST = 100_000
+
+
+class EvalError(Exception):
+    """Raised by helpers without a node at hand; the caller attaches the position."""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def checked(value: Any) -> Any:
+    """Keep numbers and lists within the language's bounds."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise EvalError(f"integer {'-' if value < 0 else ''}2**{abs(value).bit_length() - 1}+ is "
+                        f"beyond the limit of 2**53")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EvalError("the result is not a finite number")
+    if isinstance(value, (list, str)) and len(value) > MAX_LIST:
+        raise EvalError(f"a list or string longer than {MAX_LIST} elements")
+    return value
+
+
+def _arith(symbol: str, left: Any, right: Any) -> Any:
+    if symbol == "+" and isinstance(left, str) and isinstance(right, str):
+        return left + right
+    if symbol == "+" and isinstance(left, list) and isinstance(right, list):
+        return left + right
+    if not (_number(left) and _number(right)):
+        raise EvalError(f"'{symbol}' needs numbers, got {type_name(left)} and {type_name(right)}")
+    if symbol in ("/", "//", "%") and right == 0:
+        raise EvalError(f"division by zero in '{symbol}'")
+    if symbol == "**":
+        if isinstance(right, int) and right < 0 and isinstance(left, int):
+            return float(left) ** right
+        if abs(left) > 1 and _number(right) and right * math.log2(abs(left)) > 53:
+            raise EvalError("the power is beyond the limit of 2**53")
+        if left < 0 and not float(right).is_integer():
+            raise EvalError("a negative number to a fractional power is not a real number")
+    return _ARITH[symbol](left, right)
+
+
+_ARITH: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+    "//": operator.floordiv, "%": operator.mod, "**": operator.pow,
+}
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, "<=": operator.le,
+    ">": operator.gt, ">=": operator.ge,
+}
+
+
+def equal(left: Any, right: Any) -> bool:
+    """Numbers compare by value; other values only equal values of the same type (true != 1)."""
+    if _number(left) and _number(right):
+        return left == right
+    return type_name(left) == type_name(right) and left == right
+
+
+def _compare(symbol: str, left: Any, right: Any) -> bool:
+    if symbol == "==":
+        return equal(left, right)
+    if symbol == "!=":
+        return not equal(left, right)
+    comparable = (_number(left) and _number(right)) or (isinstance(left, str) and isinstance(right, str))
+    if not comparable:
+        raise EvalError(f"'{symbol}' compares two numbers or two strings, got {type_name(left)} "
+                        f"and {type_name(right)}")
+    return _COMPARE[symbol](left, right)
+
+
+def _range(start: Any, stop: Any, inclusive: bool = False, step: Any = 1) -> list[int]:
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop, step)):
+        raise EvalError("a range needs integer bounds")
+    if step == 0:
+        raise EvalError("a range step cannot be 0")
+    stop = stop + (1 if step > 0 else -1) if inclusive else stop
+    if len(range(start, stop, step)) > MAX_LIST:
+        raise EvalError(f"a range of more than {MAX_LIST} elements")
+    return list(range(start, stop, step))
+
+
+def _builtin_len(value: Any) -> int:
+    if not isinstance(value, (list, dict, str)):
+        raise EvalError(f"len() takes a list, table or string, got {type_name(value)}")
+    return len(value)
+
+
+def _numbers(name: str, values: Any) -> list:
+    if len(values) == 1 and isinstance(values[0], list):
+        values = values[0]
+    if not values or not all(_number(v) for v in values):
+        raise EvalError(f"{name}() takes numbers or a non-empty list of numbers")
+    return list(values)
+
+
+def _builtin_letter(index: Any) -> str:
+    if not (isinstance(index, int) and not isinstance(index, bool) and 0 <= index < 26):
+        raise EvalError("letter() takes an integer from 0 (a) to 25 (z)")
+    return "abcdefghijklmnopqrstuvwxyz"[index]
+
+
+def _builtin_int(value: Any) -> int:
+    if _number(value):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise EvalError(f"int() cannot convert {type_name(value)} {show(value)}")
+
+
+def _builtin_float(value: Any) -> float:
+    if _number(value):
+        return float(value)
+    raise EvalError(f"float() takes a number, got {type_name(value)}")
+
+
+#: name -> (function, minimum args, maximum args)
+BUILTINS: dict[str, tuple[Callable[..., Any], int, int]] = {
+    "len": (_builtin_len, 1, 1),
+    "sum": (lambda *v: sum(_numbers("sum", v)) if v != ([],) else 0, 1, 1),
+    "min": (lambda *v: min(_numbers("min", v)), 1, 16),
+    "max": (lambda *v: max(_numbers("max", v)), 1, 16),
+    "abs": (lambda v: abs(_numbers("abs", [v])[0]), 1, 1),
+    "range": (lambda *v: _range(0, v[0]) if len(v) == 1 else _range(v[0], v[1], step=v[2] if len(v) > 2 else 1), 1, 3),
+    "str": (show, 1, 1),
+    "int": (_builtin_int, 1, 1),
+    "float": (_builtin_float, 1, 1),
+    "letter": (_builtin_letter, 1, 1),
+}
+
+
+# ----- node handlers: (elaborator, tree, scope, frame) -> value ----------------------------------
+
+def _literal_int(e: "Elaborator", tree, scope, frame) -> int:
+    return checked(int(tree.children[0]))
+
+
+def _literal_float(e, tree, scope, frame) -> float:
+    return checked(float(tree.children[0]))
+
+
+def _name(e: "Elaborator", tree, scope: Scope, frame) -> Any:
+    name = str(tree.children[0])
+    try:
+        return scope.lookup(name)
+    except KeyError:
+        pass
+    if name in BUILTINS:
+        raise e.error(f"'{name}' is a function: call it, e.g. {name}(x)", tree)
+    close = difflib.get_close_matches(name, sorted(scope.names()), n=1)
+    hint = f": did you mean '{close[0]}'?" if close else ""
+    raise e.error(f"unknown name '{name}'{hint}", tree)
+
+
+def _tensor_ref(which: str):
+    def handler(e: "Elaborator", tree, scope, frame: "Frame | None") -> Tensor:
+        value = getattr(frame, which, None) if frame is not None else None
+        if value is None:
+            word = "input" if which == "input" else "current"
+            raise e.error(f"'{word}' is only defined inside a block or net body, after an `input`",
+                          tree)
+        return value
+    return handler
+
+
+def _list(e: "Elaborator", tree, scope, frame) -> list:
+    return checked([e.eval(child, scope, frame) for child in tree.children if child is not None])
+
+
+def _dict(e: "Elaborator", tree, scope, frame) -> dict:
+    table: dict = {}
+    for entry in tree.children:
+        if entry is None:
+            continue
+        key = e.eval(entry.children[0], scope, frame)
+        if not isinstance(key, (int, float, str, bool)):
+            raise e.error(f"a table key must be a number, string or bool, got {type_name(key)}",
+                          entry.children[0])
+        if key in table:
+            raise e.error(f"table key {show(key)} appears twice", entry.children[0])
+        table[key] = e.eval(entry.children[1], scope, frame)
+    return table
+
+
+def _ternary(e: "Elaborator", tree, scope, frame) -> Any:
+    condition, then_tree, else_tree = tree.children
+    return e.eval(then_tree if e._condition(condition, scope, frame) else else_tree, scope, frame)
+
+
+def _logic(is_or: bool):
+    def handler(e: "Elaborator", tree, scope, frame) -> bool:
+        for child in tree.children:
+            if e._condition(child, scope, frame) == is_or:
+                return is_or
+        return not is_or
+    return handler
+
+
+def _not(e: "Elaborator", tree, scope, frame) -> bool:
+    return not e._condition(tree.children[0], scope, frame)
+
+
+def _binary_chain(apply: Callable[[str, Any, Any], Any]):
+    """`a + b - c` arrives as [a, '+', b, '-', c]: fold left to right."""
+    def handler(e: "Elaborator", tree, scope, frame) -> Any:
+        children = tree.children
+        value = e.eval(children[0], scope, frame)
+        for index in range(1, len(children), 2):
+            symbol = str(children[index])
+            right = e.eval(children[index + 1], scope, frame)
+            try:
+                value = checked(apply(symbol, value, right))
+            except EvalError as error:
+                raise e.error(str(error), tree) from None
+        return value
+    return handler
+
+
+def _range_node(e: "Elaborator", tree, scope, frame) -> list[int]:
+    start, symbol, stop = tree.children
+    try:
+        return _range(e.eval(start, scope, frame), e.eval(stop, scope, frame),
+                      inclusive=str(symbol) == "..=")
+    except EvalError as error:
+        raise e.error(str(error), tree) from None
+
+
+def _unary(e: "Elaborator", tree, scope, frame) -> Any:
+    sign, operand = tree.children
+    value = e.eval(operand, scope, frame)
+    if not _number(value):
+        raise e.error(f"unary '{sign}' needs a number, got {type_name(value)}", tree)
+    return -value if str(sign) == "-" else value
+
+
+def _index(e: "Elaborator", tree, scope, frame) -> Any:
+    container_tree, key_tree = tree.children
+    container = e.eval(container_tree, scope, frame)
+    key = e.eval(key_tree, scope, frame)
+    if isinstance(container, dict):
+        for candidate, value in container.items():
+            if equal(candidate, key):
+                return value
+        keys = ", ".join(show(k) for k in container)
+        raise e.error(f"{show(key)} is not in the table (its keys: {keys})", key_tree)
+    if isinstance(container, (list, str)):
+        if not (isinstance(key, int) and not isinstance(key, bool)):
+            raise e.error(f"a list index must be an integer, got {type_name(key)}", key_tree)
+        if not -len(container) <= key < len(container):
+            raise e.error(f"index {key} is out of range for a {type_name(container)} of length "
+                          f"{len(container)}", key_tree)
+        return container[key]
+    raise e.error(f"cannot index a {type_name(container)}", container_tree)
+
+
+def _slice(e: "Elaborator", tree, scope, frame) -> Any:
+    container_tree, start_tree, stop_tree = tree.children
+    container = e.eval(container_tree, scope, frame)
+    if not isinstance(container, (list, str)):
+        raise e.error(f"cannot slice a {type_name(container)}", container_tree)
+    bounds = []
+    for bound_tree in (start_tree, stop_tree):
+        bound = e.eval(bound_tree, scope, frame) if bound_tree is not None else None
+        if bound is not None and not (isinstance(bound, int) and not isinstance(bound, bool)):
+            raise e.error(f"a slice bound must be an integer, got {type_name(bound)}", bound_tree)
+        bounds.append(bound)
+    return container[bounds[0]:bounds[1]]
+
+
+def _attribute(e: "Elaborator", tree, scope, frame) -> Any:
+    target_tree, name_token = tree.children
+    target = e.eval(target_tree, scope, frame)
+    name = str(name_token)
+    if not isinstance(target, Tensor):
+        raise e.error(f"a {type_name(target)} has no attribute '{name}' (only tensors do: "
+                      f"{', '.join(Tensor.ATTRIBUTES)})", name_token)
+    try:
+        return target.attribute(name)
+    except (KeyError, ValueError):
+        raise e.error(f"a tensor of shape {show(list(target.shape))} has no attribute '{name}' "
+                      f"(attributes: {', '.join(Tensor.ATTRIBUTES)})", name_token) from None
+
+
+def _call(e: "Elaborator", tree, scope: Scope, frame) -> Any:
+    callee, args_tree = tree.children
+    name = str(callee.children[0]) if isinstance(callee, lark.Tree) and callee.data == "name_ref" else None
+    if name is None or name not in BUILTINS or name in scope.names():
+        if name is not None and isinstance(_lookup(scope, name), BlockDef):
+            raise e.error(f"'{name}' is a block: apply it as a statement, not inside an expression",
+                          callee)
+        raise e.error(f"only built-in functions can be called here ({', '.join(BUILTINS)})", callee)
+    function, least, most = BUILTINS[name]
+    args = []
+    for arg in args_tree.children:
+        if arg is None:
+            continue
+        if isinstance(arg, lark.Tree) and arg.data == "kwarg":
+            raise e.error(f"{name}() takes no keyword arguments", arg)
+        args.append(e.eval(arg, scope, frame))
+    if not least <= len(args) <= most:
+        count = str(least) if least == most else f"{least} to {most}"
+        raise e.error(f"{name}() takes {count} argument{'s' if most > 1 else ''}, got {len(args)}", tree)
+    try:
+        return checked(function(*args))
+    except EvalError as error:
+        raise e.error(str(error), tree) from None
+
+
+def _lookup(scope: Scope, name: str) -> Any:
+    try:
+        return scope.lookup(name)
+    except KeyError:
+        return None
+
+
+HANDLERS: dict[str, Callable[..., Any]] = {
+    "int_lit": _literal_int,
+    "float_lit": _literal_float,
+    "string_lit": lambda e, tree, scope, frame: e._string(tree.children[0], scope, frame),
+    "true_lit": lambda e, tree, scope, frame: True,
+    "false_lit": lambda e, tree, scope, frame: False,
+    "input_ref": _tensor_ref("input"),
+    "current_ref": _tensor_ref("cursor"),
+    "name_ref": _name,
+    "list_lit": _list,
+    "dict_lit": _dict,
+    "ternary": _ternary,
+    "or_expr": _logic(is_or=True),
+    "and_expr": _logic(is_or=False),
+    "not_op": _not,
+    "comparison": _binary_chain(_compare),
+    "range_expr": _range_node,
+    "sum": _binary_chain(_arith),
+    "term": _binary_chain(_arith),
+    "power": _binary_chain(_arith),
+    "unary": _unary,
+    "index": _index,
+    "slice": _slice,
+    "attribute": _attribute,
+    "call": _call,
+}

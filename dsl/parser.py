@@ -1,0 +1,121 @@
+"""Source text -> Lark parse tree, with syntax errors turned into `ArchError`s at the right place."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from ir.diagnostics import ArchError, Span
+
+GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+
+# How regex terminals read in a message; literal terminals are shown quoted as written.
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "COMP_OP": "a comparison",
+    "RANGE_OP": "'..'",
+    "ADD_OP": "'+' or '-'",
+    "SIGN": "'+' or '-'",
+    "MUL_OP": "an operator",
+    "POW_OP": "'**'",
+    "$END": "end of file",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> lark.Lark:
+    return lark.Lark(GRAMMAR_PATH.read_text(), parser="lalr", propagate_positions=True,
+                     maybe_placeholders=True, start=["start", "expr"])
+
+
+def parse(source: str, path: str) -> lark.Tree:
+    """Parse a whole .arch file."""
+    return _parse(source, path, "start", line_offset=0, column_offset=0)
+
+
+def parse_expression(text: str, span: Span) -> lark.Tree:
+    """Parse an expression embedded in a string (`"{prefix}{n}_conv1"`), positions relative to `span`."""
+    return _parse(text, span.path, "expr", line_offset=span.line - 1, column_offset=span.column - 1)
+
+
+def _parse(source: str, path: str, start: str, line_offset: int, column_offset: int) -> lark.Tree:
+    try:
+        tree = _parser().parse(source, start=start)
+    except UnexpectedInput as error:
+        raise _syntax_error(error, source, path, line_offset, column_offset) from None
+    if line_offset or column_offset:
+        _shift_positions(tree, line_offset, column_offset)
+    return tree
+
+
+def _syntax_error(error: UnexpectedInput, source: str, path: str,
+                  line_offset: int, column_offset: int) -> ArchError:
+    line, column = error.line, error.column
+    if isinstance(error, UnexpectedCharacters):
+        char = source[error.pos_in_stream] if error.pos_in_stream < len(source) else "?"
+        message = f"unexpected character {char!r}"
+        if char == "'":
+            message += ": strings use double quotes"
+    elif isinstance(error, (UnexpectedToken, UnexpectedEOF)):
+        token = getattr(error, "token", None)
+        if token is None or token.type == "$END":
+            message = "unexpected end of input"
+            lines = source.splitlines() or [""]
+            line, column = len(lines), len(lines[-1]) + 1
+        else:
+            message = f"unexpected {_describe_token(token)}"
+        expected = sorted({_describe_terminal(name) for name in error.expected})
+        if expected:
+            message += f"; expected {_join_alternatives(expected)}"
+    else:
+        message = "syntax error"
+    if line is None or line < 1:
+        line, column = 1, 1
+    column = column + (column_offset if line == 1 else 0)
+    return ArchError(message, Span(path, line + line_offset, column))
+
+
+def _describe_token(token: lark.Token) -> str:
+    if token.type in ("NAME", "INT", "FLOAT"):
+        return f"{_TERMINAL_WORDS[token.type].split(' ', 1)[1]} '{token}'"
+    if token.type == "STRING":
+        return f"string {token}"
+    return f"'{token}'"
+
+
+def _describe_terminal(name: str) -> str:
+    if name in _TERMINAL_WORDS:
+        return _TERMINAL_WORDS[name]
+    terminal = _parser().get_terminal(name)
+    return f"'{terminal.pattern.value}'"
+
+
+def _join_alternatives(words: list[str]) -> str:
+    if len(words) == 1:
+        return words[0]
+    if len(words) > 8:
+        return ", ".join(words[:8]) + ", ..."
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _shift_positions(tree: lark.Tree, line_offset: int, column_offset: int) -> None:
+    """Move an embedded expression's positions to where it stands in the file (one line only)."""
+    for node in tree.iter_subtrees():
+        meta = node.meta
+        if not meta.empty:
+            meta.column += column_offset
+            meta.end_column += column_offset
+            meta.line += line_offset
+            meta.end_line += line_offset
+        # Each token is the child of exactly one subtree, so each is shifted once.
+        for child in node.children:
+            if isinstance(child, lark.Token):
+                child.line += line_offset
+                child.column += column_offset
+                if child.end_column is not None:
+                    child.end_column += column_offset

@@ -1,0 +1,109 @@
+"""Runtime values of the .arch language besides Python's int/float/str/bool/list/dict."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lark
+
+from ir.diagnostics import Span
+from ir.ops import Shape
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A blob as the language sees it: its name and the shape it had when this value was taken."""
+
+    blob: str
+    shape: Shape
+
+    ATTRIBUTES = ("n", "c", "h", "w", "shape", "name")
+
+    def attribute(self, name: str) -> Any:
+        if name == "shape":
+            return list(self.shape)
+        if name == "name":
+            return self.blob
+        axis = "nchw".index(name)
+        if axis >= len(self.shape):
+            raise KeyError(name)
+        return self.shape[axis]
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    """A user-defined block: a parameterised sub-graph, closed over its file's top-level scope."""
+
+    name: str
+    formals: tuple[tuple[str, lark.Tree | None], ...]
+    body: lark.Tree
+    scope: "Scope"
+    span: Span
+
+
+class Scope:
+    """Lexical scope: names bound by `let`, `param`, `for` and block parameters."""
+
+    def __init__(self, parent: "Scope | None" = None):
+        self.parent = parent
+        self.values: dict[str, Any] = {}
+
+    def lookup(self, name: str) -> Any:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.values:
+                return scope.values[name]
+            scope = scope.parent
+        raise KeyError(name)
+
+    def names(self) -> set[str]:
+        found: set[str] = set()
+        scope: Scope | None = self
+        while scope is not None:
+            found.update(scope.values)
+            scope = scope.parent
+        return found
+
+
+def type_name(value: Any) -> str:
+    """How a value's type reads in a message."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, Tensor):
+        return "tensor"
+    if isinstance(value, BlockDef):
+        return "block"
+    if value is None:
+        return "nothing"
+    return type(value).__name__
+
+
+def show(value: Any) -> str:
+    """A value as the language would write it (for messages and string interpolation)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "[" + ", ".join(_show_item(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_show_item(k)}: {_show_item(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, Tensor):
+        return value.blob
+    if isinstance(value, BlockDef):
+        return f"block {value.name}"
+    return repr(value)
+
+
+def _show_item(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else show(value)
