@@ -1,0 +1,45 @@
+"""`archc diff A B`: semantic difference of two Caffe prototxts (see analysis.diff for the rules).
+
+Exit status: 0 when the networks are equal, 1 when they differ, 2 when a file cannot be read.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from analysis.diff import diff_nets, normalise
+from codegen.parse import read_prototxt
+from ir import ArchError
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="archc diff",
+        description="Compare two Caffe prototxts layer by layer (matched by name), after normalising "
+                    "Caffe's defaults and equivalent spellings. Fillers and lr_mult/decay_mult are ignored.")
+    parser.add_argument("a", metavar="A", help="first prototxt")
+    parser.add_argument("b", metavar="B", help="second prototxt")
+    args = parser.parse_args(argv)
+    nets = []
+    for path in (args.a, args.b):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as error:
+            print(f"archc: error: cannot read {path}: {getattr(error, 'strerror', None) or error}",
+                  file=sys.stderr)
+            return 2
+        try:
+            nets.append(normalise(read_prototxt(text, path)))
+        except ArchError as error:
+            print(error.render(text), file=sys.stderr)
+            return 2
+    differences = diff_nets(*nets)
+    if not differences:
+        print(f"no differences: {len(nets[0].layers)} layers and {len(nets[0].inputs)} input(s) "
+              f"compared")
+        return 0
+    for difference in differences:
+        print(difference)
+    print(f"{len(differences)} difference(s) between {args.a} (A) and {args.b} (B)")
+    return 1

@@ -1,0 +1,124 @@
+"""`archc diff`: crafted differences on the reference files, equivalent spellings, exit statuses."""
+from __future__ import annotations
+
+import pytest
+
+from archc.cmd_diff import main as diff_main
+
+RESNEXT = "resnext/deploy_resnext50-32x4d.prototxt"
+INCEPTION_V3 = "inception/deploy_inception-v3.prototxt"
+
+
+def edited(text: str, old: str, new: str, count: int = 1) -> str:
+    assert text.count(old) >= count, f"{old!r} not found"
+    return text.replace(old, new, count)
+
+
+@pytest.fixture
+def run_diff(tmp_path, capsys):
+    """Write two texts to files, diff them, return (exit status, stdout lines)."""
+    def run(text_a: str, text_b: str):
+        path_a, path_b = tmp_path / "a.prototxt", tmp_path / "b.prototxt"
+        path_a.write_text(text_a)
+        path_b.write_text(text_b)
+        status = diff_main([str(path_a), str(path_b)])
+        captured = capsys.readouterr()
+        run.stderr = captured.err
+        return status, captured.out.splitlines()
+    return run
+
+
+@pytest.fixture(scope="module")
+def resnext(reference_cls) -> str:
+    return (reference_cls / RESNEXT).read_text()
+
+
+def test_every_reference_file_equals_itself(reference_cls, capsys):
+    for path in sorted(reference_cls.glob("*/*.prototxt")):
+        assert diff_main([str(path), str(path)]) == 0, path
+        out = capsys.readouterr().out.splitlines()
+        assert len(out) == 1 and out[0].startswith("no differences"), out
+
+
+def test_changed_group_names_the_layer(resnext, run_diff):
+    status, out = run_diff(resnext, edited(resnext, "group: 32", "group: 16"))
+    assert status == 1
+    assert out[0] == "layer 'resx1_conv2': convolution_param.group: 32 in A, 16 in B"
+    assert len(out) == 2  # the difference and the count
+
+
+def test_renamed_layer_is_missing_on_one_side_and_extra_on_the_other(resnext, run_diff):
+    status, out = run_diff(resnext, edited(resnext, 'name: "resx3_conv1_bn"', 'name: "resx3_conv1_batchnorm"'))
+    assert status == 1
+    assert out[:-1] == ["layer 'resx3_conv1_bn': only in A (BatchNorm)",
+                        "layer 'resx3_conv1_batchnorm': only in B (BatchNorm)"]
+
+
+def test_swapped_eltwise_operands_are_equal(resnext, run_diff):
+    swapped = edited(resnext, 'bottom: "resx1_match_conv"\n  bottom: "resx1_conv3"',
+                     'bottom: "resx1_conv3"\n  bottom: "resx1_match_conv"')
+    assert run_diff(resnext, swapped)[0] == 0
+
+
+def test_swapped_eltwise_operands_keep_their_coefficients(run_diff):
+    net = ('input: "x" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+           'input: "y" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+           'layer { name: "s" type: "Eltwise" bottom: "%s" bottom: "%s" top: "s" '
+           'eltwise_param { coeff: %s coeff: %s } }')
+    assert run_diff(net % ("x", "y", 1, 0.17), net % ("y", "x", 0.17, 1))[0] == 0
+    status, out = run_diff(net % ("x", "y", 1, 0.17), net % ("y", "x", 1, 0.17))
+    assert status == 1 and out[0].startswith("layer 's': eltwise_param.coeff")
+
+
+def test_swapped_concat_operands_differ(reference_cls, run_diff):
+    text = (reference_cls / INCEPTION_V3).read_text()
+    swapped = edited(text, 'bottom: "inception_a1_1x1"\n  bottom: "inception_a1_5x5"',
+                     'bottom: "inception_a1_5x5"\n  bottom: "inception_a1_1x1"')
+    status, out = run_diff(text, swapped)
+    assert status == 1
+    assert out[0].startswith("layer 'inception_a1_output': bottoms ['inception_a1_1x1', 'inception_a1_5x5'")
+
+
+def test_equivalent_spellings_are_equal(resnext, run_diff):
+    respelled = edited(resnext, "ceil_mode: false", "round_mode: FLOOR")
+    respelled = edited(respelled, 'input: "data"\ninput_shape {\n  dim: 1\n  dim: 3\n  dim: 224\n  dim: 224\n}',
+                       'layer { name: "input" type: "Input" top: "data" '
+                       'input_param { shape { dim: 1 dim: 3 dim: 224 dim: 224 } } }')
+    respelled = edited(respelled, "kernel_size: 7\n    stride: 2\n    pad: 3",
+                       "kernel_h: 7 kernel_w: 7 stride_h: 2 stride_w: 2 pad: 3 pad: 3 group: 1 "
+                       "weight_filler { type: \"msra\" } engine: CAFFE")
+    respelled = edited(respelled, "use_global_stats: true", "", count=3)
+    respelled = edited(respelled, 'type: "Eltwise"', 'type: "Eltwise"  param { lr_mult: 0 }')
+    respelled = edited(respelled, "operation: SUM", "operation: SUM coeff: 1 coeff: 1")
+    status, out = run_diff(resnext, respelled)
+    assert (status, len(out)) == (0, 1), out
+
+
+def test_changed_input_size_is_reported(resnext, run_diff):
+    status, out = run_diff(resnext, edited(resnext, "dim: 224\n  dim: 224", "dim: 320\n  dim: 320"))
+    assert status == 1
+    assert out[0] == "input 'data': shape 1 x 3 x 224 x 224 in A, 1 x 3 x 320 x 320 in B"
+
+
+def test_fields_outside_the_ir_are_compared(resnext, run_diff):
+    changed = edited(resnext, "use_global_stats: true", "use_global_stats: true moving_average_fraction: 0.9")
+    status, out = run_diff(resnext, changed)
+    assert status == 1
+    assert out[0] == "layer 'conv1_bn': batch_norm_param.moving_average_fraction: 0.999 in A, 0.9 in B"
+
+
+def test_reordered_in_place_layers_differ(run_diff):
+    head = 'input: "x" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+    scale = 'layer { name: "sc" type: "Scale" bottom: "x" top: "x" }\n'
+    relu = 'layer { name: "r" type: "ReLU" bottom: "x" top: "x" }\n'
+    status, out = run_diff(head + scale + relu, head + relu + scale)
+    assert status == 1
+    assert out[0].startswith("layer 'sc': reads blob 'x' at another point of its in-place chain")
+
+
+def test_unreadable_inputs_exit_2(resnext, tmp_path, run_diff, capsys):
+    assert diff_main([str(tmp_path / "missing.prototxt"), str(tmp_path / "missing.prototxt")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    status, _ = run_diff(resnext, edited(resnext, "num_output: 64", "num_outputs: 64"))
+    assert status == 2
+    assert 'no field named "num_outputs"' in run_diff.stderr
