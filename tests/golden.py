@@ -1,0 +1,32 @@
+"""Golden comparisons: a generated model against a published deploy prototxt, semantically."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from analysis.diff import diff_nets, normalise
+from archc.model import compile_arch
+from codegen.parse import read_prototxt
+from ir.net import infer_shapes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def generate(arch: str, **params) -> tuple:
+    """Compile archs/<arch> with `--name value` params; returns (IR net, prototxt text)."""
+    return compile_arch(str(REPO / "archs" / arch), {k: str(v) for k, v in params.items()})
+
+
+def assert_matches(text: str, reference: Path) -> None:
+    """No semantic difference (names, types, wiring, parameters, inputs) from `reference`."""
+    ours = normalise(read_prototxt(text, "<generated>"))
+    theirs = normalise(read_prototxt(reference.read_text(), str(reference)))
+    differences = diff_nets(ours, theirs)
+    assert not differences, f"{len(differences)} differences from {reference.name}:\n" + "\n".join(
+        str(d) for d in differences[:20])
+
+
+def output_shape(arch: str, **params) -> tuple[int, ...]:
+    """The shape of the last layer's output, after full shape inference."""
+    net, _ = generate(arch, **params)
+    shaped = infer_shapes(net)
+    return shaped.layers[-1].output
