@@ -19,6 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
+from ir.diagnostics import ArchError
+
 ROOT_ENV = "ARCHC_CAFFE_ROOT"
 FIX_COMMAND = "make caffe"
 
@@ -27,8 +29,8 @@ FIX_COMMAND = "make caffe"
 POOL_DIALECTS = ("round_mode", "ceil_mode", "ceil_only")
 
 
-class CaffeError(Exception):
-    """A user-facing problem with Caffe or with a net given to it; str() is the whole message."""
+class CaffeError(ArchError):
+    """A user-facing problem with the Caffe installation or with what it is asked to run."""
 
 
 class CaffeNotFound(CaffeError):

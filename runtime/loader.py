@@ -1,0 +1,153 @@
+"""Load a prototxt (generated or hand-written) and its weights into real Caffe, safely.
+
+Caffe aborts the whole process (glog fatal, SIGABRT) on a prototxt it cannot parse, on a layer
+whose setup check fails, and on weights of the wrong shape; and it silently leaves layers without
+weights at their random fillers. So before Caffe sees anything:
+
+1. pooling rounding is rewritten in the installed schema's spelling (`pool_rounding`), or the net
+   is refused when its rounding cannot be expressed;
+2. the text is parsed against the installed Caffe's own schema (`caffe_pb2`): syntax errors and
+   unknown fields become messages with line and column;
+3. the net's structure is checked without Caffe: it is imported into the IR and its shapes are
+   inferred with Caffe's rules, which gives errors at the offending layer. A net the IR cannot
+   represent (a layer type archc does not know) is instead set up once in a child process, whose
+   abort is turned into an error message;
+4. the weights are read with protobuf and compared, layer by layer, with the parameter blobs the
+   constructed net has; loading stops on mismatches (Caffe would abort) and on layers without
+   weights unless `allow_missing`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from ir import ArchError, Span, infer_shapes
+from runtime import caffe_env, weights
+from runtime.pool_rounding import translate_rounding
+
+
+@dataclass
+class LoadedNet:
+    net: object                                  # caffe.Net, in TEST phase
+    weights_report: weights.WeightsReport | None  # None when loaded without weights
+    prototxt_text: str                           # what Caffe was given (rounding translated)
+
+
+def read_model(model: str | Path, overrides: dict[str, str] | None = None) -> str:
+    """The prototxt text of MODEL: a .prototxt file, or an .arch file compiled with `overrides`."""
+    path = Path(model)
+    if path.suffix == ".arch":
+        import codegen
+        import dsl
+        if not path.is_file():
+            raise ArchError(f"no such file: {model}")
+        return codegen.render(dsl.compile_file(str(path), overrides or {}))
+    if overrides:
+        names = ", ".join(f"--{name}" for name in overrides)
+        raise ArchError(f"{names}: parameters apply to .arch files, and {model} is a prototxt")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ArchError(f"cannot read {model}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def load_net(prototxt: str | Path, weights_path: str | Path | None = None, *,
+             allow_missing: bool = False, gpu: int | None = None,
+             force_backward: bool = False) -> LoadedNet:
+    """Load a prototxt file (and weights) into Caffe; every problem raises ArchError."""
+    try:
+        text = Path(prototxt).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ArchError(f"cannot read {prototxt}: {getattr(error, 'strerror', None) or error}") from None
+    return load_net_text(text, str(prototxt), weights_path, allow_missing=allow_missing, gpu=gpu,
+                         force_backward=force_backward)
+
+
+def load_net_text(text: str, source: str = "<prototxt>", weights_path: str | Path | None = None, *,
+                  allow_missing: bool = False, gpu: int | None = None,
+                  force_backward: bool = False) -> LoadedNet:
+    """As `load_net`, for prototxt text; `source` names it in messages.
+
+    `force_backward` makes Caffe compute gradients through a deploy net (for timing backward)."""
+    caffe = caffe_env.import_caffe()
+    info = caffe_env.caffe_info()
+    translated = translate_rounding(text, info.pool_dialect, source)
+    message = validate_against_schema(translated, source)
+    if force_backward and not message.force_backward:
+        translated += "\nforce_backward: true\n"
+    checked_by_ir = check_structure(text, source)
+    caffe_env.use_device(gpu)
+    with tempfile.TemporaryDirectory(prefix="archc-") as directory:
+        path = os.path.join(directory, "net.prototxt")
+        Path(path).write_text(translated, encoding="utf-8")
+        if not checked_by_ir:
+            probe_in_child(path, source)
+        net = caffe.Net(path, caffe.TEST)
+    report = None
+    if weights_path is not None:
+        report = weights.check(expected_from_caffe(net), weights_path, allow_missing=allow_missing)
+        net.copy_from(str(weights_path))
+    return LoadedNet(net, report, translated)
+
+
+def validate_against_schema(text: str, source: str):
+    """Parse with the installed Caffe's schema; an ArchError at the line and column otherwise."""
+    message = caffe_env.caffe_pb2().NetParameter()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as error:
+        line, column = error.GetLine(), error.GetColumn()
+        detail = re.sub(r"^\d+:\d+ : ", "", str(error))
+        raise ArchError(f"the installed Caffe cannot parse this prototxt: {detail}",
+                        Span(source, line, column) if line else None) from None
+    return message
+
+
+def check_structure(text: str, source: str) -> bool:
+    """Infer every shape in the IR. True when the net passed; False when the IR cannot represent
+    it (then Caffe must be asked); raises ArchError for a net Caffe would abort on."""
+    from codegen.parse import import_net
+    try:
+        net = import_net(text, source)
+    except ArchError:
+        return False
+    infer_shapes(net)
+    return True
+
+
+# A fixed program (no user text is executed): set the net up in TEST phase, nothing else.
+_PROBE = ("import sys\n"
+          "from runtime.caffe_env import import_caffe\n"
+          "caffe = import_caffe()\n"
+          "caffe.Net(sys.argv[1], caffe.TEST)\n")
+_GLOG_FATAL = re.compile(r"^F\d{4,8} [\d:.]+\s+\d+ [^\]]*\] (.*)$", re.MULTILINE)
+_LAYER_SETUP = re.compile(r"\] (?:Creating layer|Setting up) (\S+)$", re.MULTILINE)
+
+
+def probe_in_child(path: str, source: str) -> None:
+    """Set the net up in a child process, so that a Caffe abort becomes an ArchError here."""
+    # Full logging: the last layer Caffe announced is the one whose setup aborted.
+    result = subprocess.run([sys.executable, "-c", _PROBE, path], capture_output=True, text=True,
+                            env={**os.environ, "GLOG_minloglevel": "0"})
+    if result.returncode == 0:
+        return
+    fatal = _GLOG_FATAL.findall(result.stderr)
+    detail = fatal[0].strip() if fatal else (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+    layers = _LAYER_SETUP.findall(result.stderr)
+    where = f" at layer '{layers[-1]}'" if layers else ""
+    raise ArchError(f"Caffe cannot set up the net in {source}{where}: {detail}")
+
+
+def expected_from_caffe(net) -> weights.Expected:
+    """The parameter blob shapes each layer of a constructed caffe.Net needs."""
+    expected: weights.Expected = {name: [] for name in net._layer_names}
+    for name, blobs in net.params.items():
+        expected[name] = [tuple(blob.data.shape) for blob in blobs]
+    return expected

@@ -1,0 +1,233 @@
+"""Caffe weights without Caffe: read and write .caffemodel files, and check them against a net.
+
+A .caffemodel is a binary NetParameter whose layers carry their parameter blobs. archc decodes it
+with its own schema (`codegen.schema`), so the check below runs before Caffe is involved: Caffe
+itself matches weights to layers by name, silently leaves unmatched layers at their fillers, and
+aborts the whole process on a blob of the wrong shape.
+
+Both layer formats are read: the current `layer` (NetParameter field 100) and the legacy V1
+`layers` (field 2); and both blob shape encodings: `shape { dim }` and the legacy
+num/channels/height/width.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from codegen import schema
+from ir import ArchError, ShapedNet
+from ir.ops import Shape, format_shape
+
+_LEGACY_AXES = ("num", "channels", "height", "width")
+
+
+class WeightsError(ArchError):
+    """A .caffemodel that cannot be read, or weights that do not fit the net."""
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    shape: Shape
+    #: stored as num/channels/height/width, which Caffe compares after padding the net's blob
+    #: shape to 4-D with leading 1s
+    legacy: bool
+    count: int          # number of stored values
+
+    def fits(self, expected: Shape) -> bool:
+        """Caffe's Blob::ShapeEquals, plus the value count its FromProto checks."""
+        if self.count != math.prod(expected):
+            return False
+        if self.legacy:
+            return len(expected) <= 4 and (1,) * (4 - len(expected)) + tuple(expected) == self.shape
+        return tuple(expected) == self.shape
+
+    def __str__(self) -> str:
+        return format_shape(self.shape) if self.shape else "scalar"
+
+
+@dataclass(frozen=True)
+class StoredLayer:
+    name: str
+    type: str
+    blobs: tuple[StoredBlob, ...]
+
+
+def _blob(proto) -> StoredBlob:
+    count = len(proto.data) or len(proto.double_data)
+    if any(proto.HasField(axis) for axis in _LEGACY_AXES):
+        return StoredBlob(tuple(getattr(proto, axis) for axis in _LEGACY_AXES), True, count)
+    return StoredBlob(tuple(proto.shape.dim), False, count)
+
+
+def decode_caffemodel(data: bytes, path: str = "<caffemodel>") -> list[StoredLayer]:
+    """The layers of a serialised .caffemodel, in file order (V1 `layers` after `layer`)."""
+    message = schema.parse_caffemodel(data, path=path)
+    layers = [StoredLayer(layer.name, layer.type, tuple(_blob(b) for b in layer.blobs))
+              for layer in message.layer]
+    v1_types = message.DESCRIPTOR.fields_by_name["layers"].message_type.enum_types_by_name["LayerType"]
+    for layer in message.layers:
+        type_name = v1_types.values_by_number[layer.type].name if layer.type in v1_types.values_by_number \
+            else str(layer.type)
+        layers.append(StoredLayer(layer.name, f"{type_name} (V1)", tuple(_blob(b) for b in layer.blobs)))
+    if not layers and data:
+        raise WeightsError(f"{path}: not a Caffe model file (no layers found)")
+    return layers
+
+
+def read_caffemodel(path: str | Path) -> list[StoredLayer]:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise WeightsError(f"cannot read weights file {path}: {error.strerror or error}") from None
+    return decode_caffemodel(data, str(path))
+
+
+# --- checking weights against a net ------------------------------------------------------------
+
+#: what a net needs: every layer's name -> the shapes of its parameter blobs (empty for none)
+Expected = dict[str, list[Shape]]
+
+
+def expected_from_ir(shaped: ShapedNet) -> Expected:
+    return {entry.layer.name: [tuple(s) for s in entry.param_shapes] for entry in shaped.layers}
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    layer: str
+    expected: tuple[Shape, ...]
+    stored: tuple[StoredBlob, ...]
+
+    def __str__(self) -> str:
+        want = ", ".join(format_shape(s) for s in self.expected) or "no blobs"
+        have = ", ".join(str(b) for b in self.stored) or "no blobs"
+        return f"{self.layer}: the net needs {want}; the weights have {have}"
+
+
+@dataclass
+class WeightsReport:
+    missing: list[str] = field(default_factory=list)       # net layers with params, no weights
+    extra: list[str] = field(default_factory=list)         # weights for layers the net lacks
+    mismatched: list[Mismatch] = field(default_factory=list)
+    matched: int = 0                                       # layers whose weights fit
+
+    def acceptable(self, allow_missing: bool = False) -> bool:
+        """Mismatches always stop loading (Caffe would abort); missing layers unless allowed."""
+        return not self.mismatched and (allow_missing or not self.missing)
+
+    def describe(self, limit: int = 20) -> str:
+        lines = [f"{self.matched} layers have matching weights"]
+        for title, items in (("missing from the weights (would keep their random fillers)", self.missing),
+                             ("mismatched", [str(m) for m in self.mismatched]),
+                             ("in the weights but not in the net (ignored)", self.extra)):
+            if items:
+                lines.append(f"{len(items)} layers {title}:")
+                lines.extend(f"  {item}" for item in items[:limit])
+                if len(items) > limit:
+                    lines.append(f"  ... and {len(items) - limit} more")
+        return "\n".join(lines)
+
+
+def compare(expected: Expected, stored: list[StoredLayer]) -> WeightsReport:
+    """Match stored layers to the net's by name, the way Caffe's CopyTrainedLayersFrom does."""
+    report = WeightsReport()
+    by_name = {layer.name: layer for layer in stored}
+    for name, shapes in expected.items():
+        if name not in by_name:
+            if shapes:
+                report.missing.append(name)
+            continue
+        blobs = by_name[name].blobs
+        if len(blobs) == len(shapes) and all(b.fits(s) for b, s in zip(blobs, shapes)):
+            report.matched += bool(shapes)
+        else:
+            report.mismatched.append(Mismatch(name, tuple(shapes), blobs))
+    report.extra = [layer.name for layer in stored if layer.name not in expected and layer.blobs]
+    return report
+
+
+def check(expected: Expected, weights_path: str | Path, *, allow_missing: bool = False) -> WeightsReport:
+    """Compare, and raise WeightsError naming the layers when the weights must not be loaded."""
+    report = compare(expected, read_caffemodel(weights_path))
+    if not report.acceptable(allow_missing):
+        hint = "" if report.mismatched else " (pass --allow-missing to load anyway)"
+        raise WeightsError(f"{weights_path} does not fit the net{hint}:\n{report.describe()}")
+    return report
+
+
+# --- writing weights ------------------------------------------------------------------------
+
+#: one layer's stored parameters: (name, Caffe type, blobs)
+LayerWeights = tuple[str, str, list[np.ndarray]]
+
+
+def _packed_floats(values: np.ndarray) -> bytes:
+    """BlobProto field 5 (`repeated float data [packed]`) encoded directly: far faster than
+    appending millions of Python floats to a protobuf container."""
+    payload = np.ascontiguousarray(values, dtype="<f4").tobytes()
+    length = len(payload)
+    varint = bytearray()
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        varint.append(byte | (0x80 if length else 0))
+        if not length:
+            break
+    return bytes([5 << 3 | 2]) + bytes(varint) + payload
+
+
+def encode_caffemodel(layers: list[LayerWeights], net_name: str = "") -> bytes:
+    message = schema.net_parameter_class()(name=net_name)
+    for name, type_, blobs in layers:
+        layer = message.layer.add(name=name, type=type_)
+        for values in blobs:
+            blob = layer.blobs.add()
+            blob.shape.dim.extend(values.shape)
+            blob.MergeFromString(_packed_floats(values))
+    return message.SerializeToString()
+
+
+def write_caffemodel(path: str | Path, layers: list[LayerWeights], net_name: str = "") -> None:
+    Path(path).write_bytes(encode_caffemodel(layers, net_name))
+
+
+def initial_weights(shaped: ShapedNet, seed: int = 0) -> list[LayerWeights]:
+    """Filler-initialised weights for every layer with parameters: He-normal convolution and
+    inner-product weights, zero biases, identity batch norm (mean 0, variance 1) and scale."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for entry in shaped.layers:
+        shapes = entry.param_shapes
+        if not shapes:
+            continue
+        fill = _FILLERS.get(entry.layer.type)
+        if fill is None:
+            raise WeightsError(f"no initial values known for {entry.layer.type} layer "
+                               f"'{entry.layer.name}'")
+        layers.append((entry.layer.name, entry.layer.type, fill(shapes, rng)))
+    return layers
+
+
+def _weights_and_bias(shapes: list[Shape], rng: np.random.Generator) -> list[np.ndarray]:
+    weight_shape = shapes[0]
+    fan_in = math.prod(weight_shape[1:])
+    blobs = [rng.normal(0.0, math.sqrt(2.0 / fan_in), weight_shape).astype(np.float32)]
+    blobs.extend(np.zeros(shape, np.float32) for shape in shapes[1:])
+    return blobs
+
+
+def _batch_norm(shapes: list[Shape], rng: np.random.Generator) -> list[np.ndarray]:
+    # mean, variance, and the moving-average factor Caffe divides both by
+    mean, variance, factor = shapes
+    return [np.zeros(mean, np.float32), np.ones(variance, np.float32), np.ones(factor, np.float32)]
+
+
+def _scale(shapes: list[Shape], rng: np.random.Generator) -> list[np.ndarray]:
+    return [np.ones(shapes[0], np.float32)] + [np.zeros(s, np.float32) for s in shapes[1:]]
+
+
+_FILLERS = {"Convolution": _weights_and_bias, "InnerProduct": _weights_and_bias,
+            "BatchNorm": _batch_norm, "Scale": _scale}
