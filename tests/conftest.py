@@ -21,3 +21,15 @@ def reference_cls() -> Path:
     if not path.is_dir():
         pytest.skip(f"reference files not found at {path} (set ARCHC_REFERENCE_DIR)")
     return path
+
+
+@pytest.fixture(scope="session")
+def caffe():
+    """Real pycaffe. Skips, visibly, where it is absent; with ARCHC_REQUIRE_CAFFE=1 (CI) it fails."""
+    from runtime.caffe_env import CaffeNotFound, import_caffe
+    try:
+        return import_caffe()
+    except CaffeNotFound as error:
+        if os.environ.get("ARCHC_REQUIRE_CAFFE") == "1":
+            pytest.fail(f"ARCHC_REQUIRE_CAFFE=1 but Caffe is missing: {error}")
+        pytest.skip(f"Caffe not installed (run `make caffe`): {error}")
