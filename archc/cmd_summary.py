@@ -1,0 +1,55 @@
+"""`archc summary MODEL [--json] [--PARAM VALUE ...]`: per-layer and per-block complexity, per image.
+
+MODEL is a deploy .prototxt or an .arch file (with its `--PARAM VALUE` overrides).
+See analysis.summary for what each column counts and how layers group into blocks.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import dsl
+from analysis.summary import format_table, summarise, to_json
+from archc.model import UsageError, print_error, render_error, split_overrides
+from codegen.parse import import_file
+from ir import ArchError, infer_shapes
+
+USAGE = """usage: archc summary MODEL.prototxt [--json]
+       archc summary MODEL.arch [--PARAM VALUE ...] [--json]
+
+Per layer: output shape, parameters (every blob Caffe allocates), multiply-accumulates and
+activation memory (output elements; in-place layers add none), all per image; then totals per
+block (layers grouped by name prefix, in-place layers with their producer) and for the net.
+  --json    print the same figures as JSON
+"""
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="", file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    path, rest = argv[0], [arg for arg in argv[1:] if arg != "--json"]
+    as_json = len(rest) != len(argv) - 1
+    try:
+        net = _load(path, rest)
+        summary = summarise(infer_shapes(net))
+    except UsageError as error:
+        return print_error(f"archc: error: {error}")
+    except ArchError as error:
+        return print_error(render_error(error))
+    if as_json:
+        print(json.dumps(to_json(summary, path), indent=1))
+    else:
+        print(format_table(summary, path))
+    return 0
+
+
+def _load(path: str, param_args: list[str]):
+    if path.endswith(".arch"):
+        if not Path(path).is_file():
+            raise ArchError(f"no such file: {path}")
+        return dsl.compile_file(path, split_overrides(param_args))
+    if param_args:
+        raise UsageError(f"parameters ({' '.join(param_args)}) apply only to .arch files")
+    return import_file(path)

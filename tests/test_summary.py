@@ -1,0 +1,103 @@
+"""`archc summary`: totals against published facts, block grouping, activation memory, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.summary import block_of_name, summarise
+from archc.cmd_summary import main as summary_main
+from codegen.parse import import_net
+from ir import infer_shapes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def summary_of(path: Path):
+    return summarise(infer_shapes(import_net(path.read_text(), str(path))))
+
+
+def conv_and_fc_macs(summary) -> int:
+    return sum(row.macs for row in summary.rows if row.type in ("Convolution", "InnerProduct"))
+
+
+def test_resnet50_totals(reference_cls):
+    summary = summary_of(reference_cls / "resnet" / "deploy_resnet50.prototxt")
+    # Learnable weights of ResNet-50 are 25,557,032 (the count every framework reports); this
+    # Caffe file also gives conv1 a bias (64) and BatchNorm stores mean and variance per channel
+    # (2 x 26,560) plus one scale factor per layer (53): the blobs Caffe allocates.
+    assert summary.total.params == 25_557_032 + 64 + 2 * 26_560 + 53
+    # He et al. quote 3.8 GFLOPs (multiply-adds) for convolutions + fc; the often-quoted 4.1 G is
+    # "ResNet-50 v1.5", which moves the stride from the 1x1 to the 3x3 convolution.
+    assert conv_and_fc_macs(summary) == pytest.approx(3.858e9, rel=1e-3)
+    assert summary.total.macs == pytest.approx(3.887e9, rel=1e-3)
+    assert summary.total.layers == 228
+
+
+def test_resnext50_totals(reference_cls):
+    summary = summary_of(reference_cls / "resnext" / "deploy_resnext50-32x4d.prototxt")
+    # 25,028,904 learnable weights (Xie et al.: 25.0M) + BatchNorm statistics (2 x 34,112 + 53).
+    assert summary.total.params == 25_028_904 + 2 * 34_112 + 53
+    assert conv_and_fc_macs(summary) == pytest.approx(4.230e9, rel=1e-3)  # paper: 4.2 GFLOPs
+
+
+def test_in_place_layers_add_no_activation_memory(reference_cls):
+    summary = summary_of(reference_cls / "resnet" / "deploy_resnet50.prototxt")
+    rows = {row.name: row for row in summary.rows}
+    assert rows["data"].activations == 3 * 224 * 224
+    assert rows["conv1"].activations == 64 * 112 * 112
+    assert rows["bn_conv1"].activations == rows["conv1_relu"].activations == 0
+    assert summary.total.activations == sum(row.activations for row in summary.rows)
+    assert summary.total.activation_bytes == 4 * summary.total.activations
+
+
+def test_blocks_follow_the_paper(reference_cls):
+    resnet = summary_of(reference_cls / "resnet" / "deploy_resnet50.prototxt")
+    rows = {row.name: row for row in resnet.rows}
+    # In-place BatchNorm/Scale/ReLU join the layer that wrote their blob, whatever their name.
+    assert rows["bn2a_branch1"].block == rows["scale2a_branch1"].block == "res2a"
+    assert rows["bn_conv1"].block == "conv1"
+    assert [block.name for block in resnet.blocks][:5] == ["data", "conv1", "pool1", "res2a", "res2b"]
+    assert sum(block.params for block in resnet.blocks) == resnet.total.params
+    assert sum(block.macs for block in resnet.blocks) == resnet.total.macs
+
+
+@pytest.mark.parametrize("name, block", [
+    ("resx3_conv1_bn", "resx3"), ("res2a_branch2a", "res2a"), ("conv1_3x3_s2", "conv1"),
+    ("inception_a1_1x1", "inception_a1"), ("reduction_a_3x3_2_reduce", "reduction_a"),
+    ("inception_resnet_v2_a1_1x1", "inception_resnet_v2_a1"), ("inception_stem2_1x7", "inception_stem2"),
+    ("dense12_conv1", "dense12"), ("pool_ave", "pool_ave"), ("prob", "prob"), ("3x3_odd", "3x3_odd"),
+])
+def test_block_of_name(name, block):
+    assert block_of_name(name) == block
+
+
+def test_cli_json_matches_the_table_totals(reference_cls, capsys):
+    path = reference_cls / "resnext" / "deploy_resnext50-32x4d.prototxt"
+    assert summary_main([str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["params"] == summary_of(path).total.params
+    assert data["layers"][1]["output"] == [64, 112, 112]
+    assert summary_main([str(path)]) == 0
+    assert f"{data['total']['macs']:,} MACs" in capsys.readouterr().out
+
+
+def test_cli_arch_file_agrees_with_the_published_prototxt(reference_cls, capsys):
+    arch = REPO / "archs" / "resnext.arch"
+    if not arch.is_file():
+        pytest.skip("archs/resnext.arch is not in the tree yet")
+    assert summary_main([str(arch), "--depth", "50", "--card", "32", "--json"]) == 0
+    generated = json.loads(capsys.readouterr().out)["total"]
+    published = summary_of(reference_cls / "resnext" / "deploy_resnext50-32x4d.prototxt").total
+    assert (generated["params"], generated["macs"]) == (published.params, published.macs)
+
+
+def test_cli_user_errors_exit_2(tmp_path, capsys):
+    assert summary_main([str(tmp_path / "missing.prototxt")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    model = tmp_path / "m.prototxt"
+    model.write_text('input: "x" input_shape { dim: 1 dim: 1 dim: 2 dim: 2 }\n')
+    assert summary_main([str(model), "--depth", "3"]) == 2
+    assert "apply only to .arch files" in capsys.readouterr().err
+    assert summary_main([]) == 2
