@@ -1,0 +1,139 @@
+"""Reading, writing and checking .caffemodel files with protobuf only (no Caffe)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dsl
+from codegen import schema
+from conftest import REPO
+from ir import ArchError, Layer, Net, infer_shapes
+from ir.ops import BatchNorm, Convolution, InnerProduct, Pooling, ReLU, Scale
+from runtime import weights
+
+
+def small_net() -> Net:
+    layers = [
+        Layer("conv1", Convolution(num_output=8, kernel_h=3, kernel_w=3, pad_h=1, pad_w=1,
+                                   bias_term=False), ("data",), ("conv1",)),
+        Layer("conv1_bn", BatchNorm(), ("conv1",), ("conv1",)),
+        Layer("conv1_scale", Scale(bias_term=True), ("conv1",), ("conv1",)),
+        Layer("conv1_relu", ReLU(), ("conv1",), ("conv1",)),
+        Layer("pool", Pooling(global_pooling=True, method="AVE"), ("conv1",), ("pool",)),
+        Layer("fc", InnerProduct(num_output=5), ("pool",), ("fc",)),
+    ]
+    return Net({"data": (1, 3, 6, 6)}, layers, name="small")
+
+
+@pytest.fixture
+def small():
+    return infer_shapes(small_net())
+
+
+def test_initial_weights_round_trip(small, tmp_path):
+    path = tmp_path / "small.caffemodel"
+    written = weights.initial_weights(small, seed=3)
+    weights.write_caffemodel(path, written, "small")
+    stored = weights.read_caffemodel(path)
+    assert [(layer.name, layer.type) for layer in stored] == [
+        ("conv1", "Convolution"), ("conv1_bn", "BatchNorm"), ("conv1_scale", "Scale"),
+        ("fc", "InnerProduct")]
+    assert [b.shape for b in stored[0].blobs] == [(8, 3, 3, 3)]
+    assert [b.shape for b in stored[1].blobs] == [(8,), (8,), (1,)]
+    assert [b.shape for b in stored[3].blobs] == [(5, 8), (5,)]
+    report = weights.compare(weights.expected_from_ir(small), stored)
+    assert (report.matched, report.missing, report.extra, report.mismatched) == (4, [], [], [])
+    # The values survive too: decode with the schema and compare to what was written.
+    message = schema.parse_caffemodel(path.read_bytes())
+    conv = np.array(message.layer[0].blobs[0].data, dtype=np.float32).reshape(8, 3, 3, 3)
+    np.testing.assert_array_equal(conv, written[0][2][0])
+
+
+def test_initial_weights_are_seeded_and_sensible(small):
+    first = weights.initial_weights(small, seed=1)
+    again = weights.initial_weights(small, seed=1)
+    other = weights.initial_weights(small, seed=2)
+    np.testing.assert_array_equal(first[0][2][0], again[0][2][0])
+    assert not np.array_equal(first[0][2][0], other[0][2][0])
+    mean, variance, factor = first[1][2]
+    assert (mean == 0).all() and (variance == 1).all() and factor.tolist() == [1.0]
+    gamma, beta = first[2][2]
+    assert (gamma == 1).all() and (beta == 0).all()
+
+
+def test_renamed_layer_is_missing_and_extra(small, tmp_path):
+    written = weights.initial_weights(small)
+    renamed = [("fc_renamed" if name == "fc" else name, type_, blobs) for name, type_, blobs in written]
+    path = tmp_path / "renamed.caffemodel"
+    weights.write_caffemodel(path, renamed)
+    expected = weights.expected_from_ir(small)
+    with pytest.raises(weights.WeightsError) as refused:
+        weights.check(expected, path)
+    message = str(refused.value)
+    assert "1 layers missing from the weights" in message and "\n  fc\n" in message
+    assert "fc_renamed" in message and "--allow-missing" in message
+    report = weights.check(expected, path, allow_missing=True)
+    assert (report.missing, report.extra) == (["fc"], ["fc_renamed"])
+
+
+def test_wrong_shape_is_refused_even_when_missing_layers_are_allowed(small, tmp_path):
+    written = weights.initial_weights(small)
+    name, type_, blobs = written[3]
+    written[3] = (name, type_, [np.zeros((5, 9), np.float32), blobs[1]])
+    path = tmp_path / "wrong.caffemodel"
+    weights.write_caffemodel(path, written)
+    with pytest.raises(weights.WeightsError, match=r"fc: the net needs 5 x 8, 5; the weights have 5 x 9, 5"):
+        weights.check(weights.expected_from_ir(small), path, allow_missing=True)
+
+
+def test_legacy_blob_shapes_pad_with_leading_ones():
+    legacy_bias = weights.StoredBlob((1, 1, 1, 64), legacy=True, count=64)
+    assert legacy_bias.fits((64,)) and legacy_bias.fits((1, 64))
+    assert not legacy_bias.fits((64, 1))
+    assert not weights.StoredBlob((1, 1, 1, 64), legacy=False, count=64).fits((64,))
+    # A shape is not enough: Caffe also checks the number of stored values.
+    assert not weights.StoredBlob((64,), legacy=False, count=63).fits((64,))
+
+
+def test_v1_layers_and_legacy_blobs_are_read():
+    net_class = schema.net_parameter_class()
+    message = net_class(name="old")
+    v1 = message.layers.add(name="conv1", type=4)   # CONVOLUTION
+    blob = v1.blobs.add(num=16, channels=3, height=5, width=5)
+    blob.data.extend([0.5] * (16 * 3 * 5 * 5))
+    bias = v1.blobs.add(num=1, channels=1, height=1, width=16)
+    bias.data.extend([0.0] * 16)
+    message.layers.add(name="relu1", type=18)
+    stored = weights.decode_caffemodel(message.SerializeToString())
+    assert [(layer.name, layer.type) for layer in stored] == [
+        ("conv1", "CONVOLUTION (V1)"), ("relu1", "RELU (V1)")]
+    report = weights.compare({"conv1": [(16, 3, 5, 5), (16,)], "relu1": []}, stored)
+    assert (report.matched, report.mismatched, report.extra) == (1, [], [])
+
+
+def test_not_a_caffemodel_is_an_error(tmp_path):
+    path = tmp_path / "noise.caffemodel"
+    path.write_bytes(b"\xff\xfe this is not protobuf \x00\x01")
+    with pytest.raises(ArchError, match="not a Caffe model file"):
+        weights.read_caffemodel(path)
+    with pytest.raises(ArchError, match="cannot read weights file"):
+        weights.read_caffemodel(tmp_path / "absent.caffemodel")
+
+
+def test_generated_resnext50_weights_pass_and_a_renamed_layer_is_named(tmp_path):
+    """Acceptance: archc-written weights for a generated ResNeXt-50 pass; one renamed layer fails."""
+    shaped = infer_shapes(dsl.compile_file(str(REPO / "archs" / "resnext.arch"),
+                                           {"depth": "50", "card": "32"}))
+    expected = weights.expected_from_ir(shaped)
+    written = weights.initial_weights(shaped)
+    good = tmp_path / "resnext50.caffemodel"
+    weights.write_caffemodel(good, written)
+    report = weights.check(expected, good)
+    assert report.matched == sum(1 for shapes in expected.values() if shapes)
+    victim = written[len(written) // 2][0]
+    renamed = [(f"{name}_x" if name == victim else name, type_, blobs) for name, type_, blobs in written]
+    bad = tmp_path / "renamed.caffemodel"
+    weights.write_caffemodel(bad, renamed)
+    with pytest.raises(weights.WeightsError) as refused:
+        weights.check(expected, bad)
+    assert f"\n  {victim}\n" in str(refused.value)
