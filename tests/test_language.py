@@ -1,0 +1,215 @@
+"""The .arch language's semantics: expressions, scopes, blocks, merges, names, imports, errors."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import dsl
+from codegen import render
+from codegen.schema import parse_prototxt
+from ir.diagnostics import ArchError
+
+
+def compile_text(tmp_path: Path, text: str, name: str = "model.arch", **overrides):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return dsl.compile_file(str(path), {k: str(v) for k, v in overrides.items()})
+
+
+def layers(net) -> dict:
+    return {layer.name: layer for layer in net.layers}
+
+
+def error_of(tmp_path: Path, text: str, **overrides) -> ArchError:
+    with pytest.raises(ArchError) as caught:
+        compile_text(tmp_path, text, **overrides)
+    return caught.value
+
+
+def test_expressions_tables_ranges_and_interpolation(tmp_path):
+    net = compile_text(tmp_path, """
+        param depth: int = 101 in [50, 101]
+        let blocks = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}[depth]
+        let total = sum(blocks[:3]) + 7 // 2 * 2 ** 3 - 10 % 4
+        net {
+          input "data" [1, 3, 8, 8]
+          conv(total, 1) as "c{total}_{letter(2)}{len(blocks)}"
+          conv(depth > 60 and not false ? 5 : 6, [1, 3], pad = [0, 1]) as "r{{x}}"
+          for i in 0..=2 { relu as "relu{i}" }
+        }
+    """)
+    names = [layer.name for layer in net.layers]
+    total = 3 + 4 + 23 + 7 // 2 * 2 ** 3 - 10 % 4
+    assert names == [f"c{total}_c4", "r{x}", "relu0", "relu1", "relu2"]
+    conv = net.layers[1].op
+    assert (conv.num_output, conv.kernel_h, conv.kernel_w, conv.pad_h, conv.pad_w) == (5, 1, 3, 0, 1)
+
+
+def test_for_over_list_and_table_binds_index_and_value(tmp_path):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 3, 8, 8]
+          for i, width in [4, 8] { conv(width, 1) as "list{i}" }
+          for key, width in {"a": 2, "b": 6} { conv(width, 1) as "table_{key}" }
+        }
+    """)
+    assert [(l.name, l.op.num_output) for l in net.layers] == [
+        ("list0", 4), ("list1", 8), ("table_a", 2), ("table_b", 6)]
+
+
+def test_blocks_defaults_scoping_and_tensor_attributes(tmp_path):
+    net = compile_text(tmp_path, """
+        let prefix = "blk"
+        block widen(n, factor = 2) {
+          conv(input.c * factor, 3, pad = 1) as "{prefix}{n}"
+        }
+        net {
+          input "data" [1, 3, 8, 8]
+          widen(1)
+          widen(n = 2, factor = 3)
+          conv(current.h, 1) as "height"
+        }
+    """)
+    assert [(l.name, l.op.num_output) for l in net.layers] == [("blk1", 6), ("blk2", 18), ("height", 8)]
+
+
+def test_merges_branches_in_order_with_identity_and_coefficients(tmp_path):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 4, 8, 8]
+          concat as "cat" {
+            branch { conv(2, 1) as "a" }
+            branch { }
+            branch { maxpool(3, stride = 1, pad = 1) as "p" }
+          }
+          sum(coeff = [1, 0.17]) as "res" { branch { } branch { conv(10, 1) as "up" } }
+        }
+    """)
+    by_name = layers(net)
+    assert by_name["cat"].bottoms == ("a", "data", "p")
+    assert by_name["res"].bottoms == ("cat", "up")
+    assert by_name["res"].op.coeff == (1.0, 0.17)
+
+
+def test_from_and_current_pick_the_input_of_the_next_op(tmp_path):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 4, 8, 8]
+          conv(4, 1) as "raw"
+          let raw = current
+          bn(inplace = false) as "pre", "pre_scale"
+          relu as "pre_relu"
+          let pre = current
+          sum as "s" {
+            branch { from raw }
+            branch { from pre  conv(4, 1) as "c" }
+          }
+        }
+    """)
+    by_name = layers(net)
+    assert by_name["pre"].bottoms == ("raw",) and by_name["pre"].tops == ("pre",)
+    assert by_name["pre_scale"].tops == ("pre",) and by_name["pre_relu"].tops == ("pre",)
+    assert by_name["c"].bottoms == ("pre",)
+    assert by_name["s"].bottoms == ("raw", "c")
+
+
+def test_placement_top_and_inplace(tmp_path):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 4, 8, 8]
+          relu as "r1"
+          relu(inplace = false) as "r2"
+          conv(4, 1, top = "blob") as "c"
+          dropout(0.2) as "d"
+        }
+    """)
+    assert [(l.bottoms, l.tops) for l in net.layers] == [
+        (("data",), ("data",)), (("data",), ("r2",)), (("r2",), ("blob",)), (("blob",), ("blob",))]
+
+
+def test_import_is_relative_and_confined(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "blocks.arch").write_text('block cr(n) { conv(n, 1) as "c{n}"  relu as "r{n}" }\n')
+    net = compile_text(tmp_path, """
+        import "lib/blocks.arch"
+        net { input "data" [1, 3, 4, 4]  cr(5) }
+    """)
+    assert [l.name for l in net.layers] == ["c5", "r5"]
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    error = error_of(inner, 'import "../lib/blocks.arch"\nnet { input "data" [1, 3, 4, 4] }\n')
+    assert "leaves the model library" in error.message
+    assert (error.span.line, error.span.column) == (1, 8)
+
+
+def test_parameter_overrides_types_and_allowed_values(tmp_path):
+    text = """
+        param width: int = 4 in 1..=8 "channels"
+        param ratio: float = 0.5
+        param label: str = "x"
+        param bias: bool = true
+        net { input "data" [1, 3, 4, 4]  conv(width, 1, bias = bias) as "{label}"  dropout(ratio) as "d" }
+    """
+    net = compile_text(tmp_path, text, width=8, ratio="0.25", label="y", bias="false")
+    conv, drop = net.layers
+    assert (conv.name, conv.op.num_output, conv.op.bias_term, drop.op.ratio) == ("y", 8, False, 0.25)
+    error = error_of(tmp_path, text, width=9)
+    assert "--width 9 is not an allowed value" in error.message
+    assert (error.span.line, error.span.column) == (2, 25)
+    assert "expects an int" in error_of(tmp_path, text, width="four").message
+
+
+@pytest.mark.parametrize("source, line, column, fragment", [
+    ('net {\n  input "data" [1, 3, 8, 8]\n  conv(4, 3) as "a"\n  conv(4, 3) as "a"\n}\n',
+     4, 3, "duplicate layer name 'a'"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  conve(4, 3)\n}\n', 3, 3, "did you mean 'conv'"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  conv(4, stride = 2)\n}\n', 3, 3, "needs argument 'kernel'"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  conv(4, 3, stride = "2")\n}\n', 3, 14, "argument 'stride'"),
+    ('net {\n  input "data" [1, 3, 4, 4]\n  maxpool(3, stride = 2)\n  conv(4, 3)\n}\n',
+     4, 3, "convolution output would be 0 x 0"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  concat as "c" {\n    branch { }\n    branch { maxpool(2, stride = 2) }\n  }\n}\n',
+     3, 3, "concat inputs must agree"),
+    ('let x = [1, 2][5]\n', 1, 16, "index 5 is out of range"),
+    ('let x = 1 +\n', 1, 12, "unexpected end of input"),
+    ('let x = 2 ** 100\n', 1, 9, "limit of 2**53"),
+    ("let x = 'a'\n", 1, 9, "strings use double quotes"),
+    ('let n = 1\nlet s = "a{n +}"\n', 2, 15, "unexpected"),
+])
+def test_errors_point_at_the_construct(tmp_path, source, line, column, fragment):
+    error = error_of(tmp_path, source)
+    assert fragment in error.message
+    assert (error.span.line, error.span.column) == (line, column), error.render(source)
+
+
+def test_huge_repeat_is_refused_not_attempted(tmp_path):
+    error = error_of(tmp_path, 'net {\n  input "data" [1, 3, 4, 4]\n  for i in 0..1000000000 { relu }\n}\n')
+    assert "more than 100000 elements" in error.message
+    error = error_of(tmp_path, 'net {\n  input "data" [1, 3, 4, 4]\n  for i in 0..99999 { for j in 0..99999 { relu } }\n}\n')
+    assert "exceeds 50000 layers" in error.message
+
+
+def test_recursive_block_is_bounded(tmp_path):
+    error = error_of(tmp_path, 'block f(n) { relu  f(n + 1) }\nnet { input "data" [1, 3, 4, 4]  f(0) }\n')
+    assert "nests more than 64 calls" in error.message
+
+
+@pytest.mark.parametrize("dialect, spelled", [("ceil_mode", "ceil_mode: false"), ("round_mode", "round_mode: FLOOR")])
+def test_rendered_text_parses_against_the_caffe_schema(tmp_path, dialect, spelled):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 3, 17, 17]
+          conv(8, [1, 7], pad = [0, 3], group = 1, bias = false) as "c"
+          bn(eps = 0.001) as "c_bn", "c_scale"
+          maxpool(3, stride = 2, round = "floor") as "p"
+          avepool(global = true) as "g"
+          fc(10) as "fc"
+          softmax as "prob"
+        }
+    """)
+    text = render(net, dialect)
+    assert spelled in text
+    message = parse_prototxt(text, dialect)
+    assert [layer.name for layer in message.layer] == [layer.name for layer in net.layers]
+    assert render(net, dialect) == text  # deterministic
