@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from codegen.parse import Prototxt, included_in_test_phase, pair, short_float
+from codegen.parse import (Prototxt, declared_inputs, included_in_test_phase, input_layer_shapes,
+                           pair, short_float)
 from ir import OPS, ArchError
 from ir.ops import format_shape
 
@@ -55,9 +56,7 @@ class NormalNet:
 def normalise(proto: Prototxt) -> NormalNet:
     """The normal form of a parsed prototxt; duplicate layer names are an ArchError."""
     message = proto.message
-    if len(message.layers):
-        raise ArchError("legacy V1 'layers' format: upgrade it with Caffe's upgrade_net_proto_text first")
-    net = NormalNet(_declared_inputs(message))
+    net = NormalNet(declared_inputs(message, proto.input_span))
     writes = {name: 1 for name in net.inputs}
     for layer, span in zip(message.layer, proto.layer_spans):
         if not included_in_test_phase(layer):
@@ -65,9 +64,8 @@ def normalise(proto: Prototxt) -> NormalNet:
         if layer.name in net.layers:
             raise ArchError(f"duplicate layer name '{layer.name}'", span)
         if layer.type == "Input":
-            shapes = [tuple(shape.dim) for shape in layer.input_param.shape]
-            for index, top in enumerate(layer.top):
-                net.inputs[top] = shapes[index if len(shapes) > 1 else 0] if shapes else ()
+            for top, shape in input_layer_shapes(layer, span).items():
+                net.inputs[top] = shape
                 writes[top] = 1
             continue
         try:
@@ -77,16 +75,6 @@ def normalise(proto: Prototxt) -> NormalNet:
         for top in layer.top:
             writes[top] = writes.get(top, 0) + 1
     return net
-
-
-def _declared_inputs(message: Message) -> dict[str, tuple[int, ...]]:
-    names = list(message.input)
-    if message.input_shape:
-        shapes = [tuple(shape.dim) for shape in message.input_shape]
-    else:
-        dims = list(message.input_dim)
-        shapes = [tuple(dims[i:i + 4]) for i in range(0, len(dims), 4)]
-    return {name: shapes[index] if index < len(shapes) else () for index, name in enumerate(names)}
 
 
 def _normal_layer(layer: Message, dialect: str, writes: dict[str, int]) -> NormalLayer:
@@ -206,8 +194,8 @@ def diff_nets(a: NormalNet, b: NormalNet) -> list[Difference]:
         elif name not in a.inputs:
             found.append(Difference(subject, "only in B"))
         elif a.inputs[name] != b.inputs[name]:
-            found.append(Difference(subject, f"shape {_shape(a.inputs[name])} in A, "
-                                              f"{_shape(b.inputs[name])} in B"))
+            found.append(Difference(subject, f"shape {format_shape(a.inputs[name])} in A, "
+                                              f"{format_shape(b.inputs[name])} in B"))
     for name, layer in a.layers.items():
         other = b.layers.get(name)
         if other is None:
@@ -239,10 +227,6 @@ def _layer_differences(a: NormalLayer, b: NormalLayer) -> list[str]:
         if value_a != value_b:
             found.append(f"{key}: {_show(value_a)} in A, {_show(value_b)} in B")
     return found
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return format_shape(shape) if shape else "(no shape)"
 
 
 def _show(value: object) -> str:

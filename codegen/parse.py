@@ -42,8 +42,12 @@ def detect_dialect(text: str) -> str:
 
 
 def read_prototxt(text: str, path: str = "<prototxt>") -> Prototxt:
+    """Parse a (modern-format) prototxt of either dialect, noting where its layers are."""
     dialect = detect_dialect(text)
     message = schema.parse_prototxt(text, dialect, path)
+    if len(message.layers):
+        raise ArchError("this prototxt uses Caffe's legacy V1 'layers' format: upgrade it with "
+                        "Caffe's upgrade_net_proto_text tool first", Span(path, 1, 1))
     positions = top_level_fields(text, path)
     layer_spans = positions.get("layer", [])
     if len(layer_spans) != len(message.layer):
@@ -89,17 +93,14 @@ def import_net(text: str, path: str = "<prototxt>") -> Net:
 
 def net_from_prototxt(proto: Prototxt) -> Net:
     message = proto.message
-    if len(message.layers):
-        raise ArchError("this prototxt uses Caffe's legacy V1 'layers' format: upgrade it with "
-                        "Caffe's upgrade_net_proto_text tool first", Span(proto.path, 1, 1))
-    inputs = _declared_inputs(message, proto.input_span)
+    inputs = declared_inputs(message, proto.input_span)
     input_span = proto.input_span
     layers: list[Layer] = []
     for layer, span in zip(message.layer, proto.layer_spans):
         if not included_in_test_phase(layer):
             continue
         if layer.type == "Input":
-            inputs.update(_input_layer_shapes(layer, span))
+            inputs.update(input_layer_shapes(layer, span))
             input_span = input_span or span
             continue
         op = op_from_layer(layer, proto.dialect, span)
@@ -122,7 +123,7 @@ def included_in_test_phase(layer: Message) -> bool:
     return not any(matches(rule) for rule in layer.exclude)
 
 
-def _declared_inputs(message: Message, span: Span | None) -> dict[str, tuple[int, ...]]:
+def declared_inputs(message: Message, span: Span | None) -> dict[str, tuple[int, ...]]:
     names = list(message.input)
     if message.input_shape:
         shapes = [tuple(shape.dim) for shape in message.input_shape]
@@ -138,7 +139,7 @@ def _declared_inputs(message: Message, span: Span | None) -> dict[str, tuple[int
     return dict(zip(names, shapes))
 
 
-def _input_layer_shapes(layer: Message, span: Span) -> dict[str, tuple[int, ...]]:
+def input_layer_shapes(layer: Message, span: Span) -> dict[str, tuple[int, ...]]:
     shapes = [tuple(shape.dim) for shape in layer.input_param.shape]
     tops = list(layer.top)
     if len(shapes) == 1:
