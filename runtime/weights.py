@@ -119,16 +119,20 @@ class WeightsReport:
         return not self.mismatched and (allow_missing or not self.missing)
 
     def describe(self, limit: int = 20) -> str:
-        lines = [f"{self.matched} layers have matching weights"]
+        lines = [f"{_layers(self.matched)} with matching weights"]
         for title, items in (("missing from the weights (would keep their random fillers)", self.missing),
                              ("mismatched", [str(m) for m in self.mismatched]),
                              ("in the weights but not in the net (ignored)", self.extra)):
             if items:
-                lines.append(f"{len(items)} layers {title}:")
+                lines.append(f"{_layers(len(items))} {title}:")
                 lines.extend(f"  {item}" for item in items[:limit])
                 if len(items) > limit:
                     lines.append(f"  ... and {len(items) - limit} more")
         return "\n".join(lines)
+
+
+def _layers(count: int) -> str:
+    return f"{count} layer" if count == 1 else f"{count} layers"
 
 
 def compare(expected: Expected, stored: list[StoredLayer]) -> WeightsReport:

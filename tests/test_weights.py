@@ -70,7 +70,7 @@ def test_renamed_layer_is_missing_and_extra(small, tmp_path):
     with pytest.raises(weights.WeightsError) as refused:
         weights.check(expected, path)
     message = str(refused.value)
-    assert "1 layers missing from the weights" in message and "\n  fc\n" in message
+    assert "1 layer missing from the weights" in message and "\n  fc\n" in message
     assert "fc_renamed" in message and "--allow-missing" in message
     report = weights.check(expected, path, allow_missing=True)
     assert (report.missing, report.extra) == (["fc"], ["fc_renamed"])
