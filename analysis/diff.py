@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from codegen.parse import (Prototxt, declared_inputs, included_in_test_phase, input_layer_shapes,
-                           pair, short_float)
+                           pair, read_prototxt, short_float)
 from ir import OPS, ArchError
 from ir.ops import format_shape
 
@@ -51,6 +51,11 @@ class NormalLayer:
 class NormalNet:
     inputs: dict[str, tuple[int, ...]]
     layers: dict[str, NormalLayer] = field(default_factory=dict)
+
+
+def diff_texts(text_a: str, text_b: str, path_a: str = "A", path_b: str = "B") -> list[Difference]:
+    """The differences between two prototxt texts (raises ArchError if either is unreadable)."""
+    return diff_nets(normalise(read_prototxt(text_a, path_a)), normalise(read_prototxt(text_b, path_b)))
 
 
 def normalise(proto: Prototxt) -> NormalNet:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from analysis.diff import diff_texts
 from archc.cmd_diff import main as diff_main
 
 RESNEXT = "resnext/deploy_resnext50-32x4d.prototxt"
@@ -122,3 +123,9 @@ def test_unreadable_inputs_exit_2(resnext, tmp_path, run_diff, capsys):
     status, _ = run_diff(resnext, edited(resnext, "num_output: 64", "num_outputs: 64"))
     assert status == 2
     assert 'no field named "num_outputs"' in run_diff.stderr
+
+
+def test_diff_texts_api_for_golden_tests(resnext):
+    assert diff_texts(resnext, resnext) == []
+    differences = diff_texts(resnext, edited(resnext, "group: 32", "group: 16"))
+    assert [str(d) for d in differences] == ["layer 'resx1_conv2': convolution_param.group: 32 in A, 16 in B"]
