@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 
 import jinja2
@@ -21,11 +22,22 @@ def _scalar(value) -> str:
     return repr(value)
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between runs: compiling the template costs more than rendering."""
+    directory = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "archc" / "jinja"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(directory)) if os.access(directory, os.W_OK) else None
+
+
 @functools.lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+        bytecode_cache=_bytecode_cache())
     environment.filters["scalar"] = _scalar
     # JSON string escaping is valid prototxt string escaping for the names we allow.
     environment.filters["quoted"] = json.dumps

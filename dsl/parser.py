@@ -20,7 +20,6 @@ _TERMINAL_WORDS = {
     "COMP_OP": "a comparison",
     "RANGE_OP": "'..'",
     "ADD_OP": "'+' or '-'",
-    "SIGN": "'+' or '-'",
     "MUL_OP": "an operator",
     "POW_OP": "'**'",
     "$END": "end of file",
@@ -29,8 +28,11 @@ _TERMINAL_WORDS = {
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
+    # cache=True keeps the LALR tables in a temp file keyed by the grammar's hash: building them
+    # costs more than compiling a whole ResNet, every time the command starts.
     return lark.Lark(GRAMMAR_PATH.read_text(), parser="lalr", propagate_positions=True,
-                     maybe_placeholders=True, start=["start", "expr"])
+                     maybe_placeholders=True, start=["start", "expr"], lexer="basic",
+                     cache=True)
 
 
 def parse(source: str, path: str) -> lark.Tree:
