@@ -22,6 +22,7 @@ from ir.ops import Op
 # Matches comments and strings (skipped), braces, and identifiers; a field name at the top level
 # is an identifier followed by ':' or '{'.
 _TOKEN = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[{}]|[A-Za-z_]\w*""")
+_TEST_PHASE = 1  # caffe.Phase.TEST
 _ROUND_MODE_FIELD = re.compile(r"^[^#\n]*\bround_mode\s*:", re.MULTILINE)
 
 
@@ -32,7 +33,7 @@ class Prototxt:
     message: Message
     dialect: str
     path: str
-    layer_spans: list[Span]
+    layer_spans: list[Span | None]
     input_span: Span | None
 
 
@@ -52,7 +53,7 @@ def read_prototxt(text: str, path: str = "<prototxt>") -> Prototxt:
     layer_spans = positions.get("layer", [])
     if len(layer_spans) != len(message.layer):
         # The scanner and protobuf disagree only on exotic syntax; positions are then unknown.
-        layer_spans = [Span(path, 1, 1)] * len(message.layer)
+        layer_spans = [None] * len(message.layer)
     input_spans = positions.get("input", [])
     return Prototxt(message, dialect, path, layer_spans, input_spans[0] if input_spans else None)
 
@@ -114,7 +115,7 @@ def net_from_prototxt(proto: Prototxt) -> Net:
 def included_in_test_phase(layer: Message) -> bool:
     """Caffe's NetStateRule filtering for a deploy net: phase TEST, level 0, no stages."""
     def matches(rule: Message) -> bool:
-        return ((not rule.HasField("phase") or rule.phase == 1)
+        return ((not rule.HasField("phase") or rule.phase == _TEST_PHASE)
                 and (not rule.HasField("min_level") or rule.min_level <= 0)
                 and (not rule.HasField("max_level") or rule.max_level >= 0)
                 and not rule.stage)
@@ -139,7 +140,7 @@ def declared_inputs(message: Message, span: Span | None) -> dict[str, tuple[int,
     return dict(zip(names, shapes))
 
 
-def input_layer_shapes(layer: Message, span: Span) -> dict[str, tuple[int, ...]]:
+def input_layer_shapes(layer: Message, span: Span | None) -> dict[str, tuple[int, ...]]:
     shapes = [tuple(shape.dim) for shape in layer.input_param.shape]
     tops = list(layer.top)
     if len(shapes) == 1:
