@@ -1,0 +1,232 @@
+"""`archc eval MODEL [--PARAM VALUE ...] --weights W --val LIST [options]`: the seed's ImageNet
+evaluation protocol (see runtime/eval), batched, parallel, resumable, on Caffe or OpenCV."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from archc.model import UsageError, compile_arch, print_error, render_error, split_overrides
+from codegen.parse import import_net
+from ir import ArchError
+from runtime.backends import BACKENDS, open_backend
+from runtime.caffe_env import CaffeError
+from runtime.eval import model as netinfo
+from runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
+from runtime.eval.errors import EvalError
+from runtime.eval.metrics import accuracy_key, results_document
+from runtime.eval.presets import PRESETS, preset_for_model
+from runtime.eval.progress import Progress
+from runtime.eval.results import Lock, open_journal, write_final
+from runtime.eval.run import Job, run
+from runtime.eval.sweep import plot_accuracy, plot_path, results_path_for_size
+from runtime.eval.synsets import parse_remap, remap_table
+from runtime.eval.vallist import label_entries, read_val_list
+
+SHOWN_SKIPS = 10
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+    return values
+
+
+def _bgr(text: str) -> tuple[float, float, float]:
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected B,G,R numbers, got '{text}'") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected 3 values B,G,R (or one for all), got '{text}'")
+    return tuple(values)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    return _positive(text) if text != "0" else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="archc eval", allow_abbrev=False,
+        usage="archc eval MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] --weights W --val LIST "
+              "[options]",
+        description="Top-k accuracy of a model on a labelled image list, with the seed's "
+                    "preprocessing and 1/12/144-crop protocols. Parameters of an .arch MODEL "
+                    "follow it as --PARAM VALUE.")
+    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument("--weights", required=True, help=".caffemodel with the trained weights")
+    parser.add_argument("--val", required=True, help="val list: 'relative/path label' per line")
+    parser.add_argument("--root", default=".", help="directory the val list's paths are under")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="preprocessing of a model family (default: from the model's file name)")
+    parser.add_argument("--mean", type=_bgr, help="per-channel mean, B,G,R")
+    parser.add_argument("--std", type=_bgr, help="per-channel std, B,G,R")
+    parser.add_argument("--base-size", type=_positive, help="shorter side is resized to this first")
+    parser.add_argument("--crop-size", type=_positive, help="side of the square crops")
+    parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1)
+    parser.add_argument("--batch", type=_positive, default=8, help="crops per forward pass")
+    parser.add_argument("--topk", type=_int_list, default=[1, 5], help="e.g. 1,5")
+    parser.add_argument("--blob", default="prob", help="output blob holding the class scores")
+    parser.add_argument("--results", help="results JSON (default: MODEL-stem.eval.json); an "
+                                          "interrupted run resumes from it")
+    parser.add_argument("--backend", choices=BACKENDS, default="caffe")
+    parser.add_argument("--gpu", type=int, metavar="N", help="run Caffe on GPU N")
+    parser.add_argument("--workers", type=_non_negative,
+                        default=max(1, min(4, (os.cpu_count() or 2) - 1)),
+                        help="image-loading processes (0: load in this process)")
+    parser.add_argument("--synset", help="class-order remap by WNID: VAL:MODEL (2012, 2015 or a "
+                                         "synset file), MODEL (val in 2012 order), or none")
+    parser.add_argument("--sizes", type=_int_list,
+                        help="evaluate at each crop size and plot accuracy against it")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="load even if some layers have no weights")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    try:
+        return evaluate(argv)
+    except (UsageError, EvalError, CaffeError) as error:
+        return print_error(f"archc: error: {error}")
+    except ArchError as error:
+        message = render_error(error)
+        return print_error(message if error.span else f"archc: {message}")
+    except KeyboardInterrupt:
+        print("\narchc: interrupted; finished images are kept: rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def evaluate(argv: list[str]) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    model_text, net = load_model(args.model, extra)
+    preset_name = args.preset or preset_for_model(Path(args.model).name)
+    if preset_name is None and (args.mean is None or args.std is None):
+        raise UsageError(f"no preset for {Path(args.model).name}: pass --preset "
+                         f"({', '.join(sorted(PRESETS))}) or both --mean and --std")
+    preset = PRESETS.get(preset_name or "resnext")
+    sizes = args.sizes or [args.crop_size or preset.crop_size]
+    if args.base_size is not None and args.base_size < max(sizes):
+        raise UsageError(f"--base-size {args.base_size} is smaller than the crop size {max(sizes)}")
+    if args.gpu is not None and args.gpu < 0:
+        raise UsageError(f"--gpu {args.gpu}: a device number is 0 or more")
+
+    num_classes = None
+    for size in sizes:  # every size is checked before any work starts
+        num_classes = netinfo.classes(netinfo.at_input_size(net, size), args.blob)
+    if max(args.topk) > num_classes:
+        raise UsageError(f"--topk {max(args.topk)} exceeds the model's {num_classes} classes")
+    remap_spec = args.synset if args.synset is not None else preset.synset
+    remap = parse_remap(remap_spec) if remap_spec else None
+    table = remap_table(*remap) if remap else None
+    entries = label_entries(read_val_list(args.val), num_classes, table, args.val)
+
+    results = Path(args.results or f"{Path(args.model).stem}.eval.json")
+    base_settings = {
+        "model": netinfo.absolute(args.model), "model_sha256": netinfo.sha256_of_text(model_text),
+        "weights": netinfo.absolute(args.weights), "weights_sha256": netinfo.sha256_of_file(args.weights),
+        "val": netinfo.absolute(args.val), "val_sha256": netinfo.sha256_of_file(args.val),
+        "root": netinfo.absolute(args.root), "preset": preset_name,
+        "mean": list(args.mean or preset.mean), "std": list(args.std or preset.std),
+        "crops": args.crops, "batch": args.batch, "topk": list(args.topk), "blob": args.blob,
+        "backend": args.backend, "device": "cpu" if args.gpu is None else f"gpu {args.gpu}",
+        "synset": ":".join(remap) if remap else None,
+    }
+    backend = None
+    accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in args.topk}
+    for size in sizes:
+        base = args.base_size or preset.base_for(size)
+        settings = {**base_settings, "crop_size": size, "base_size": base,
+                    "scales": scales_for(size) if args.crops == 144 else None}
+        target = results_path_for_size(results, size) if args.sizes else results
+        preprocess = Preprocess(tuple(settings["mean"]), tuple(settings["std"]), base, size, args.crops)
+        job = Job(entries, args.root, preprocess, args.batch, max(args.topk), args.workers)
+        lock = Lock(target.with_name(target.name + ".lock"), target)
+        try:
+            state = open_journal(target, settings)
+            if isinstance(state, dict):
+                document = state
+                print(f"{target} is already complete for these settings", file=sys.stderr)
+            else:
+                if backend is None:
+                    backend = open_backend(args.backend, model_text, args.model, args.weights,
+                                           args.blob, netinfo.at_input_size(net, size),
+                                           gpu=args.gpu, allow_missing=args.allow_missing)
+                label = f"{size}px " if args.sizes else ""
+                run(job, backend, state, Progress(len(entries), tuple(args.topk), label))
+                document = results_document(state.settings, state.records(), tuple(args.topk))
+                write_final(state, document)
+        finally:
+            lock.release()
+        print(report(document, target))
+        for key in accuracies:
+            accuracies[key].append(document["accuracy"][key] or 0.0)
+    if args.sizes:
+        png = plot_path(results)
+        plot_accuracy(sizes, accuracies, f"{Path(args.model).name}, {args.crops} crop(s)", png)
+        print(sweep_table(sizes, accuracies))
+        print(f"plot: {png}")
+    return 0
+
+
+def load_model(model: str, param_args: list[str]):
+    """(prototxt text, IR net) of a prototxt, or of an .arch file with its --PARAM VALUEs."""
+    if model.endswith(".arch"):
+        net, text = compile_arch(model, split_overrides(param_args))
+        return text, net
+    if param_args:
+        raise UsageError(f"unrecognised arguments: {' '.join(param_args)} (parameters apply only to "
+                         f".arch models)")
+    try:
+        text = Path(model).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {model}: {getattr(error, 'strerror', None) or error}") from None
+    return text, import_net(text, model)
+
+
+def report(document: dict, results: Path) -> str:
+    settings, counts = document["settings"], document["counts"]
+    lines = [f"{Path(settings['model']).name}: {settings['crops']} crop(s) of {settings['crop_size']} "
+             f"from {settings['base_size']}, {settings['backend']} {settings['device']}"
+             + (f", labels remapped {settings['synset']}" if settings["synset"] else ""),
+             f"  images {counts['images']}: evaluated {counts['evaluated']}, skipped "
+             f"{counts['skipped']}, evaluated with notes {counts['with_notes']}"]
+    for key, accuracy in document["accuracy"].items():
+        shown = "n/a" if accuracy is None else f"{100 * accuracy:.2f}%"
+        lines.append(f"  {key:<6} {shown}  ({document['correct'][key]}/{counts['evaluated']})")
+    for record in document["skipped"][:SHOWN_SKIPS]:
+        lines.append(f"  skipped {record['image']}: {record['skipped']}")
+    if counts["skipped"] > SHOWN_SKIPS:
+        lines.append(f"  ... {counts['skipped'] - SHOWN_SKIPS} more skipped images are listed in the results")
+    lines.append(f"  results: {results}")
+    return "\n".join(lines)
+
+
+def sweep_table(sizes: list[int], accuracies: dict[str, list[float]]) -> str:
+    header = "crop size  " + "  ".join(f"{key:>7}" for key in accuracies)
+    rows = [f"{size:>9}  " + "  ".join(f"{100 * values[i]:>6.2f}%" for values in accuracies.values())
+            for i, size in enumerate(sizes)]
+    return "\n".join([header, *rows])

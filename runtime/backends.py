@@ -1,0 +1,101 @@
+"""Forward backends with one interface: a float32 N x C x H x W batch in, one output blob out.
+
+`caffe` is the reference: real pycaffe through `runtime.loader` (rounding translation, schema and
+shape checks, weights check, `--gpu`). `opencv` is OpenCV's DNN module reading the same prototxt
+and .caffemodel, so evaluation works before Caffe is built; both must agree. Either one accepts
+any batch size and input size; the caller checks beforehand (in the IR) that the net takes it,
+since Caffe aborts the process on a net it cannot reshape.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from ir import ArchError, ShapedNet
+from runtime import weights
+from runtime.pool_rounding import translate_rounding
+
+BACKENDS = ("caffe", "opencv")
+
+
+class Backend(Protocol):
+    name: str
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Scores for each image of the batch: an N x K float32 array (the blob, flattened)."""
+
+
+class CaffeBackend:
+    name = "caffe"
+
+    def __init__(self, text: str, source: str, weights_path: str | None, blob: str, *,
+                 gpu: int | None = None, allow_missing: bool = False):
+        from runtime.loader import load_net_text
+        self.net = load_net_text(text, source, weights_path, allow_missing=allow_missing, gpu=gpu).net
+        if blob not in self.net.blobs:
+            raise ArchError(f"the net has no blob '{blob}' (its last one is "
+                            f"'{list(self.net.blobs)[-1]}')")
+        self.input, self.blob = self.net.inputs[0], blob
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        data = self.net.blobs[self.input]
+        if data.data.shape != batch.shape:
+            data.reshape(*batch.shape)
+            self.net.reshape()
+        data.data[...] = batch
+        self.net.forward()
+        return self.net.blobs[self.blob].data.reshape(len(batch), -1).copy()
+
+
+class OpenCVBackend:
+    name = "opencv"
+
+    def __init__(self, text: str, source: str, weights_path: str | None, blob: str,
+                 shaped: ShapedNet, *, allow_missing: bool = False):
+        import cv2
+        # OpenCV's Caffe schema spells pooling rounding as ceil_mode.
+        text = translate_rounding(text, "ceil_mode", source)
+        model = np.zeros(0, np.uint8)
+        if weights_path is not None:
+            weights.check(weights.expected_from_ir(shaped), weights_path, allow_missing=allow_missing)
+            model = np.fromfile(weights_path, dtype=np.uint8)
+        try:
+            self.net = cv2.dnn.readNetFromCaffe(np.frombuffer(text.encode(), np.uint8), model)
+        except cv2.error as error:
+            raise ArchError(f"OpenCV cannot load {source}: {_cv_message(error)}") from None
+        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        # OpenCV names outputs by layer: the blob's value is the output of the last layer writing it
+        # (an in-place ReLU after a convolution, say).
+        producers = [entry.layer.name for entry in shaped.layers if blob in entry.layer.tops]
+        if not producers:
+            raise ArchError(f"the net has no blob '{blob}'")
+        self.output = producers[-1]
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        import cv2
+        self.net.setInput(batch)
+        try:
+            output = self.net.forward(self.output)
+        except cv2.error as error:
+            raise ArchError(f"OpenCV forward failed: {_cv_message(error)}") from None
+        return output.reshape(len(batch), -1).copy()
+
+
+def _cv_message(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def open_backend(kind: str, text: str, source: str, weights_path: str | None, blob: str,
+                 shaped: ShapedNet, *, gpu: int | None = None, allow_missing: bool = False) -> Backend:
+    """The backend `kind` with the net loaded; `shaped` is the net in the IR (for the weights check
+    and output naming of backends without Caffe's own)."""
+    if kind == "caffe":
+        return CaffeBackend(text, source, weights_path, blob, gpu=gpu, allow_missing=allow_missing)
+    if kind == "opencv":
+        if gpu is not None:
+            raise ArchError("--gpu needs --backend caffe (the OpenCV backend runs on the CPU)")
+        return OpenCVBackend(text, source, weights_path, blob, shaped, allow_missing=allow_missing)
+    raise ArchError(f"unknown backend '{kind}': expected one of {', '.join(BACKENDS)}")

@@ -1,0 +1,52 @@
+"""The model being evaluated, as the IR sees it: its input, and what it outputs at a crop size."""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from ir import ArchError, Net, ShapedNet, infer_shapes
+from runtime.eval.errors import EvalError
+
+
+def at_input_size(net: Net, size: int, batch: int = 1) -> ShapedNet:
+    """The net with its one 3-channel input set to size x size, shapes inferred; an error for a net
+    that cannot take it (Caffe would abort on the reshape)."""
+    if len(net.inputs) != 1:
+        raise EvalError(f"the net has {len(net.inputs)} inputs ({', '.join(net.inputs)}); "
+                        f"evaluation feeds one image input")
+    (name, shape), = net.inputs.items()
+    if len(shape) != 4 or shape[1] != 3:
+        raise EvalError(f"the net's input '{name}' is {'x'.join(map(str, shape))}; evaluation "
+                        f"feeds N x 3 x H x W colour images")
+    try:
+        return infer_shapes(replace(net, inputs={name: (batch, 3, size, size)}))
+    except ArchError as error:
+        raise EvalError(f"the net cannot take {size}x{size} input: {error.message}") from None
+
+
+def classes(shaped: ShapedNet, blob: str) -> int:
+    if blob not in shaped.blobs:
+        raise EvalError(f"the net has no blob '{blob}' (--blob); its last layer writes "
+                        f"'{shaped.layers[-1].layer.tops[0]}'")
+    return math.prod(shaped.blobs[blob][1:])
+
+
+def sha256_of_file(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(chunk):
+                digest.update(block)
+    except OSError as error:
+        raise EvalError(f"cannot read {path}: {error.strerror or error}") from None
+    return digest.hexdigest()
+
+
+def sha256_of_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def absolute(path: str) -> str:
+    return str(Path(path).resolve())

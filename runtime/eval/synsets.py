@@ -1,0 +1,63 @@
+"""Class-order remapping by WordNet ID between two synset lists (e.g. ILSVRC2012 -> ILSVRC2015).
+
+A synset file has one class per line, its WNID first (`n01440764 tench, Tinca tinca`); the line
+number is the class index. `2012` and `2015` name the two published files in the reference
+directory ($ARCHC_REFERENCE_DIR/cls, default ../shared/reference next to the repository).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from runtime.eval.errors import EvalError
+
+NAMED = {"2012": "synset2012.txt", "2015": "synset2015.txt"}
+
+
+def reference_dir() -> Path:
+    default = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+    return Path(os.environ.get("ARCHC_REFERENCE_DIR", default))
+
+
+def synset_path(name: str) -> Path:
+    if name in NAMED:
+        return reference_dir() / "cls" / NAMED[name]
+    return Path(name)
+
+
+def read_synsets(name: str) -> list[str]:
+    """The WNIDs of a synset list (`2012`, `2015` or a file path), in class order."""
+    path = synset_path(name)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        hint = " (set ARCHC_REFERENCE_DIR to the directory holding cls/)" if name in NAMED else ""
+        raise EvalError(f"cannot read synset list {path}: {getattr(error, 'strerror', None) or error}"
+                        f"{hint}") from None
+    wnids = [line.split()[0] for line in lines if line.strip()]
+    if len(set(wnids)) != len(wnids):
+        raise EvalError(f"synset list {path} names a class twice")
+    return wnids
+
+
+def parse_remap(spec: str) -> tuple[str, str] | None:
+    """`VAL:MODEL`, or just `MODEL` (val labels in 2012 order), or `none`."""
+    if spec.lower() == "none":
+        return None
+    source, sep, target = spec.rpartition(":")
+    if not sep:
+        return ("2012", spec)
+    if not source or not target:
+        raise EvalError(f"--synset {spec}: expected VAL:MODEL (e.g. 2012:2015), MODEL, or none")
+    return (source, target)
+
+
+def remap_table(source: str, target: str) -> list[int]:
+    """table[i] = the index in `target` order of class i in `source` order."""
+    source_ids, target_ids = read_synsets(source), read_synsets(target)
+    position = {wnid: index for index, wnid in enumerate(target_ids)}
+    missing = [wnid for wnid in source_ids if wnid not in position]
+    if missing or len(source_ids) != len(target_ids):
+        raise EvalError(f"synset lists {synset_path(source)} and {synset_path(target)} do not hold the "
+                        f"same classes ({len(missing)} of {len(source_ids)} missing from the second)")
+    return [position[wnid] for wnid in source_ids]
