@@ -447,8 +447,8 @@ class Elaborator:
             raise self.error(f"{prim.name}: {error}", stmt) from None
         names = self._layer_names(prim, len(layer_ops), as_tree, scope, frame)
         if prim.merge:
-            bottoms = [self._branch(branch, scope, frame).blob
-                       for branch in branches_tree.children]
+            bottoms = [tensor.blob for branch in branches_tree.children
+                       for tensor in self._branch(branch, scope, frame)]
         else:
             if frame.cursor is None:
                 raise self.error(f"'{prim.name}' has no input: start the net with "
@@ -525,12 +525,23 @@ class Elaborator:
                              as_tree)
         return names
 
-    def _branch(self, branch: lark.Tree, scope: Scope, frame: Frame) -> Tensor:
+    def _branch(self, branch: lark.Tree, scope: Scope, frame: Frame) -> list[Tensor]:
+        """Run a branch from the cursor; its output, or its sub-branches' outputs in order."""
         if frame.cursor is None:
             raise self.error("a branch has no input: start the net with `input`", branch)
         inner = Frame(cursor=frame.cursor, input=frame.input, depth=frame.depth)
-        self.run_body(branch.children[0], Scope(scope), inner)
-        return inner.cursor
+        inner_scope = Scope(scope)
+        forks = []
+        for child in branch.children:
+            if not isinstance(child, lark.Tree):
+                continue
+            if child.data == "branch":
+                forks.append(child)
+            else:
+                self.run_stmt(child, inner_scope, inner)
+        if not forks:
+            return [inner.cursor]
+        return [tensor for fork in forks for tensor in self._branch(fork, inner_scope, inner)]
 
     def _check_name(self, name: str, node: Any) -> None:
         if not name or len(name) > MAX_NAME or any(c in name for c in '"\\') or not name.isprintable():

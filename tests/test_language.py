@@ -213,3 +213,22 @@ def test_rendered_text_parses_against_the_caffe_schema(tmp_path, dialect, spelle
     message = parse_prototxt(text, dialect)
     assert [layer.name for layer in message.layer] == [layer.name for layer in net.layers]
     assert render(net, dialect) == text  # deterministic
+
+
+def test_a_branch_can_fork_again_into_the_enclosing_merge(tmp_path):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 8, 5, 5]
+          concat as "cat" {
+            branch { conv(4, 1) as "a" }
+            branch {
+              conv(6, 1) as "r"
+              branch { conv(2, [1, 3], pad = [0, 1]) as "r_1x3" }
+              branch { conv(2, [3, 1], pad = [1, 0]) as "r_3x1" }
+            }
+          }
+        }
+    """)
+    assert [l.name for l in net.layers] == ["a", "r", "r_1x3", "r_3x1", "cat"]
+    assert layers(net)["cat"].bottoms == ("a", "r_1x3", "r_3x1")
+    assert layers(net)["r_3x1"].bottoms == ("r",)
