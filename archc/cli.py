@@ -31,15 +31,24 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE, end="", file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
-    if args[0] in SUBCOMMANDS:
-        command = importlib.import_module(f"archc.cmd_{args[0]}")
-        return command.main(args[1:])
     try:
+        if args[0] in SUBCOMMANDS:
+            command = importlib.import_module(f"archc.cmd_{args[0]}")
+            return command.main(args[1:])
         return compile_command(args)
     except UsageError as error:
         return print_error(f"archc: error: {error}")
     except ArchError as error:
         return print_error(render_error(error))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `archc ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
+    except Exception as error:  # a bug in archc, not the user's mistake: say so, briefly
+        print(f"archc: internal error (please report): {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return 70
 
 
 def compile_command(args: list[str]) -> int:
