@@ -13,7 +13,9 @@ Blocks group layers by name, so totals line up with the paper's stages and block
   first token that is a letter-led word with a digit (`res2a`, `resx3`, `a1`, `stem2`,
   `dense12`), stopping before a token that starts with a digit (`3x3`, `1x7`, `2`) and passing
   over version tags (`v2`): `inception_resnet_v2_a1_1x1` -> `inception_resnet_v2_a1`,
-  `reduction_a_3x3_2` -> `reduction_a`, `conv1_3x3_s2` -> `conv1`, `pool_ave` -> `pool_ave`.
+  `reduction_a_3x3_2` -> `reduction_a`, `conv1_3x3_s2` -> `conv1`;
+- a name that none of these rules cuts (`reduction_a_pool`, `pool_ave`) joins the longest block
+  so found that prefixes it (`reduction_a`), or else is a block of its own.
 """
 from __future__ import annotations
 
@@ -76,16 +78,17 @@ def block_of_name(name: str) -> str:
 def summarise(shaped: ShapedNet) -> Summary:
     rows: list[Row] = []
     block_of_blob: dict[str, str] = {}
+    block_of = _name_blocks([entry.layer.name for entry in shaped.layers])
     for name, shape in shaped.net.inputs.items():
         block_of_blob[name] = name
         rows.append(Row(name, "Input", name, shape[1:], 0, 0, math.prod(shape[1:])))
     for entry in shaped.layers:
         layer = entry.layer
         if layer.in_place:
-            block = block_of_blob.get(layer.bottoms[0], block_of_name(layer.name))
+            block = block_of_blob.get(layer.bottoms[0], block_of[layer.name])
             activations = 0
         else:
-            block = block_of_name(layer.name)
+            block = block_of[layer.name]
             activations = len(layer.tops) * math.prod(entry.output[1:])
         for top in layer.tops:
             block_of_blob[top] = block
@@ -94,6 +97,18 @@ def summarise(shaped: ShapedNet) -> Summary:
     blocks = [_total(block, [row for row in rows if row.block == block])
               for block in dict.fromkeys(row.block for row in rows)]
     return Summary(rows, blocks, _total("total", rows))
+
+
+def _name_blocks(names: list[str]) -> dict[str, str]:
+    """Each name's block: `block_of_name`, or for an uncut name the longest cut block prefixing it."""
+    cut = {name: block_of_name(name) for name in names}
+    known = sorted({block for name, block in cut.items() if block != name}, key=len, reverse=True)
+    blocks = {}
+    for name, block in cut.items():
+        if block == name:
+            block = next((prefix for prefix in known if name.startswith(prefix + "_")), name)
+        blocks[name] = block
+    return blocks
 
 
 def _total(name: str, rows: list[Row]) -> Total:

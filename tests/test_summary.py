@@ -73,6 +73,13 @@ def test_block_of_name(name, block):
     assert block_of_name(name) == block
 
 
+def test_uncut_names_join_a_block_they_extend(reference_cls):
+    summary = summary_of(reference_cls / "inception" / "deploy_inception-v4.prototxt")
+    rows = {row.name: row for row in summary.rows}
+    assert rows["reduction_a_concat"].block == rows["reduction_a_3x3"].block == "reduction_a"
+    assert rows["classifier"].block == "classifier"
+
+
 def test_cli_json_matches_the_table_totals(reference_cls, capsys):
     path = reference_cls / "resnext" / "deploy_resnext50-32x4d.prototxt"
     assert summary_main([str(path), "--json"]) == 0
