@@ -2,6 +2,7 @@
 import pytest
 
 from golden import assert_matches, generate, output_shape
+from ir import ArchError
 from ir.net import infer_shapes
 
 ARCH = "inception_resnet_v2.arch"
@@ -88,3 +89,9 @@ def test_parameters_and_macs_match_published_totals(net299):
     macs = sum(row.layer.op.macs(list(row.inputs), row.output) for row in rows
                if row.layer.type in ("Convolution", "InnerProduct"))
     assert macs == pytest.approx(13.2e9, rel=0.005)
+
+
+def test_unaligned_size_is_reported_at_the_reduction_concat():
+    # 320: the stride-2 convolutions (floor) give 18 x 18 where the pooling (ceil) gives 19 x 19
+    with pytest.raises(ArchError, match="reduction_a_concat"):
+        generate(ARCH, size=320)
