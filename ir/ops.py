@@ -148,8 +148,10 @@ class Pooling(Op):
             raise ShapeError(
                 f"pooling pad ({self.pad_h}, {self.pad_w}) must be >= 0 and smaller than the kernel "
                 f"({self.kernel_h}, {self.kernel_w})")
-        out_h = _pooled(h, self.kernel_h, self.stride_h, self.pad_h, self.rounding)
-        out_w = _pooled(w, self.kernel_w, self.stride_w, self.pad_w, self.rounding)
+        # Caffe clips a last window in the padding on both axes as soon as either axis is padded.
+        padded = bool(self.pad_h or self.pad_w)
+        out_h = _pooled(h, self.kernel_h, self.stride_h, self.pad_h, self.rounding, padded)
+        out_w = _pooled(w, self.kernel_w, self.stride_w, self.pad_w, self.rounding, padded)
         _check_spatial("pooling", (h, w), (out_h, out_w))
         return (n, c, out_h, out_w)
 
@@ -174,12 +176,12 @@ class Pooling(Op):
         return fields
 
 
-def _pooled(size: int, kernel: int, stride: int, pad: int, rounding: str) -> int:
+def _pooled(size: int, kernel: int, stride: int, pad: int, rounding: str, padded: bool) -> int:
     """Caffe's pooled size: ceil (or floor) division, minus a last window starting in the padding."""
     span = size + 2 * pad - kernel
     steps = -(-span // stride) if rounding == "ceil" else span // stride
     out = steps + 1
-    if pad and (out - 1) * stride >= size + pad:
+    if padded and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 

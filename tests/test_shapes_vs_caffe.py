@@ -1,0 +1,106 @@
+"""The IR's shape inference against real Caffe: random nets, every blob and parameter shape.
+
+Nets are random chains of convolutions, poolings (ceil and floor, padding, rectangular kernels,
+global), concatenations and elementwise merges of parallel branches. Only nets the IR accepts are
+given to Caffe (through the runtime loader, which would itself refuse the others), since Caffe
+aborts the process on invalid configurations.
+"""
+from __future__ import annotations
+
+import dataclasses
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import codegen
+import dsl
+from conftest import REPO
+from ir import ArchError, Layer, Net, infer_shapes
+from ir.ops import Concat, Convolution, Eltwise, Pooling, ReLU
+from runtime import weights
+from runtime.loader import expected_from_caffe, load_net_text
+
+
+def _convolution(draw, channels: int) -> Convolution:
+    group = draw(st.sampled_from([g for g in (1, 2, 4) if channels % g == 0]))
+    return Convolution(
+        num_output=group * draw(st.integers(1, 4)),
+        kernel_h=draw(st.integers(1, 5)), kernel_w=draw(st.integers(1, 5)),
+        stride_h=draw(st.integers(1, 3)), stride_w=draw(st.integers(1, 3)),
+        pad_h=draw(st.integers(0, 2)), pad_w=draw(st.integers(0, 2)),
+        group=group, dilation=draw(st.integers(1, 2)), bias_term=draw(st.booleans()))
+
+
+def _pooling(draw) -> Pooling:
+    method = draw(st.sampled_from(["MAX", "AVE"]))
+    if draw(st.integers(0, 5)) == 0:
+        return Pooling(method=method, global_pooling=True)
+    kernel_h, kernel_w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    return Pooling(method=method, kernel_h=kernel_h, kernel_w=kernel_w,
+                   stride_h=draw(st.integers(1, 3)), stride_w=draw(st.integers(1, 3)),
+                   pad_h=draw(st.integers(0, kernel_h - 1)), pad_w=draw(st.integers(0, kernel_w - 1)),
+                   rounding=draw(st.sampled_from(["ceil", "floor"])))
+
+
+@st.composite
+def random_nets(draw) -> Net:
+    channels = draw(st.integers(1, 6))
+    net = Net({"data": (draw(st.integers(1, 2)), channels,
+                        draw(st.integers(1, 24)), draw(st.integers(1, 24)))}, name="random")
+    blob = "data"
+    for step in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["conv", "pool", "concat", "eltwise"]))
+        name = f"s{step}"
+        if kind == "conv":
+            op = _convolution(draw, channels)
+            net.layers.append(Layer(name, op, (blob,), (name,)))
+            net.layers.append(Layer(f"{name}_relu", ReLU(), (name,), (name,)))
+            channels = op.num_output
+        elif kind == "pool":
+            net.layers.append(Layer(name, _pooling(draw), (blob,), (name,)))
+        else:
+            # Two branches with the same geometry: concat may differ in channels, eltwise may not.
+            first = _convolution(draw, channels)
+            widths = (first.num_output, first.num_output)
+            if kind == "concat":
+                widths = (first.num_output, first.group * draw(st.integers(1, 4)))
+            for index, width in enumerate(widths):
+                branch = dataclasses.replace(first, num_output=width)
+                net.layers.append(Layer(f"{name}_b{index}", branch, (blob,), (f"{name}_b{index}",)))
+            bottoms = (f"{name}_b0", f"{name}_b1")
+            if kind == "concat":
+                merge = Concat()
+            else:
+                operation = draw(st.sampled_from(["SUM", "PROD", "MAX"]))
+                coeff = draw(st.sampled_from([(), (1.0, -0.5)])) if operation == "SUM" else ()
+                merge = Eltwise(operation=operation, coeff=coeff)
+            net.layers.append(Layer(name, merge, bottoms, (name,)))
+            channels = sum(widths) if kind == "concat" else widths[0]
+        blob = name
+    return net
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_nets())
+def test_inferred_shapes_equal_caffe_blob_shapes(caffe, net):
+    try:
+        shaped = infer_shapes(net)
+    except ArchError:
+        assume(False)
+    caffe_net = load_net_text(codegen.render(net), "random.prototxt").net
+    assert {name: tuple(caffe_net.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
+    assert _with_params(expected_from_caffe(caffe_net)) == _with_params(weights.expected_from_ir(shaped))
+
+
+def _with_params(expected: weights.Expected) -> weights.Expected:
+    """Layers that own parameter blobs (Caffe adds parameterless Split layers of its own)."""
+    return {name: shapes for name, shapes in expected.items() if shapes}
+
+
+def test_generated_resnext50_has_the_blobs_and_parameters_caffe_allocates(caffe):
+    net = dsl.compile_file(str(REPO / "archs" / "resnext.arch"), {"depth": "50", "card": "32"})
+    shaped = infer_shapes(net)
+    caffe_net = load_net_text(codegen.render(net), "resnext50.prototxt").net
+    assert {name: tuple(caffe_net.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
+    assert _with_params(expected_from_caffe(caffe_net)) == _with_params(weights.expected_from_ir(shaped))
+    assert caffe_net.blobs["pool1"].data.shape == (1, 64, 56, 56)   # floor rounding survived
+
