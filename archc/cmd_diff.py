@@ -5,9 +5,9 @@ Exit status: 0 when the networks are equal, 1 when they differ, 2 when a file ca
 from __future__ import annotations
 
 import argparse
-import sys
 
 from analysis.diff import diff_nets, normalise
+from archc.model import print_error
 from codegen.parse import read_prototxt
 from ir import ArchError
 
@@ -26,14 +26,12 @@ def main(argv: list[str]) -> int:
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
         except (OSError, UnicodeDecodeError) as error:
-            print(f"archc: error: cannot read {path}: {getattr(error, 'strerror', None) or error}",
-                  file=sys.stderr)
-            return 2
+            return print_error(f"archc: error: cannot read {path}: "
+                               f"{getattr(error, 'strerror', None) or error}")
         try:
             nets.append(normalise(read_prototxt(text, path)))
         except ArchError as error:
-            print(error.render(text), file=sys.stderr)
-            return 2
+            return print_error(error.render(text))
     differences = diff_nets(*nets)
     if not differences:
         print(f"no differences: {len(nets[0].layers)} layers and {len(nets[0].inputs)} input(s) "
