@@ -30,3 +30,14 @@ def output_shape(arch: str, **params) -> tuple[int, ...]:
     net, _ = generate(arch, **params)
     shaped = infer_shapes(net)
     return shaped.layers[-1].output
+
+
+def assert_only_input_size_changes(arch: str, size: int, **params) -> None:
+    """Generating at `size` changes nothing but the input's spatial dims, and the net still
+    infers all the way to a (1, classes) output."""
+    default_net, default_text = generate(arch, **params)
+    net, text = generate(arch, size=size, **params)
+    default_size = default_net.inputs["data"][2]
+    assert net.inputs == {"data": (1, 3, size, size)}
+    assert text.replace(f"dim: {size}", f"dim: {default_size}") == default_text
+    assert infer_shapes(net).layers[-1].output == (1, int(params.get("classes", 1000)))
