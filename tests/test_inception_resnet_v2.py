@@ -4,6 +4,7 @@ import pytest
 from golden import assert_matches, generate, output_shape
 from ir import ArchError
 from ir.net import infer_shapes
+from runtime.loader import load_net_text
 
 ARCH = "inception_resnet_v2.arch"
 PREFIX = "inception_resnet_v2_"
@@ -95,3 +96,14 @@ def test_unaligned_size_is_reported_at_the_reduction_concat():
     # 320: the stride-2 convolutions (floor) give 18 x 18 where the pooling (ceil) gives 19 x 19
     with pytest.raises(ArchError, match="reduction_a_concat"):
         generate(ARCH, size=320)
+
+
+def test_caffe_allocates_the_inferred_blobs_and_parameters_at_395(caffe):
+    net, text = generate(ARCH, size=395)
+    shaped = infer_shapes(net)
+    caffe_net = load_net_text(text, "inception_resnet_v2_395.prototxt").net
+    assert {name: tuple(caffe_net.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
+    allocated = {name: [tuple(blob.data.shape) for blob in blobs]
+                 for name, blobs in caffe_net.params.items()}
+    assert allocated == {row.layer.name: [tuple(s) for s in row.param_shapes]
+                         for row in shaped.layers if row.param_shapes}
