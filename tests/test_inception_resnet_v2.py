@@ -1,7 +1,7 @@
 """Inception-ResNet-v2 against the published deploy file, the paper's structure and known totals."""
 import pytest
 
-from golden import assert_matches, generate, output_shape
+from golden import assert_matches, assert_only_input_size_changes, generate, output_shape
 from ir import ArchError
 from ir.net import infer_shapes
 from runtime.loader import load_net_text
@@ -66,11 +66,7 @@ def test_grid_sizes_and_widths(size, grids):
 
 
 def test_size_changes_only_the_input_shape():
-    net395, text395 = generate(ARCH, size=395)
-    _, text299 = generate(ARCH)
-    assert net395.inputs == {"data": (1, 3, 395, 395)}
-    assert text395.replace("dim: 395", "dim: 299") == text299
-    assert output_shape(ARCH, size=395) == (1, 1000)
+    assert_only_input_size_changes(ARCH, 395)
 
 
 def test_classes_sets_the_classifier_width():
