@@ -63,3 +63,40 @@ def write_image(path: Path, colour, width: int = 40, height: int = 30) -> None:
 
 def write_val(path: Path, lines: list[tuple[str, int]]) -> None:
     path.write_text("".join(f"{name} {label}\n" for name, label in lines))
+
+
+# (class whose prototype the image's colour is nearest, label in the val list): six top-1 hits,
+# three labels that rank 2nd to 4th (top-5 hits), three that rank outside the top 5.
+CASES = [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (5, 5),
+         (6, 8), (7, 6), (8, 5),
+         (9, 0), (0, 9), (3, 9)]
+EXPECTED_TOP1, EXPECTED_TOP5 = 6, 9
+SHAPES = [(40, 30), (30, 44), (32, 32)]  # width, height: landscape, portrait, square
+
+
+def image_colour(k: int) -> tuple[int, int, int]:
+    """Near prototype k, off it in the same direction for every class, so no two classes are ever
+    at the same distance."""
+    blue, green, red = prototype_colour(k)
+    return (blue + 3, green - 3, red)
+
+
+def write_dataset(directory: Path) -> Path:
+    """The images of CASES as PNGs under directory/img and their val list; returns the list."""
+    lines = []
+    for number, (nearest, label) in enumerate(CASES):
+        name = f"img/{number:02d}.png"
+        width, height = SHAPES[number % len(SHAPES)]
+        write_image(directory / name, image_colour(nearest), width, height)
+        lines.append((name, label))
+    val = directory / "val.txt"
+    write_val(val, lines)
+    return val
+
+
+def eval_args(directory: Path, *extra: str, backend: str = "opencv") -> list[str]:
+    """`archc eval` arguments for the tiny net over the dataset in `directory`."""
+    return [str(directory / "tiny.prototxt"), "--weights", str(directory / "tiny.caffemodel"),
+            "--val", str(directory / "val.txt"), "--root", str(directory),
+            "--mean", ",".join(map(str, MEAN)), "--std", ",".join(map(str, STD)),
+            "--crop-size", "16", "--base-size", "20", "--backend", backend, *extra]

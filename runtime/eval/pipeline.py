@@ -41,8 +41,14 @@ def load_image(index: int, path: str, preprocess: Preprocess) -> Loaded:
         return Loaded(index, None, f"decoder error: {str(error).strip().splitlines()[-1]}")
 
 
+def _quiet_decoder() -> None:
+    # Problem files are reported in the results; OpenCV's own warnings would only garble the bar.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def _init_worker() -> None:
     cv2.setNumThreads(1)
+    _quiet_decoder()
     # Ctrl-C is the main process's to handle; workers end when it shuts the pool down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -51,6 +57,7 @@ def load_in_order(tasks: Iterable[tuple[int, str]], preprocess: Preprocess, work
                   depth: int) -> Iterator[Loaded]:
     """`load_image` over (index, path) tasks, in task order; `workers=0` loads in this process."""
     if workers == 0:
+        _quiet_decoder()
         for index, path in tasks:
             yield load_image(index, path, preprocess)
         return

@@ -48,7 +48,8 @@ class Progress:
         if resumed:
             self.resumed_from = self.done
             self.started = self.clock()
-        self._draw()
+        if records:
+            self._draw()
 
     def line(self) -> str:
         now = self.clock()

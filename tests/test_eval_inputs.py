@@ -1,0 +1,257 @@
+"""Bad inputs to `archc eval`: val lists, labels, images, output locations, locks, resumption.
+
+Per-image problems are counted and listed, never fatal; everything else is one `archc: error:`
+line and exit status 2 before any work, or after keeping everything already computed."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import evalkit
+from archc import cmd_eval
+from runtime.eval import results as results_module
+from runtime.eval.errors import EvalError
+from runtime.eval.results import Lock
+from runtime.eval.synsets import parse_remap, read_synsets, remap_table
+from runtime.eval.vallist import label_entries, parse_val_list
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("eval")
+    evalkit.write_tiny_net(directory)
+    evalkit.write_dataset(directory)
+    return directory
+
+
+def fails_with(capsys, args, fragment):
+    """Runs `archc eval`; asserts exit 2 and, after any progress lines, one `archc: error:` line
+    containing `fragment`."""
+    assert cmd_eval.main(args) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("archc: error: ") and "Traceback" not in err, err
+    assert fragment in last, err
+    return last
+
+
+# --- val lists and labels ---------------------------------------------------------------------
+
+def test_val_list_lines():
+    lines = parse_val_list("# comment\n/Data/val/a b.JPEG 3\n\nx/y.png 0\n", "v.txt")
+    assert [(line.path, line.label, line.line) for line in lines] == [
+        ("Data/val/a b.JPEG", 3, 2), ("x/y.png", 0, 4)]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a.png 1\nlonely\n", "v.txt:2: expected 'PATH LABEL'"),
+    ("a.png one\n", "v.txt:1: the label 'one' is not an integer"),
+    ("a.png -1\n", "v.txt:1: the label -1 is negative"),
+    ("../../etc/passwd 1\n", "does not name a file under the root"),
+    ("a/../../b.png 1\n", "does not name a file under the root"),
+    ("\n# nothing\n", "has no images"),
+])
+def test_malformed_val_lists_name_the_line(text, message):
+    with pytest.raises(EvalError, match=message.replace(".", r"\.").replace("'", "'")):
+        parse_val_list(text, "v.txt")
+
+
+def test_label_outside_the_class_range_is_an_error_naming_the_line():
+    lines = parse_val_list("a.png 9\nb.png 10\n", "v.txt")
+    with pytest.raises(EvalError, match=r"v.txt:2: the label 10 is outside the model's 10 classes"):
+        label_entries(lines, 10, None, "v.txt")
+
+
+def test_bad_label_stops_eval_before_anything_is_written(dataset, tmp_path, capsys):
+    val = tmp_path / "val.txt"
+    evalkit.write_val(val, [("img/00.png", 0), ("img/01.png", 0), ("img/02.png", 10)])
+    args = evalkit.eval_args(dataset, "--results", str(tmp_path / "r.json"))
+    args[args.index("--val") + 1] = str(val)
+    fails_with(capsys, args, "val.txt:3: the label 10 is outside the model's 10 classes (0..9)")
+    assert sorted(os.listdir(tmp_path)) == ["val.txt"]
+
+
+# --- class order -------------------------------------------------------------------------------
+
+def test_remap_spec():
+    assert parse_remap("2015") == ("2012", "2015")
+    assert parse_remap("a.txt:b.txt") == ("a.txt", "b.txt")
+    assert parse_remap("none") is None
+    with pytest.raises(EvalError, match="VAL:MODEL"):
+        parse_remap(":2015")
+
+
+def test_2012_to_2015_remap_turns_one_published_val_list_into_the_other(reference_cls, monkeypatch):
+    monkeypatch.setenv("ARCHC_REFERENCE_DIR", str(reference_cls.parent))
+    table = remap_table("2012", "2015")
+    assert sorted(table) == list(range(1000))
+    assert read_synsets("2015")[table[0]] == read_synsets("2012")[0]
+    old = {line.path: line.label for line in parse_val_list(
+        (reference_cls / "ILSVRC2012_val.txt").read_text())}
+    new = {line.path: line.label for line in parse_val_list(
+        (reference_cls / "ILSVRC2015_val.txt").read_text())}
+    assert len(old) == 50000 and old.keys() == new.keys()
+    assert all(table[old[path]] == new[path] for path in old)
+
+
+# --- images ------------------------------------------------------------------------------------
+
+def write_bad_images(directory):
+    """name -> expected reason (skipped) or notes (evaluated), for each kind of odd file."""
+    good = evalkit.image_colour(4)
+    image = np.empty((30, 40, 3), np.uint8)
+    image[:] = good
+    cv2.imwrite(str(directory / "grey.png"), image[:, :, 1])
+    cv2.imwrite(str(directory / "grey.jpg"), image[:, :, 1])
+    cv2.imwrite(str(directory / "deep.png"), image.astype(np.uint16) * 257)
+    cv2.imwrite(str(directory / "alpha.png"), np.dstack([image, np.full((30, 40), 200, np.uint8)]))
+    Image.new("CMYK", (40, 30), (10, 20, 30, 40)).save(directory / "cmyk.jpg")
+    cv2.imwrite(str(directory / "whole.jpg"), image)
+    jpeg = (directory / "whole.jpg").read_bytes()
+    (directory / "cut.jpg").write_bytes(jpeg[:len(jpeg) * 2 // 3])
+    png = (directory / "deep.png").read_bytes()
+    (directory / "cut.png").write_bytes(png[:len(png) // 2])
+    (directory / "empty.jpg").write_bytes(b"")
+    (directory / "text.jpg").write_text("not an image\n")
+    cv2.imwrite(str(directory / "tiny.png"), image[:10, :12])
+    (directory / "folder.png").mkdir()
+    return {
+        "grey.png": ["grayscale"], "grey.jpg": ["grayscale"], "deep.png": ["16-bit"],
+        "alpha.png": ["alpha"], "cmyk.jpg": ["cmyk"], "whole.jpg": None,
+        "cut.jpg": "truncated", "cut.png": "truncated", "empty.jpg": "empty file",
+        "text.jpg": "not a decodable image", "missing.jpg": "missing", "folder.png": "not a file",
+        "tiny.png": "too small: 12x10, shorter side below the crop size 16",
+    }
+
+
+def test_odd_images_are_counted_listed_and_skipped_where_unusable(dataset, tmp_path, capsys):
+    root = tmp_path / "images"
+    root.mkdir()
+    expected = write_bad_images(root)
+    val = tmp_path / "val.txt"
+    evalkit.write_val(val, [(name, 4) for name in expected])
+    args = evalkit.eval_args(dataset, "--results", str(tmp_path / "r.json"), "--workers", "1")
+    args[args.index("--val") + 1] = str(val)
+    args[args.index("--root") + 1] = str(root)
+    assert cmd_eval.main(args) == 0
+    document = json.loads((tmp_path / "r.json").read_text())
+    skipped = {record["image"]: record["skipped"] for record in document["skipped"]}
+    evaluated = {record["image"]: record.get("notes") for record in document["images"]}
+    assert skipped == {name: why for name, why in expected.items() if isinstance(why, str)}
+    assert evaluated == {name: notes for name, notes in expected.items() if not isinstance(notes, str)}
+    assert document["counts"] == {"images": 13, "evaluated": 6, "skipped": 7, "with_notes": 5}
+    # 16-bit values are scaled to 8 bits and alpha is dropped: the colour of class 4 survives
+    top1 = {record["image"]: record["top"][0] for record in document["images"]}
+    assert [top1[name] for name in ("whole.jpg", "deep.png", "alpha.png")] == [4, 4, 4]
+    out = capsys.readouterr().out
+    assert "skipped cut.jpg: truncated" in out and "skipped 7" in out
+
+
+# --- command-line mistakes ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, fragment", [
+    (["--mean", "1,2"], "argument --mean: expected 3 values"),
+    (["--crops", "5"], "argument --crops: invalid choice: 5"),
+    (["--batch", "0"], "argument --batch: expected a positive integer"),
+    (["--topk", "1,x"], "argument --topk: expected comma-separated integers"),
+    (["--topk", "11"], "--topk 11 exceeds the model's 10 classes"),
+    (["--blob", "nope"], "the net has no blob 'nope'"),
+    (["--crop-size", "24"], "--base-size 20 is smaller than the crop size 24"),
+    (["--backend", "opencv", "--gpu", "0"], "--gpu needs --backend caffe"),
+    (["--depth", "50"], "unrecognised arguments: --depth 50"),
+    (["--synset", "missing.txt"], "cannot read synset list"),
+])
+def test_user_errors_are_one_line(dataset, tmp_path, capsys, change, fragment):
+    fails_with(capsys, evalkit.eval_args(dataset, "--results", str(tmp_path / "r.json"), *change),
+               fragment)
+
+
+def test_missing_files_are_one_line_errors(dataset, tmp_path, capsys):
+    args = evalkit.eval_args(dataset, "--results", str(tmp_path / "r.json"))
+    for option, fragment in (("--val", "cannot read val list"), ("--weights", "cannot read")):
+        changed = list(args)
+        changed[changed.index(option) + 1] = str(tmp_path / "absent")
+        fails_with(capsys, changed, fragment)
+    fails_with(capsys, [str(tmp_path / "absent.prototxt")] + args[1:], "cannot read")
+
+
+# --- results file: lock, resumption, failing output locations ----------------------------------
+
+def test_a_second_eval_on_the_same_results_file_is_refused(dataset, tmp_path, capsys):
+    results = tmp_path / "r.json"
+    lock = Lock(tmp_path / "r.json.lock", results)
+    try:
+        fails_with(capsys, evalkit.eval_args(dataset, "--results", str(results)),
+                   f"in use by another archc eval (pid {os.getpid()})")
+    finally:
+        lock.release()
+    assert not results.exists()
+
+
+def test_resuming_with_other_settings_is_refused(dataset, tmp_path, capsys):
+    results = tmp_path / "r.json"
+    assert cmd_eval.main(evalkit.eval_args(dataset, "--results", str(results), "--workers", "0")) == 0
+    before = results.read_bytes()
+    fails_with(capsys, evalkit.eval_args(dataset, "--results", str(results), "--crop-size", "20"),
+               "crop_size 16 there, 20 now")
+    assert cmd_eval.main(evalkit.eval_args(dataset, "--results", str(results))) == 0
+    assert "already complete" in capsys.readouterr().err
+    assert results.read_bytes() == before
+
+
+def test_an_unwritable_results_location_fails_before_any_work(dataset, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    fails_with(capsys, evalkit.eval_args(dataset, "--results", str(tmp_path / "file" / "r.json")),
+               "cannot create")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset, tmp_path_factory):
+    results = tmp_path_factory.mktemp("reference") / "r.json"
+    assert cmd_eval.main(evalkit.eval_args(dataset, "--results", str(results), "--batch", "2",
+                                           "--workers", "0")) == 0
+    return results.read_bytes()
+
+
+def test_a_full_disk_mid_run_keeps_what_was_computed(dataset, tmp_path, capsys, monkeypatch,
+                                                     uninterrupted):
+    results = tmp_path / "r.json"
+    real_fsync, calls = os.fsync, []
+
+    def fsync_until_full(descriptor):
+        calls.append(descriptor)
+        if len(calls) > 3:  # the header and two groups fit
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(results_module.os, "fsync", fsync_until_full)
+    args = evalkit.eval_args(dataset, "--results", str(results), "--batch", "2", "--workers", "0")
+    fails_with(capsys, args, "No space left on device; the 4 images finished before are kept")
+    monkeypatch.setattr(results_module.os, "fsync", real_fsync)
+    kept = (tmp_path / "r.json.partial").read_text().splitlines()
+    assert len(kept) >= 3  # header + the two groups written before the failure
+    assert cmd_eval.main(args) == 0
+    assert results.read_bytes() == uninterrupted
+    assert sorted(os.listdir(tmp_path)) == ["r.json"]
+
+
+def test_a_failing_final_write_keeps_every_result(dataset, tmp_path, capsys, monkeypatch,
+                                                  uninterrupted):
+    results = tmp_path / "r.json"
+
+    def read_only(source, target):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(results_module.os, "replace", read_only)
+    args = evalkit.eval_args(dataset, "--results", str(results), "--batch", "2", "--workers", "0")
+    fails_with(capsys, args, "Read-only file system; every image's result is kept in")
+    monkeypatch.undo()
+    assert len((tmp_path / "r.json.partial").read_text().splitlines()) == 1 + 6
+    assert cmd_eval.main(args) == 0
+    assert results.read_bytes() == uninterrupted
