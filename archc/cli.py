@@ -7,9 +7,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from archc.model import UsageError, compile_arch, print_error, render_error, split_overrides
-from codegen.render import POOL_DIALECTS
+from archc.model import UsageError, print_error, render_error
 from ir.diagnostics import ArchError
+
+# Kept here rather than imported from codegen so `archc doctor` and friends start without
+# loading the compiler (lark, jinja2); tests check it equals codegen.render.POOL_DIALECTS.
+POOL_DIALECTS = ("ceil_mode", "round_mode")
 
 SUBCOMMANDS = {
     "diff": "semantic difference of two prototxts",
@@ -59,6 +62,8 @@ def compile_command(args: list[str]) -> int:
     if show_help:
         print(_describe_params(path))
         return 0
+    from archc.model import compile_arch, split_overrides
+
     _, text = compile_arch(path, split_overrides(param_args), dialect)
     if output is None:
         sys.stdout.write(text)

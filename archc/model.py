@@ -4,8 +4,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import codegen
-import dsl
 from ir.diagnostics import ArchError
 from ir.net import Net
 
@@ -39,6 +37,9 @@ def split_overrides(args: list[str]) -> dict[str, str]:
 
 def compile_arch(path: str, overrides: dict[str, str], pool_dialect: str = "ceil_mode") -> tuple[Net, str]:
     """An .arch file with its parameters -> (IR net, deploy prototxt text); raises ArchError."""
+    import codegen  # the compiler's libraries load only when something is compiled
+    import dsl
+
     if not Path(path).is_file():
         raise ArchError(f"no such file: {path}")
     net = dsl.compile_file(path, overrides)

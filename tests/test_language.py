@@ -232,3 +232,10 @@ def test_a_branch_can_fork_again_into_the_enclosing_merge(tmp_path):
     assert [l.name for l in net.layers] == ["a", "r", "r_1x3", "r_3x1", "cat"]
     assert layers(net)["cat"].bottoms == ("a", "r_1x3", "r_3x1")
     assert layers(net)["r_3x1"].bottoms == ("r",)
+
+
+def test_cli_pool_dialects_match_codegen():
+    from archc import cli
+    from codegen.render import POOL_DIALECTS
+
+    assert cli.POOL_DIALECTS == POOL_DIALECTS
