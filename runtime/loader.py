@@ -40,53 +40,55 @@ class LoadedNet:
     prototxt_text: str                           # what Caffe was given (rounding translated)
 
 
-def read_model(model: str | Path, overrides: dict[str, str] | None = None) -> str:
-    """The prototxt text of MODEL: a .prototxt file, or an .arch file compiled with `overrides`."""
+def read_model(model: str | Path, overrides: dict[str, str] | None = None) -> tuple[str, str]:
+    """(prototxt text, name for messages) of MODEL: a prototxt file, or an .arch file compiled
+    with `overrides` (its text is generated, so messages name it `<FILE.arch, generated>`)."""
     path = Path(model)
     if path.suffix == ".arch":
         import codegen
         import dsl
         if not path.is_file():
             raise ArchError(f"no such file: {model}")
-        return codegen.render(dsl.compile_file(str(path), overrides or {}))
+        return codegen.render(dsl.compile_file(str(path), overrides or {})), f"<{model}, generated>"
     if overrides:
         names = ", ".join(f"--{name}" for name in overrides)
         raise ArchError(f"{names}: parameters apply to .arch files, and {model} is a prototxt")
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), str(model)
     except (OSError, UnicodeDecodeError) as error:
         raise ArchError(f"cannot read {model}: {getattr(error, 'strerror', None) or error}") from None
 
 
-def load_net(prototxt: str | Path, weights_path: str | Path | None = None, *,
-             allow_missing: bool = False, gpu: int | None = None,
-             force_backward: bool = False) -> LoadedNet:
-    """Load a prototxt file (and weights) into Caffe; every problem raises ArchError."""
-    try:
-        text = Path(prototxt).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ArchError(f"cannot read {prototxt}: {getattr(error, 'strerror', None) or error}") from None
-    return load_net_text(text, str(prototxt), weights_path, allow_missing=allow_missing, gpu=gpu,
-                         force_backward=force_backward)
+def load_net(prototxt: str | Path, weights_path: str | Path | None = None, **options) -> LoadedNet:
+    """Load a prototxt file (and weights) into Caffe; every problem raises ArchError.
+    `options` are those of `load_net_text`."""
+    text, source = read_model(prototxt)
+    return load_net_text(text, source, weights_path, **options)
 
 
 def load_net_text(text: str, source: str = "<prototxt>", weights_path: str | Path | None = None, *,
                   allow_missing: bool = False, gpu: int | None = None,
+                  batch: int | None = None, input_size: tuple[int, int] | None = None,
                   force_backward: bool = False) -> LoadedNet:
     """As `load_net`, for prototxt text; `source` names it in messages.
 
+    `batch` and `input_size` (height, width) replace those of every input before any check, so
+    a size the net cannot take is an error here rather than an abort in Caffe's reshape.
     `force_backward` makes Caffe compute gradients through a deploy net (for timing backward)."""
     caffe = caffe_env.import_caffe()
     info = caffe_env.caffe_info()
-    translated = translate_rounding(text, info.pool_dialect, source)
-    message = validate_against_schema(translated, source)
-    if force_backward and not message.force_backward:
-        translated += "\nforce_backward: true\n"
-    checked_by_ir = check_structure(text, source)
+    message = validate_against_schema(translate_rounding(text, info.pool_dialect, source), source)
+    inputs = None
+    if batch is not None or input_size is not None:
+        inputs = resized_inputs(input_shapes(message), batch, input_size)
+        set_input_shapes(message, inputs)
+    message.force_backward = message.force_backward or force_backward
+    checked_by_ir = check_structure(text, source, inputs)
     caffe_env.use_device(gpu)
+    caffe_text = text_format.MessageToString(message)
     with tempfile.TemporaryDirectory(prefix="archc-") as directory:
         path = os.path.join(directory, "net.prototxt")
-        Path(path).write_text(translated, encoding="utf-8")
+        Path(path).write_text(caffe_text, encoding="utf-8")
         if not checked_by_ir:
             probe_in_child(path, source)
         net = caffe.Net(path, caffe.TEST)
@@ -94,7 +96,55 @@ def load_net_text(text: str, source: str = "<prototxt>", weights_path: str | Pat
     if weights_path is not None:
         report = weights.check(expected_from_caffe(net), weights_path, allow_missing=allow_missing)
         net.copy_from(str(weights_path))
-    return LoadedNet(net, report, translated)
+    return LoadedNet(net, report, caffe_text)
+
+
+def input_shapes(message) -> dict[str, list[int]]:
+    """Every input blob's shape, however the net declares it: `input` with `input_shape` or
+    `input_dim`, or Input layers (one shape for all tops, or one per top)."""
+    shapes: dict[str, list[int]] = {}
+    dims = list(message.input_dim)
+    for index, name in enumerate(message.input):
+        if index < len(message.input_shape):
+            shapes[name] = list(message.input_shape[index].dim)
+        else:
+            shapes[name] = dims[4 * index:4 * index + 4]
+    for layer in message.layer:
+        if layer.type == "Input" and layer.input_param.shape:
+            declared = layer.input_param.shape
+            for index, top in enumerate(layer.top):
+                shapes[top] = list(declared[min(index, len(declared) - 1)].dim)
+    return shapes
+
+
+def resized_inputs(shapes: dict[str, list[int]], batch: int | None,
+                   input_size: tuple[int, int] | None) -> dict[str, list[int]]:
+    resized = {}
+    for name, shape in shapes.items():
+        shape = list(shape)
+        if batch is not None and shape:
+            shape[0] = batch
+        if input_size is not None:
+            if len(shape) != 4:
+                raise ArchError(f"an input size applies to N x C x H x W inputs, and input "
+                                f"'{name}' has shape {' x '.join(map(str, shape))}")
+            shape[2:] = input_size
+        resized[name] = shape
+    return resized
+
+
+def set_input_shapes(message, shapes: dict[str, list[int]]) -> None:
+    """Write `shapes` into the net's input declarations (as `input_shape` / one shape per top)."""
+    if message.input:
+        del message.input_dim[:]
+        del message.input_shape[:]
+        for name in message.input:
+            message.input_shape.add().dim.extend(shapes[name])
+    for layer in message.layer:
+        if layer.type == "Input":
+            del layer.input_param.shape[:]
+            for top in layer.top:
+                layer.input_param.shape.add().dim.extend(shapes[top])
 
 
 def validate_against_schema(text: str, source: str):
@@ -110,14 +160,17 @@ def validate_against_schema(text: str, source: str):
     return message
 
 
-def check_structure(text: str, source: str) -> bool:
-    """Infer every shape in the IR. True when the net passed; False when the IR cannot represent
-    it (then Caffe must be asked); raises ArchError for a net Caffe would abort on."""
+def check_structure(text: str, source: str, inputs: dict[str, list[int]] | None = None) -> bool:
+    """Infer every shape in the IR (with `inputs` replacing the declared input shapes). True when
+    the net passed; False when the IR cannot represent it (then Caffe must be asked); raises
+    ArchError for a net Caffe would abort on."""
     from codegen.parse import import_net
     try:
         net = import_net(text, source)
     except ArchError:
         return False
+    if inputs is not None:
+        net.inputs = {name: tuple(inputs[name]) for name in net.inputs}
     infer_shapes(net)
     return True
 

@@ -1,0 +1,73 @@
+"""`archc time MODEL [--PARAM VALUE ...] [--batch N] [--iterations N] [--warmup N]
+[--input-size H[xW]] [--gpu N]`: Caffe's `caffe time` report, from pycaffe (see runtime.timing)."""
+from __future__ import annotations
+
+import argparse
+
+from archc.model import UsageError, print_error, render_error, split_overrides
+from ir import ArchError
+from runtime.loader import load_net_text, read_model
+from runtime.timing import time_net
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    height, _, width = text.lower().partition("x")
+    try:
+        size = (int(height), int(width or height))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H or HxW, got '{text}'") from None
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"sizes are positive, got '{text}'")
+    return size
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="archc time", allow_abbrev=False,
+        usage="archc time MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] [--batch N] "
+              "[--iterations N] [--warmup N] [--input-size H[xW]] [--gpu N]",
+        description="Average forward, backward and forward-backward time per iteration and per "
+                    "layer, like `caffe time`, warm-up excluded. Parameters of an .arch MODEL "
+                    "follow it as --PARAM VALUE (for an .arch family, set the input size with its "
+                    "own --size).")
+    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument("--batch", type=_count, help="images per forward pass (default: the net's)")
+    parser.add_argument("--iterations", type=_count, default=50, help="timed iterations (50)")
+    parser.add_argument("--warmup", type=_count, default=1, help="untimed iterations first (1)")
+    parser.add_argument("--input-size", type=_input_size, metavar="H[xW]",
+                        help="input height and width (default: the net's)")
+    parser.add_argument("--gpu", type=_count, metavar="N", help="run on GPU N (needs a CUDA Caffe)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args, rest = build_parser().parse_known_args(argv)
+        if args.iterations < 1 or args.batch == 0:
+            raise UsageError("--iterations and --batch must be at least 1")
+        text, source = read_model(args.model, split_overrides(rest))
+        net = load_net_text(text, source, gpu=args.gpu, batch=args.batch,
+                            input_size=args.input_size, force_backward=True).net
+        report = time_net(net, args.iterations, args.warmup)
+    except UsageError as error:
+        return print_error(f"archc: error: {error}")
+    except ArchError as error:
+        return print_error(render_error(error))
+    device = "CPU" if args.gpu is None else f"GPU {args.gpu}"
+    print(report.format(f"archc time {args.model} on {device}"))
+    return 0

@@ -1,0 +1,89 @@
+"""`archc time`: per-layer averages with warm-up excluded, on a scripted net and on real Caffe."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archc import cmd_time
+from runtime.timing import time_net
+from test_loader import SMALL
+
+
+class _Blob:
+    def __init__(self, shape):
+        self.data = np.zeros(shape, np.float32)
+        self.diff = np.zeros(shape, np.float32)
+
+
+class _Layer:
+    def __init__(self, type_):
+        self.type = type_
+
+
+class ScriptedNet:
+    """Quacks like caffe.Net for time_net; layer i takes (i + 1) ms forward and 10 (i + 1) ms
+    backward on the shared fake clock, so the expected report is known exactly."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._layer_names = ["conv", "relu", "fc"]
+        self.layers = [_Layer("Convolution"), _Layer("ReLU"), _Layer("InnerProduct")]
+        self.inputs, self.outputs = ["data"], ["fc"]
+        self.blobs = {"data": _Blob((2, 3, 4, 4)), "fc": _Blob((2, 5))}
+        self.calls = []
+
+    def _forward(self, start, end):
+        self.calls.append(("forward", start))
+        self.clock.now += (start + 1) / 1000
+
+    def _backward(self, start, end):
+        self.calls.append(("backward", start))
+        self.clock.now += 10 * (start + 1) / 1000
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_per_layer_and_total_averages_exclude_the_warm_up():
+    clock = FakeClock()
+    net = ScriptedNet(clock)
+    report = time_net(net, iterations=4, warmup=3, clock=clock)
+    assert [(l.name, l.type) for l in report.layers] == [
+        ("conv", "Convolution"), ("relu", "ReLU"), ("fc", "InnerProduct")]
+    assert [l.forward_ms for l in report.layers] == pytest.approx([1, 2, 3])
+    assert [l.backward_ms for l in report.layers] == pytest.approx([10, 20, 30])
+    assert (report.forward_ms, report.backward_ms, report.forward_backward_ms) == \
+        pytest.approx((6, 60, 66))
+    # 7 iterations ran: forward in layer order, backward in reverse order.
+    assert net.calls == [("forward", 0), ("forward", 1), ("forward", 2),
+                         ("backward", 2), ("backward", 1), ("backward", 0)] * 7
+    assert (net.blobs["fc"].diff == 1).all() and net.blobs["data"].data.std() > 0.5
+    text = report.format("archc time net")
+    assert text.splitlines()[0] == "archc time net: data 2x3x4x4; average of 4 iterations after 3 warm-up"
+    assert "Average Forward-Backward:          66.000 ms" in text
+
+
+def test_time_command_on_real_caffe(caffe, tmp_path, capsys):
+    model = tmp_path / "small.prototxt"
+    model.write_text(SMALL)
+    assert cmd_time.main([str(model), "--batch", "3", "--input-size", "11x13", "--iterations", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("on CPU: data 3x3x11x13; average of 2 iterations after 1 warm-up")
+    # Caffe turns the `input:` declaration into a layer of its own.
+    assert [line.split()[:2] for line in lines[2:7]] == [
+        ["input", "Input"], ["conv1", "Convolution"], ["relu1", "ReLU"], ["pool1", "Pooling"], ["fc", "InnerProduct"]]
+    assert lines[-1].startswith("Average Forward-Backward:")
+
+
+def test_time_command_refuses_sizes_the_net_cannot_take(caffe, tmp_path, capsys):
+    model = tmp_path / "small.prototxt"
+    model.write_text(SMALL)
+    assert cmd_time.main([str(model), "--input-size", "2"]) == 2
+    assert "convolution output would be 0 x 0" in capsys.readouterr().err
+    assert cmd_time.main([str(model), "--iterations", "0"]) == 2
+    assert "--iterations and --batch must be at least 1" in capsys.readouterr().err
