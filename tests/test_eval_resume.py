@@ -1,0 +1,120 @@
+"""Fault tests: `archc eval` killed with SIGKILL at random points and resumed ends with the same
+results file, byte for byte, as an uninterrupted run; a second eval on a running one's results
+file is refused."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+import evalkit
+from archc import cmd_eval
+
+IMAGES = 60
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """JPEG photographs-to-be: 500 x 375 noise over a colour gradient, enough work per image
+    (decoding, 12 crops of 224) for kills to land inside a run."""
+    directory = tmp_path_factory.mktemp("photos")
+    evalkit.write_tiny_net(directory)
+    rng = np.random.default_rng(7)
+    lines = []
+    for number in range(IMAGES):
+        colour = np.array(evalkit.image_colour(number % evalkit.CLASSES), np.float64)
+        ramp = np.linspace(-30, 30, 500)[None, :, None]
+        image = colour + ramp + rng.normal(0, 20, (375, 500, 3))
+        name = f"img/{number:03d}.jpg"
+        (directory / "img").mkdir(exist_ok=True)
+        cv2.imwrite(str(directory / name), np.clip(image, 0, 255).astype(np.uint8))
+        lines.append((name, number % evalkit.CLASSES))
+    evalkit.write_val(directory / "val.txt", lines)
+    return directory
+
+
+def eval_args(directory, results):
+    args = evalkit.eval_args(directory, "--results", str(results), "--crops", "12", "--batch", "12",
+                             "--workers", "1")
+    for option, value in (("--crop-size", "224"), ("--base-size", "256")):
+        args[args.index(option) + 1] = value
+    return args
+
+
+def start(directory, results):
+    # A session of its own, so the kill takes the loading workers with it.
+    return subprocess.Popen([sys.executable, "-m", "archc", "eval", *eval_args(directory, results)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def kill(process):
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def journal_lines(partial):
+    try:
+        return partial.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_lines(process, partial, lines, timeout=60.0):
+    """Until the journal holds `lines` lines; False if the run finished first."""
+    deadline = time.monotonic() + timeout
+    while journal_lines(partial) < lines:
+        if process.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.002)
+    return True
+
+
+def test_killed_and_resumed_runs_end_identical_to_an_uninterrupted_one(photos, tmp_path):
+    reference = tmp_path / "reference.json"
+    assert cmd_eval.main(eval_args(photos, reference)) == 0
+
+    results = tmp_path / "killed.json"
+    partial = tmp_path / "killed.json.partial"
+    rng = random.Random(20240601)
+    progress_at_kills = []
+    # First a kill during start-up, then kills a random number of images into each resumed run.
+    process = start(photos, results)
+    time.sleep(rng.uniform(0.05, 0.4))
+    kill(process)
+    for _ in range(4):
+        process = start(photos, results)
+        if not wait_for_lines(process, partial, journal_lines(partial) + rng.randint(1, 10)):
+            break
+        time.sleep(rng.uniform(0.0, 0.03))  # anywhere inside the next group
+        kill(process)
+        progress_at_kills.append(journal_lines(partial) - 1)
+    assert len(progress_at_kills) == 4, "the run finished before it could be killed four times"
+    assert progress_at_kills == sorted(progress_at_kills) and progress_at_kills[-1] < IMAGES
+
+    process = start(photos, results)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err.decode()
+    assert results.read_bytes() == reference.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["killed.json", "reference.json"]
+
+
+def test_a_second_eval_is_refused_while_the_first_runs(photos, tmp_path, capsys):
+    results = tmp_path / "r.json"
+    process = start(photos, results)
+    try:
+        assert wait_for_lines(process, tmp_path / "r.json.partial", 2)
+        assert cmd_eval.main(eval_args(photos, results)) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"archc: error: {results} is in use by another archc eval (pid "
+                       f"{process.pid}); wait for it to finish or choose another --results")
+    finally:
+        kill(process)
