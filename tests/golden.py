@@ -7,6 +7,8 @@ from analysis.diff import diff_nets, normalise
 from archc.model import compile_arch
 from codegen.parse import read_prototxt
 from ir.net import infer_shapes
+from runtime.loader import expected_from_caffe, load_net_text
+from runtime.weights import expected_from_ir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,6 +34,11 @@ def output_shape(arch: str, **params) -> tuple[int, ...]:
     return shaped.layers[-1].output
 
 
+def layers_by_name(net) -> dict:
+    """The net's layers, looked up by layer name."""
+    return {layer.name: layer for layer in net.layers}
+
+
 def assert_only_input_size_changes(arch: str, size: int, **params) -> None:
     """Generating at `size` changes nothing but the input's spatial dims, and the net still
     infers all the way to a (1, classes) output."""
@@ -41,3 +48,14 @@ def assert_only_input_size_changes(arch: str, size: int, **params) -> None:
     assert net.inputs == {"data": (1, 3, size, size)}
     assert text.replace(f"dim: {size}", f"dim: {default_size}") == default_text
     assert infer_shapes(net).layers[-1].output == (1, int(params.get("classes", 1000)))
+
+
+def assert_caffe_allocates_the_inferred_shapes(net, text: str) -> None:
+    """Real Caffe, given the generated prototxt, allocates exactly the blob and parameter shapes
+    the IR inferred (needs the `caffe` fixture)."""
+    shaped = infer_shapes(net)
+    caffe_net = load_net_text(text, "<generated>").net
+    assert {name: tuple(caffe_net.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
+    # Caffe inserts parameterless Split layers of its own: compare the layers that own blobs.
+    assert {name: shapes for name, shapes in expected_from_caffe(caffe_net).items() if shapes} == \
+        {name: shapes for name, shapes in expected_from_ir(shaped).items() if shapes}
