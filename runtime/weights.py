@@ -12,6 +12,8 @@ num/channels/height/width.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,7 +197,20 @@ def encode_caffemodel(layers: list[LayerWeights], net_name: str = "") -> bytes:
 
 
 def write_caffemodel(path: str | Path, layers: list[LayerWeights], net_name: str = "") -> None:
-    Path(path).write_bytes(encode_caffemodel(layers, net_name))
+    """Write the whole file or nothing (through a temporary file renamed into place)."""
+    path = Path(path)
+    data = encode_caffemodel(layers, net_name)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        raise WeightsError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def initial_weights(shaped: ShapedNet, seed: int = 0) -> list[LayerWeights]:
