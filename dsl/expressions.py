@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 import operator
+import re
 from typing import TYPE_CHECKING, Any, Callable
 
 import lark
@@ -41,6 +42,29 @@ def checked(value: Any) -> Any:
     return value
 
 
+def value_size(value: Any, limit: int = MAX_LIST) -> int:
+    """How many elements and characters a value holds, nested lists and tables included.
+
+    Elaboration charges this for every value an expression yields, so work on shared nested
+    lists (`[b, b, b]` with `b = [a, a, a]`) is paid for; counting stops past `limit`.
+    """
+    if isinstance(value, str):
+        return len(value)
+    if not isinstance(value, (list, dict)):
+        return 0
+    count, pending = 0, [value]
+    while pending and count <= limit:
+        container = pending.pop()
+        items = [*container, *container.values()] if isinstance(container, dict) else container
+        count += len(items)
+        for item in items:
+            if isinstance(item, (list, dict)):
+                pending.append(item)
+            elif isinstance(item, str):
+                count += len(item)
+    return count
+
+
 def _arith(symbol: str, left: Any, right: Any) -> Any:
     if symbol == "+" and isinstance(left, str) and isinstance(right, str):
         return left + right
@@ -52,12 +76,17 @@ def _arith(symbol: str, left: Any, right: Any) -> Any:
         raise EvalError(f"division by zero in '{symbol}'")
     if symbol == "**":
         if isinstance(right, int) and right < 0 and isinstance(left, int):
-            return float(left) ** right
+            left = float(left)  # 2 ** -1 is 0.5, as in Python
         if abs(left) > 1 and _number(right) and right * math.log2(abs(left)) > 53:
             raise EvalError("the power is beyond the limit of 2**53")
         if left < 0 and not float(right).is_integer():
             raise EvalError("a negative number to a fractional power is not a real number")
-    return _ARITH[symbol](left, right)
+    try:
+        return _ARITH[symbol](left, right)
+    except ZeroDivisionError:  # `0 ** -1`
+        raise EvalError("zero to a negative power is a division by zero") from None
+    except OverflowError:  # float `**` raises instead of returning inf: `0.5 ** -2000`
+        raise EvalError("the result is not a finite number") from None
 
 
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
@@ -124,9 +153,14 @@ def _builtin_letter(index: Any) -> str:
 def _builtin_int(value: Any) -> int:
     if _number(value):
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        return int(value)
+    # ASCII digits only, and few enough of them: Python's int() also takes '²'-like digits
+    # (then fails) and refuses strings of over 4300 digits.
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        return checked(int(value))
     raise EvalError(f"int() cannot convert {type_name(value)} {show(value)}")
+
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
 
 
 def _builtin_float(value: Any) -> float:
@@ -153,11 +187,18 @@ BUILTINS: dict[str, tuple[Callable[..., Any], int, int]] = {
 # ----- node handlers: (elaborator, tree, scope, frame) -> value ----------------------------------
 
 def _literal_int(e: "Elaborator", tree, scope, frame) -> int:
-    return checked(int(tree.children[0]))
+    digits = str(tree.children[0]).lstrip("0") or "0"
+    # Count digits first: int() refuses literals of over 4300 digits with a ValueError.
+    if len(digits) > len(str(MAX_INT)) or int(digits) > MAX_INT:
+        raise e.error("integer literal beyond the limit of 2**53", tree)
+    return int(digits)
 
 
 def _literal_float(e, tree, scope, frame) -> float:
-    return checked(float(tree.children[0]))
+    try:
+        return checked(float(tree.children[0]))
+    except EvalError as error:  # `1e999`
+        raise e.error(str(error), tree) from None
 
 
 def _name(e: "Elaborator", tree, scope: Scope, frame) -> Any:

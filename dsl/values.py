@@ -24,6 +24,8 @@ class Tensor:
             return list(self.shape)
         if name == "name":
             return self.blob
+        if name not in ("n", "c", "h", "w"):  # not a substring test: `"nchw".index("hw")` is 2
+            raise KeyError(name)
         axis = "nchw".index(name)
         if axis >= len(self.shape):
             raise KeyError(name)
