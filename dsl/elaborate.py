@@ -16,16 +16,21 @@ import lark
 
 from dsl import parser
 from dsl.expressions import HANDLERS as _EXPRESSIONS
+from dsl.expressions import MAX_LIST, value_size
 from dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
 from dsl.values import BlockDef, Scope, Tensor, show, type_name
 from ir.diagnostics import ArchError, Span
-from ir.net import Layer, Net, ShapeTracker
+from ir.net import MAX_BLOB, Layer, Net, ShapeTracker
 
 # Limits that keep every input bounded in time and memory; each error names the limit
 # (expressions have their own, in dsl.expressions).
 MAX_LAYERS = 50_000
 MAX_CALL_DEPTH = 64
 MAX_NAME = 512
+# Work budget of one elaboration: one step per statement and per expression node, plus the size
+# of every value an expression yields. Loops whose bodies add no layers (`for i in 0..100000
+# { for j in 0..100000 { let x = i } }`) would otherwise run for hours.
+MAX_STEPS = 5_000_000
 
 PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
@@ -71,8 +76,17 @@ class Loader:
         self.loading: set[Path] = set()
         self.sources: dict[str, str] = {}
 
-    def read(self, path: str) -> str:
-        source = Path(path).read_text(encoding="utf-8")
+    def read(self, path: str, span: Span | None = None) -> str:
+        """A file's text; `span` is where it was named (an import), for errors."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as error:
+            raise ArchError(f"cannot read {path}: {error.strerror or error}", span) from None
+        try:
+            source = data.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise ArchError("the file is not UTF-8 text: invalid byte "
+                            f"0x{data[error.start]:02x}", _byte_span(path, data, error.start)) from None
         self.sources[path] = source
         return source
 
@@ -92,13 +106,12 @@ class Loader:
 def load_module(path: str, overrides: dict[str, str], loader: Loader | None = None) -> Module:
     """Evaluate a top-level .arch file's declarations with the user's parameter overrides."""
     loader = loader or Loader([Path(path).resolve().parent])
-    try:
-        source = loader.read(path)
-    except (OSError, UnicodeDecodeError) as error:
-        raise ArchError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
-    tree = parser.parse(source, path)
+    tree = parser.parse(loader.read(path), path)
     elaborator = Elaborator(loader)
-    module = elaborator.declare(tree, path, overrides, top_level=True)
+    try:
+        module = elaborator.declare(tree, path, overrides, top_level=True)
+    except RecursionError:
+        raise elaborator.too_deep() from None
     unknown = sorted(set(overrides) - {p.name for p in module.params})
     if unknown:
         names = [p.name for p in module.params]
@@ -128,6 +141,9 @@ class Elaborator:
         # The file whose nodes are being evaluated: parse trees carry no path, and a block
         # defined in an imported library runs with that library's path.
         self.path = ""
+        self.steps = 0
+        # The statement or declaration being run (with its file), for a RecursionError's position.
+        self.running: tuple[str, Any] = ("", None)
 
     # ----- declarations -------------------------------------------------------------------
 
@@ -137,6 +153,7 @@ class Elaborator:
         for item in tree.children:
             if not isinstance(item, lark.Tree):
                 continue
+            self.running = (path, item)
             kind = item.data
             if kind == "import_decl":
                 self._import(item, module)
@@ -169,7 +186,7 @@ class Elaborator:
             self.loader.loading.add(resolved)
             try:
                 library_path = str(resolved)
-                tree = parser.parse(self.loader.read(library_path), library_path)
+                tree = parser.parse(self.loader.read(library_path, span), library_path)
                 library = Elaborator(self.loader).declare(tree, library_path, {}, top_level=False)
             finally:
                 self.loader.loading.discard(resolved)
@@ -257,7 +274,7 @@ class Elaborator:
         try:
             self.run_body(module.net_body, Scope(module.scope), frame)
         except RecursionError:
-            raise ArchError("the spec nests too deeply to evaluate", Span(module.path, 1, 1)) from None
+            raise self.too_deep() from None
         if not self.inputs:
             raise self.error("the net has no `input \"data\" [n, c, h, w]` statement", module.net_body)
         net = Net(dict(self.inputs), [shaped.layer for shaped in self.tracker.layers],
@@ -270,6 +287,8 @@ class Elaborator:
                 self.run_stmt(stmt, scope, frame)
 
     def run_stmt(self, stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
+        self.running = (self.path, stmt)
+        self.spend(1, stmt)
         kind = stmt.data
         if kind == "let_stmt":
             self._let(stmt, scope, frame)
@@ -336,6 +355,9 @@ class Elaborator:
         if name in self.tracker.blobs:
             raise self.error(f"input blob '{name}' is already defined", name_token)
         self._check_name(name, name_token)
+        if math.prod(shape) > MAX_BLOB:
+            raise self.error(f"an input of {math.prod(shape)} values is larger than a Caffe blob "
+                             f"can hold ({MAX_BLOB})", shape_tree)
         self.inputs[name] = tuple(shape)
         self.tracker.blobs[name] = tuple(shape)
         self.input_span = self.input_span or self.span(stmt)
@@ -556,7 +578,20 @@ class Elaborator:
         handler = _EXPRESSIONS.get(tree.data)
         if handler is None:  # pragma: no cover - the grammar has no other expressions
             raise self.error(f"unsupported expression {tree.data}", tree)
-        return handler(self, tree, scope, frame)
+        value = handler(self, tree, scope, frame)
+        size = value_size(value)
+        if size > MAX_LIST:
+            raise self.error(f"a value holding more than {MAX_LIST} elements (nested lists "
+                             f"included)", tree)
+        self.spend(1 + size, tree)
+        return value
+
+    def spend(self, steps: int, node: Any) -> None:
+        """Charge work to this elaboration's budget (see MAX_STEPS)."""
+        self.steps += steps
+        if self.steps > MAX_STEPS:
+            raise self.error(f"elaboration takes more than {MAX_STEPS} steps: is a repeat count "
+                             f"or a list too large?", node)
 
     def _string(self, token: lark.Token, scope: Scope, frame: Frame | None) -> str:
         key = (self.path, token.line, token.column)
@@ -633,6 +668,20 @@ class Elaborator:
 
     def error(self, message: str, node: Any) -> ArchError:
         return ArchError(message, self.span(node))
+
+    def too_deep(self) -> ArchError:
+        """For a RecursionError: blocks and expressions nested beyond what Python can evaluate."""
+        path, node = self.running
+        self.path = path
+        return ArchError("the spec nests too deeply to evaluate: flatten nested blocks, "
+                         "branches or expressions", self.span(node) if node is not None else None)
+
+
+def _byte_span(path: str, data: bytes, offset: int) -> Span:
+    """The line and column (in characters) of byte `offset` of a file."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
+    return Span(path, data.count(b"\n", 0, offset) + 1, column)
 
 
 def _matching_brace(text: str, start: int) -> int | None:

@@ -10,6 +10,9 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from ir.diagnostics import ArchError, Span
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+# Elaboration walks the tree recursively; refusing deeper trees up front keeps it far from
+# Python's recursion limit and points at the construct instead of failing somewhere inside.
+MAX_NESTING = 100
 
 # How regex terminals read in a message; literal terminals are shown quoted as written.
 _TERMINAL_WORDS = {
@@ -52,7 +55,18 @@ def _parse(source: str, path: str, start: str, line_offset: int, column_offset: 
         raise _syntax_error(error, source, path, line_offset, column_offset) from None
     if line_offset or column_offset:
         _shift_positions(tree, line_offset, column_offset)
+    _check_nesting(tree, path)
     return tree
+
+
+def _check_nesting(tree: lark.Tree, path: str) -> None:
+    pending = [(tree, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise ArchError(f"nested more than {MAX_NESTING} levels deep: split the expression or "
+                            f"body with `let`s or blocks", Span(path, node.meta.line, node.meta.column))
+        pending.extend((child, depth + 1) for child in node.children if isinstance(child, lark.Tree))
 
 
 def _syntax_error(error: UnexpectedInput, source: str, path: str,
@@ -67,7 +81,10 @@ def _syntax_error(error: UnexpectedInput, source: str, path: str,
         token = getattr(error, "token", None)
         if token is None or token.type == "$END":
             message = "unexpected end of input"
-            lines = source.splitlines() or [""]
+            # Lines as Lark counts them (by "\n" only), ending at the last one with text.
+            lines = source.split("\n")
+            while len(lines) > 1 and not lines[-1].strip():
+                lines.pop()
             line, column = len(lines), len(lines[-1]) + 1
         else:
             message = f"unexpected {_describe_token(token)}"
