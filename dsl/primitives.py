@@ -136,7 +136,25 @@ def check_argument(param: Param, value: Any) -> Any:
             "choice": " or ".join(f'"{c}"' for c in param.choices),
         }[param.kind]
         raise ArgumentError(f"argument '{param.name}' must be {expected}")
+    if not _fits_caffe_field(value):
+        raise ArgumentError(f"argument '{param.name}' must fit Caffe's 32-bit fields (integers "
+                            f"below 2**31 in magnitude, numbers below 3.4e38)")
     return value
+
+
+# Caffe's layer parameters are 32-bit protobuf fields: larger values would not load.
+_INT32_LIMIT = 2 ** 31
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _fits_caffe_field(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_fits_caffe_field(v) for v in value)
+    if _is_int(value):
+        return abs(value) < _INT32_LIMIT
+    if isinstance(value, float):
+        return abs(value) <= _FLOAT32_MAX
+    return True
 
 
 def _is_int(value: Any) -> bool:

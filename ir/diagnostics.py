@@ -37,9 +37,11 @@ class ArchError(Exception):
         where = f"{self.span}: " if self.span else ""
         lines = [f"{where}error: {self.message}"]
         if self.span and source is not None:
-            text_lines = source.splitlines()
+            # Lines end at "\n" only, as the parsers count them (splitlines() also breaks at
+            # form feeds, "\r" and other separators, and would show the wrong line).
+            text_lines = source.split("\n")
             if 1 <= self.span.line <= len(text_lines):
-                text = text_lines[self.span.line - 1].expandtabs(1)
+                text = text_lines[self.span.line - 1].rstrip("\r").expandtabs(1)
                 caret_col = max(self.span.column, 1)
                 width = 1
                 if self.span.end_line == self.span.line and self.span.end_column:

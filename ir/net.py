@@ -5,10 +5,14 @@ reads into one, codegen renders one, and summary/diff/runtime read one.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ir.diagnostics import ArchError, Span
 from ir.ops import Op, Shape, ShapeError, format_shape
+
+# Caffe counts a blob's elements in a C int (Blob::Reshape checks it).
+MAX_BLOB = 2 ** 31 - 1
 
 
 @dataclass(frozen=True)
@@ -100,9 +104,21 @@ class ShapeTracker:
         if layer.in_place and not op.in_place_ok:
             raise ArchError(f"{layer.type} layer '{layer.name}' cannot run in place: give it a top "
                             f"blob of its own", layer.span)
+        for index, top in enumerate(layer.tops):
+            # Caffe aborts on a top that an earlier layer produced, unless it is this layer's
+            # bottom at the same index (in-place computation).
+            if top in self.blobs and layer.bottoms[index:index + 1] != (top,):
+                raise ArchError(f"{layer.type} layer '{layer.name}' writes blob '{top}', which an "
+                                f"input or earlier layer already produces: Caffe rewrites a blob only "
+                                f"in place; give the layer a top of its own", layer.span)
         inputs = tuple(self.blobs[b] for b in layer.bottoms)
         try:
             output = op.infer(list(inputs))
+            for shape in (output, *op.param_shapes(list(inputs))):
+                if math.prod(shape) > MAX_BLOB:
+                    raise ShapeError(f"a blob of {format_shape(shape)} holds more than the "
+                                     f"{MAX_BLOB} values Caffe allows: use a smaller input size "
+                                     f"or fewer channels")
         except ShapeError as error:
             shapes = ", ".join(format_shape(s) for s in inputs)
             raise ArchError(f"{layer.type} layer '{layer.name}': {error}",
