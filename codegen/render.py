@@ -39,8 +39,9 @@ def _template() -> jinja2.Template:
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
         bytecode_cache=_bytecode_cache())
     environment.filters["scalar"] = _scalar
-    # JSON string escaping is valid prototxt string escaping for the names we allow.
-    environment.filters["quoted"] = json.dumps
+    # JSON string escaping is valid prototxt string escaping for the names we allow; non-ASCII
+    # stays raw UTF-8, since protobuf reads no "\ud83d\ude00" surrogate-pair escapes.
+    environment.filters["quoted"] = functools.partial(json.dumps, ensure_ascii=False)
     return environment.get_template("deploy.prototxt.j2")
 
 
