@@ -10,6 +10,7 @@ from conftest import REPO
 from ir import ArchError, Layer, Net, infer_shapes
 from ir.ops import BatchNorm, Convolution, InnerProduct, Pooling, ReLU, Scale
 from runtime import weights
+from test_loader import SMALL
 
 
 def small_net() -> Net:
@@ -139,36 +140,24 @@ def test_generated_resnext50_weights_pass_and_a_renamed_layer_is_named(tmp_path)
     assert f"\n  {victim}\n" in str(refused.value)
 
 
-PROTOTXT = """name: "tiny"
-input: "data"
-input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param { num_output: 4 kernel_size: 3 } }
-layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
-layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc"
-  inner_product_param { num_output: 2 } }
-"""
-
-
 def test_weights_command_writes_lists_and_checks(tmp_path, capsys):
     from archc import cmd_weights
-    model = tmp_path / "tiny.prototxt"
-    model.write_text(PROTOTXT)
-    out = tmp_path / "tiny.caffemodel"
+    model = tmp_path / "small.prototxt"
+    model.write_text(SMALL)
+    out = tmp_path / "small.caffemodel"
     assert cmd_weights.main(["--init", str(model), "-o", str(out), "--seed", "4"]) == 0
-    assert "3 layers with weights, 411 parameters (seed 4)" in capsys.readouterr().out
+    assert "2 layers with weights, 223 parameters (seed 4)" in capsys.readouterr().out
     assert cmd_weights.main([str(out)]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert listing[0].endswith("tiny.caffemodel: 3 layers, 3 with weights, 411 values")
+    assert listing[0].endswith("small.caffemodel: 2 layers, 2 with weights, 223 values")
     assert [line.split(None, 2) for line in listing[2:]] == [
-        ["conv1", "Convolution", "4 x 3 x 3 x 3, 4"], ["bn1", "BatchNorm", "4, 4, 1"],
-        ["fc", "InnerProduct", "2 x 144, 2"]]
+        ["conv1", "Convolution", "4 x 3 x 3 x 3, 4"], ["fc", "InnerProduct", "3 x 36, 3"]]
     assert cmd_weights.main([str(out), "--check", str(model)]) == 0
     assert "ok: " in capsys.readouterr().out
-    model.write_text(PROTOTXT.replace('"bn1"', '"conv1_bn"'))
+    model.write_text(SMALL.replace('name: "conv1"', 'name: "conv1_renamed"'))
     assert cmd_weights.main([str(out), "--check", str(model)]) == 1
     report = capsys.readouterr().out
-    assert "1 layer missing from the weights" in report and "\n  conv1_bn\n" in report
+    assert "1 layer missing from the weights" in report and "\n  conv1_renamed\n" in report
     assert "refused: " in report
     assert cmd_weights.main([str(out), "--check", str(model), "--allow-missing"]) == 0
 
