@@ -187,8 +187,11 @@ _LAYER_SETUP = re.compile(r"\] (?:Creating layer|Setting up) (\S+)$", re.MULTILI
 def probe_in_child(path: str, source: str) -> None:
     """Set the net up in a child process, so that a Caffe abort becomes an ArchError here."""
     # Full logging: the last layer Caffe announced is the one whose setup aborted.
+    # The child finds archc's packages where this process found them, installed or not.
+    packages = str(Path(__file__).resolve().parent.parent)
+    search_path = os.pathsep.join(filter(None, [packages, os.environ.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-c", _PROBE, path], capture_output=True, text=True,
-                            env={**os.environ, "GLOG_minloglevel": "0"})
+                            env={**os.environ, "GLOG_minloglevel": "0", "PYTHONPATH": search_path})
     if result.returncode == 0:
         return
     fatal = _GLOG_FATAL.findall(result.stderr)

@@ -79,7 +79,7 @@ def random_nets(draw) -> Net:
     return net
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_nets())
 def test_inferred_shapes_equal_caffe_blob_shapes(caffe, net):
     try:
