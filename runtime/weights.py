@@ -71,10 +71,9 @@ def decode_caffemodel(data: bytes, path: str = "<caffemodel>") -> list[StoredLay
               for layer in message.layer]
     v1_types = message.DESCRIPTOR.fields_by_name["layers"].message_type.enum_types_by_name["LayerType"]
     for layer in message.layers:
-        type_name = v1_types.values_by_number[layer.type].name if layer.type in v1_types.values_by_number \
-            else str(layer.type)
+        type_name = v1_types.values_by_number[layer.type].name   # unknown numbers decode as NONE
         layers.append(StoredLayer(layer.name, f"{type_name} (V1)", tuple(_blob(b) for b in layer.blobs)))
-    if not layers and data:
+    if not layers:
         raise WeightsError(f"{path}: not a Caffe model file (no layers found)")
     return layers
 

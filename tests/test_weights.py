@@ -117,6 +117,9 @@ def test_not_a_caffemodel_is_an_error(tmp_path):
     path.write_bytes(b"\xff\xfe this is not protobuf \x00\x01")
     with pytest.raises(ArchError, match="not a Caffe model file"):
         weights.read_caffemodel(path)
+    path.write_bytes(b"")
+    with pytest.raises(ArchError, match="not a Caffe model file"):
+        weights.read_caffemodel(path)
     with pytest.raises(ArchError, match="cannot read weights file"):
         weights.read_caffemodel(tmp_path / "absent.caffemodel")
 
