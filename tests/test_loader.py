@@ -131,3 +131,18 @@ def test_gpu_on_a_cpu_only_caffe_is_a_clear_error(caffe):
         pytest.skip("this Caffe has GPU support")
     with pytest.raises(caffe_env.CaffeError, match=r"--gpu 0: the Caffe at .* without GPU support \(CPU_ONLY\)"):
         load_net_text(SMALL, "small.prototxt", gpu=0)
+
+
+def test_a_model_is_a_prototxt_or_an_arch_file_with_its_parameters(tmp_path):
+    from conftest import REPO
+    from runtime.loader import read_model
+    text, source = read_model(REPO / "archs" / "resnext.arch", {"depth": "50", "size": "64"})
+    assert source.endswith("resnext.arch, generated>")
+    assert "dim: 64" in text and 'name: "resx16_conv3"' in text
+    prototxt = tmp_path / "small.prototxt"
+    prototxt.write_text(SMALL)
+    assert read_model(prototxt) == (SMALL, str(prototxt))
+    with pytest.raises(ArchError, match="--depth: parameters apply to .arch files"):
+        read_model(prototxt, {"depth": "50"})
+    with pytest.raises(ArchError, match="cannot read .*absent.prototxt"):
+        read_model(tmp_path / "absent.prototxt")
