@@ -142,7 +142,8 @@ class Elaborator:
         # defined in an imported library runs with that library's path.
         self.path = ""
         self.steps = 0
-        # The statement or declaration being run (with its file), for a RecursionError's position.
+        # The top-level statement or declaration being run (with its file): where a RecursionError
+        # is reported, the same place however deep Python's stack already was.
         self.running: tuple[str, Any] = ("", None)
 
     # ----- declarations -------------------------------------------------------------------
@@ -260,9 +261,11 @@ class Elaborator:
         if name in module.scope.values:
             raise self.error(f"'{name}' is already defined", name_token)
         seen: set[str] = set()
-        for formal_name, _ in formals:
+        for formal in rest[:-1]:
+            formal_name = str(formal.children[0]) if formal is not None else None
             if formal_name in seen:
-                raise self.error(f"block '{name}' has two parameters named '{formal_name}'", item)
+                raise self.error(f"block '{name}' has two parameters named '{formal_name}'",
+                                 formal.children[0])
             seen.add(formal_name)
         module.scope.values[name] = BlockDef(name, formals, body, module.scope, self.span(name_token))
 
@@ -271,8 +274,12 @@ class Elaborator:
     def build_net(self, module: Module) -> Net:
         frame = Frame(cursor=None, input=None)
         self.path = module.path
+        scope = Scope(module.scope)
         try:
-            self.run_body(module.net_body, Scope(module.scope), frame)
+            for stmt in module.net_body.children:
+                if isinstance(stmt, lark.Tree):
+                    self.running = (self.path, stmt)
+                    self.run_stmt(stmt, scope, frame)
         except RecursionError:
             raise self.too_deep() from None
         if not self.inputs:
@@ -287,7 +294,6 @@ class Elaborator:
                 self.run_stmt(stmt, scope, frame)
 
     def run_stmt(self, stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
-        self.running = (self.path, stmt)
         self.spend(1, stmt)
         kind = stmt.data
         if kind == "let_stmt":
