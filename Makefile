@@ -26,5 +26,9 @@ test: setup caffe
 bench: setup
 	$(PY) bench/run.py
 
+# The compiler fuzzer's long run: N generated/mutated inputs (default 100000) on 2 workers.
+soak: setup
+	$(PY) bench/fuzz_soak.py $(N)
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
