@@ -76,7 +76,8 @@ class Workspace:
         if isinstance(content, bytes):
             path.write_bytes(content)
         else:
-            path.write_bytes(content.encode("utf-8"))
+            # surrogatepass: a lone surrogate from a generator becomes bytes that are not UTF-8
+            path.write_bytes(content.encode("utf-8", "surrogatepass"))
 
     def load(self, case: Case) -> None:
         for relative in self.dirty - set(case.files):
