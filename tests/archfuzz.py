@@ -183,8 +183,9 @@ class ProgramGenerator:
         return self.rng.random() < p
 
     def name(self, stem: str) -> str:
+        """A fresh name; the `L` prefix keeps it apart from automatic names (conv1, relu2...)."""
         self.uid += 1
-        return f"{stem}{self.uid}"
+        return f"L{self.uid}_{stem}"
 
     # expressions -------------------------------------------------------------------------------
 
@@ -201,7 +202,7 @@ class ProgramGenerator:
             lambda: f"({self.int_expr(value * 2, depth + 1)}) // 2",
             lambda: f"[{a}, {self.int_expr(value, depth + 1)}][1]",
             lambda: f"{{{a}: {self.int_expr(value, depth + 1)}}}[{a}]",
-            lambda: f"{a} < {a + 1} ? {self.int_expr(value, depth + 1)} : {a}",
+            lambda: f"({a} < {a + 1} ? {self.int_expr(value, depth + 1)} : {a})",
             lambda: f"max({self.int_expr(value, depth + 1)}, {min(a, value)})",
             lambda: f"abs({-value})",
             lambda: f"int(float({value}))",
@@ -231,7 +232,8 @@ class ProgramGenerator:
         rng = self.rng
         if self.chance(self.garbage):
             return [indent + self.garbage_statement()]
-        kinds = ["conv", "conv", "unary", "unary", "pool", "merge", "loop", "if", "let", "block"]
+        kinds = ["conv", "conv", "unary", "unary", "pool", "merge", "loop", "if", "let", "block",
+                 "stages"]
         if budget <= 0:
             kinds = ["conv", "unary", "pool"]
         kind = rng.choice(kinds)
@@ -299,7 +301,9 @@ class ProgramGenerator:
             extra = f'top = "{self.name("blob")}"'
         if extra:
             op = f"{op[:-1]}, {extra})" if op.endswith(")") else f"{op}({extra})"
-        if op.startswith("bn") and self.chance(0.5):
+        if op.startswith("bn"):  # two layers, so two names or none
+            if self.chance(0.5):
+                return [f"{indent}{op}"]
             stem = self.name("bn")
             suffix = f"_{{{loop_var}}}" if loop_var else ""
             return [f'{indent}{op} as "{stem}{suffix}", "{stem}_scale{suffix}"']
@@ -367,6 +371,10 @@ class ProgramGenerator:
                     width = rng.choice([4, 8, 12])
                     lines += [f"{inner}conv({width}, 1){self._as('proj', loop_var)}"]
                     branch_shape[0] = width
+                if self.chance(0.2):  # the branch forks again: its sub-branches join the concat
+                    lines += [f"{inner}branch {{", f"{inner}  conv(4, [1, 3], pad = [0, 1])",
+                              f"{inner}}}", f"{inner}branch {{", f"{inner}}}"]
+                    branch_shape[0] += 4
                 total += branch_shape[0]
                 branches.append(lines)
             shape[0] = total
@@ -404,10 +412,33 @@ class ProgramGenerator:
             shape[:] = before
         return lines
 
+    def _stages(self, shape, budget, indent, loop_var=None):
+        """`for stage, width in {...}`: a table loop whose names come from the key and value."""
+        c, h, w = shape
+        widths = [self.rng.choice([4, 8, 16]) for _ in range(self.rng.randint(1, 3))]
+        table = ", ".join(f"{i}: {width}" for i, width in enumerate(widths))
+        stem = self.name("stage")
+        lines = [f"{indent}for k, width in {{{table}}} {{",
+                 f'{indent}  conv(width, 3, stride = k == 0 ? 1 : 2, pad = 1) as "{stem}_{{k}}_{{width}}"',
+                 f'{indent}  relu as "{stem}_{{letter(k)}}_relu"',
+                 f"{indent}}}"]
+        for index, width in enumerate(widths):
+            stride = 1 if index == 0 else 2
+            c, h, w = width, (h - 1) // stride + 1, (w - 1) // stride + 1
+        shape[:] = [c, h, w]
+        return lines
+
     def _block(self, shape, budget, indent, loop_var=None):
         if not self.blocks:
             return self._unary(shape, budget, indent, loop_var)
         block = self.rng.choice(self.blocks)
+        if block == "common":  # conv_bn from the model library's lib/common.arch
+            c = shape[0]
+            return [f'{indent}conv_bn("{self.name("cb")}", {self.int_expr(c)}, 3, pad = 1, '
+                    f'relu = {self.rng.choice(["true", "false"])})']
+        if block == "repeat":  # a block that calls itself with a counter
+            times = self.rng.choice([0, 1, 3, 70])  # 70: past the 64-call limit
+            return [f'{indent}repeat("{self.name("rep")}", {times})']
         if block == "unit":  # conv 3x3 pad 1 + bn + relu with a name prefix
             c, h, w = shape
             shape[:] = [c, h, w]
@@ -426,6 +457,13 @@ class ProgramGenerator:
                  '  conv(out, 3, stride = 2, pad = 1) as "down{n}"',
                  '  if input.c > 1000 { relu }',
                  '}'],
+        "common": ['import "lib/common.arch"'],
+        "repeat": ['block repeat(name, times) {',
+                   '  if times > 0 {',
+                   '    relu(inplace = false) as "{name}_{times}"',
+                   '    repeat(name, times - 1)',
+                   '  }',
+                   '}'],
     }
 
     def program(self) -> str:
@@ -453,7 +491,10 @@ class ProgramGenerator:
                 "classes" in line for line in lines) else "  fc(10)", "  softmax as \"prob\""]
         elif self.chance(0.2):
             tail = [rng.choice(["  flatten", "  reshape([0, -1])", "  fc(4)"])]
-        lines += ["net {", f'  input "data" [1, {channels}, {size_expr}, {size_expr}]', *body, *tail, "}"]
+        inputs = [f'  input "data" [1, {channels}, {size_expr}, {size_expr}]']
+        if self.chance(0.1):  # a second input, then back to the first
+            inputs += ['  let data = current', '  input "label" [1, 1]', '  from data']
+        lines += ["net {", *inputs, *body, *tail, "}"]
         return "\n".join(lines) + "\n"
 
 
