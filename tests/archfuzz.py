@@ -121,10 +121,11 @@ def run_case(case: Case, workspace: Workspace, deadline_s: float) -> Outcome:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    return Outcome(code, stderr.getvalue(), _problem(code, stderr.getvalue(), out, workspace))
+    dialect = "round_mode" if "round_mode" in case.args else "ceil_mode"
+    return Outcome(code, stderr.getvalue(), _problem(code, stderr.getvalue(), out, workspace, dialect))
 
 
-def _problem(code: int, stderr: str, out: Path, workspace: Workspace) -> str | None:
+def _problem(code: int, stderr: str, out: Path, workspace: Workspace, dialect: str) -> str | None:
     if "Traceback" in stderr or "internal error" in stderr:
         return "crashed"
     leftovers = sorted(p.name for p in workspace.out_dir.iterdir() if p != out)
@@ -135,7 +136,7 @@ def _problem(code: int, stderr: str, out: Path, workspace: Workspace) -> str | N
             return "exit 0 without an output file"
         text = out.read_text(encoding="utf-8")
         try:
-            parse_prototxt(text, "ceil_mode")
+            parse_prototxt(text, dialect)
             infer_shapes(import_net(text))
         except ArchError as error:
             return f"the output does not load back: {error.render()}"
@@ -582,6 +583,8 @@ def random_case(rng: random.Random, workspace: Workspace) -> Case:
     if roll < 0.45:
         text = ProgramGenerator(rng, garbage=rng.choice([0.0, 0.02, 0.1])).program()
         args = random_overrides(text, rng) if rng.random() < 0.1 else []
+        if rng.random() < 0.2:  # BVLC master's spelling of floor rounding
+            args += ["--pool-rounding", "round_mode"]
         return Case({"fuzz.arch": text}, "fuzz.arch", args, "generated")
     models = library_models()
     model = rng.choice(models)
