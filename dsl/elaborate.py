@@ -18,7 +18,7 @@ from dsl import parser
 from dsl.expressions import HANDLERS as _EXPRESSIONS
 from dsl.expressions import MAX_LIST, value_size
 from dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
-from dsl.values import BlockDef, Scope, Tensor, show, type_name
+from dsl.values import BlockDef, Scope, Tensor, brief, show, type_name
 from ir.diagnostics import ArchError, Span
 from ir.net import MAX_BLOB, Layer, Net, ShapeTracker
 
@@ -219,7 +219,7 @@ class Elaborator:
         if name in overrides:
             value = self._parse_override(name, kind, overrides[name], span)
         if allowed is not None and value not in allowed:
-            source = f"--{name} {overrides[name]}" if name in overrides else f"the default {show(value)}"
+            source = f"--{name} {overrides[name]}" if name in overrides else f"the default {brief(value)}"
             raise ArchError(f"{source} is not an allowed value of '{name}': choose one of "
                             f"{_list_values(allowed)}", self.span(allowed_tree))
         doc = self._string(doc_token, module.scope, None) if doc_token is not None else ""
@@ -375,7 +375,7 @@ class Elaborator:
         value = self.eval(tree, scope, frame)
         if not isinstance(value, bool):
             raise self.error(f"a condition must be true or false, got {type_name(value)} "
-                             f"{show(value)}: compare it, e.g. `x != 0`", tree)
+                             f"{brief(value)}: compare it, e.g. `x != 0`", tree)
         return value
 
     # ----- applying ops and blocks ----------------------------------------------------------
@@ -523,7 +523,7 @@ class Elaborator:
             try:
                 args[key] = check_argument(param, value)
             except ArgumentError as error:
-                raise self.error(f"{prim.name}: {error}, got {type_name(value)} {show(value)}",
+                raise self.error(f"{prim.name}: {error}, got {type_name(value)} {brief(value)}",
                                  node) from None
         for param in prim.params:
             if param.name not in args:
@@ -708,5 +708,5 @@ def _matching_brace(text: str, start: int) -> int | None:
 
 def _list_values(values: list) -> str:
     if len(values) > 12:
-        return f"{show(values[0])} .. {show(values[-1])}"
-    return ", ".join(show(v) for v in values)
+        return f"{brief(values[0])} .. {brief(values[-1])}"
+    return brief(", ".join(show(v) for v in values), 200)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import lark
 
-from dsl.values import BlockDef, Scope, Tensor, show, type_name
+from dsl.values import BlockDef, Scope, Tensor, brief, show, type_name
 
 if TYPE_CHECKING:
     from dsl.elaborate import Elaborator, Frame
@@ -144,6 +144,12 @@ def _numbers(name: str, values: Any) -> list:
     return list(values)
 
 
+def _builtin_abs(value: Any) -> Any:
+    if not _number(value):
+        raise EvalError(f"abs() takes a number, got {type_name(value)}")
+    return abs(value)
+
+
 def _builtin_letter(index: Any) -> str:
     if not (isinstance(index, int) and not isinstance(index, bool) and 0 <= index < 26):
         raise EvalError("letter() takes an integer from 0 (a) to 25 (z)")
@@ -157,7 +163,7 @@ def _builtin_int(value: Any) -> int:
     # (then fails) and refuses strings of over 4300 digits.
     if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
         return checked(int(value))
-    raise EvalError(f"int() cannot convert {type_name(value)} {show(value)}")
+    raise EvalError(f"int() cannot convert {type_name(value)} {brief(value)}")
 
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
@@ -175,7 +181,7 @@ BUILTINS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "sum": (lambda *v: sum(_numbers("sum", v)) if v != ([],) else 0, 1, 1),
     "min": (lambda *v: min(_numbers("min", v)), 1, 16),
     "max": (lambda *v: max(_numbers("max", v)), 1, 16),
-    "abs": (lambda v: abs(_numbers("abs", [v])[0]), 1, 1),
+    "abs": (_builtin_abs, 1, 1),
     "range": (lambda *v: _range(0, v[0]) if len(v) == 1 else _range(v[0], v[1], step=v[2] if len(v) > 2 else 1), 1, 3),
     "str": (show, 1, 1),
     "int": (_builtin_int, 1, 1),
@@ -239,7 +245,7 @@ def _dict(e: "Elaborator", tree, scope, frame) -> dict:
             raise e.error(f"a table key must be a number, string or bool, got {type_name(key)}",
                           entry.children[0])
         if key in table:
-            raise e.error(f"table key {show(key)} appears twice", entry.children[0])
+            raise e.error(f"table key {brief(key)} appears twice", entry.children[0])
         table[key] = e.eval(entry.children[1], scope, frame)
     return table
 
@@ -303,8 +309,8 @@ def _index(e: "Elaborator", tree, scope, frame) -> Any:
         for candidate, value in container.items():
             if equal(candidate, key):
                 return value
-        keys = ", ".join(show(k) for k in container)
-        raise e.error(f"{show(key)} is not in the table (its keys: {keys})", key_tree)
+        keys = brief(", ".join(show(k) for k in container))
+        raise e.error(f"{brief(key)} is not in the table (its keys: {keys})", key_tree)
     if isinstance(container, (list, str)):
         if not (isinstance(key, int) and not isinstance(key, bool)):
             raise e.error(f"a list index must be an integer, got {type_name(key)}", key_tree)
@@ -339,7 +345,7 @@ def _attribute(e: "Elaborator", tree, scope, frame) -> Any:
     try:
         return target.attribute(name)
     except (KeyError, ValueError):
-        raise e.error(f"a tensor of shape {show(list(target.shape))} has no attribute '{name}' "
+        raise e.error(f"a tensor of shape {brief(list(target.shape))} has no attribute '{name}' "
                       f"(attributes: {', '.join(Tensor.ATTRIBUTES)})", name_token) from None
 
 

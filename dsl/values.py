@@ -109,3 +109,9 @@ def show(value: Any) -> str:
 
 def _show_item(value: Any) -> str:
     return f'"{value}"' if isinstance(value, str) else show(value)
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """`show`, cut to `limit` characters: messages stay one readable line whatever the value."""
+    text = value if isinstance(value, str) else show(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
