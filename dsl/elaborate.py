@@ -130,6 +130,10 @@ def elaborate(module: Module, loader: Loader) -> Net:
     return Elaborator(loader).build_net(module)
 
 
+# Expressions that hand back a value built (and charged for) earlier: they do no new work.
+_REFERENCES = frozenset({"name_ref", "index", "attribute", "input_ref", "current_ref"})
+
+
 class Elaborator:
     def __init__(self, loader: Loader):
         self.loader = loader
@@ -585,6 +589,9 @@ class Elaborator:
         if handler is None:  # pragma: no cover - the grammar has no other expressions
             raise self.error(f"unsupported expression {tree.data}", tree)
         value = handler(self, tree, scope, frame)
+        if tree.data in _REFERENCES:
+            self.spend(1, tree)
+            return value
         size = value_size(value)
         if size > MAX_LIST:
             raise self.error(f"a value holding more than {MAX_LIST} elements (nested lists "
