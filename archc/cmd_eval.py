@@ -10,7 +10,7 @@ from pathlib import Path
 from archc.model import UsageError, compile_arch, print_error, render_error, split_overrides
 from codegen.parse import import_net
 from ir import ArchError
-from runtime.backends import BACKENDS, open_backend
+from runtime.backends import BACKENDS, BackendSpec, Forwarder
 from runtime.caffe_env import CaffeError
 from runtime.eval import model as netinfo
 from runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=_non_negative,
                         default=max(1, min(4, (os.cpu_count() or 2) - 1)),
                         help="image-loading processes (0: load in this process)")
+    parser.add_argument("--nets", type=_positive,
+                        help="copies of the net forwarding in parallel processes (default: one per "
+                             "core, up to 4, for Caffe on the CPU; else 1)")
     parser.add_argument("--synset", help="class-order remap by WNID: VAL:MODEL (2012, 2015 or a "
                                          "synset file), MODEL (val in 2012 order), or none")
     parser.add_argument("--sizes", type=_int_list,
@@ -133,6 +136,9 @@ def evaluate(argv: list[str]) -> int:
         raise UsageError(f"--base-size {args.base_size} is smaller than the crop size {max(sizes)}")
     if args.gpu is not None and args.gpu < 0:
         raise UsageError(f"--gpu {args.gpu}: a device number is 0 or more")
+    nets = args.nets or default_nets(args.backend, args.gpu)
+    if nets > 1 and args.gpu is not None:
+        raise UsageError("--nets applies to CPU runs; on a GPU one net is fed in large batches")
 
     num_classes = None
     for size in sizes:  # every size is checked before any work starts
@@ -144,8 +150,7 @@ def evaluate(argv: list[str]) -> int:
     table = remap_table(*remap) if remap else None
     entries = label_entries(read_val_list(args.val), num_classes, table, args.val)
 
-    results = Path(args.results or f"{Path(args.model).stem}.eval.json")
-    base_settings = {
+    common = {
         "model": netinfo.absolute(args.model), "model_sha256": netinfo.sha256_of_text(model_text),
         "weights": netinfo.absolute(args.weights), "weights_sha256": netinfo.sha256_of_file(args.weights),
         "val": netinfo.absolute(args.val), "val_sha256": netinfo.sha256_of_file(args.val),
@@ -153,43 +158,53 @@ def evaluate(argv: list[str]) -> int:
         "mean": list(args.mean or preset.mean), "std": list(args.std or preset.std),
         "crops": args.crops, "batch": args.batch, "topk": list(args.topk), "blob": args.blob,
         "backend": args.backend, "device": "cpu" if args.gpu is None else f"gpu {args.gpu}",
-        "synset": ":".join(remap) if remap else None,
+        "synset": ":".join(remap) if remap else None, "nets": nets,
     }
-    backend = None
+    spec = BackendSpec(args.backend, model_text, args.model, args.weights, args.blob,
+                       netinfo.at_input_size(net, sizes[0]), args.gpu, args.allow_missing)
+    results = Path(args.results or f"{Path(args.model).stem}.eval.json")
+    forwarder = None
     accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in args.topk}
-    for size in sizes:
-        base = args.base_size or preset.base_for(size)
-        settings = {**base_settings, "crop_size": size, "base_size": base,
-                    "scales": scales_for(size) if args.crops == 144 else None}
-        target = results_path_for_size(results, size) if args.sizes else results
-        preprocess = Preprocess(tuple(settings["mean"]), tuple(settings["std"]), base, size, args.crops)
-        job = Job(entries, args.root, preprocess, args.batch, max(args.topk), args.workers)
-        lock = Lock(target.with_name(target.name + ".lock"), target)
-        try:
-            state = open_journal(target, settings)
-            if isinstance(state, dict):
-                document = state
-                print(f"{target} is already complete for these settings", file=sys.stderr)
-            else:
-                if backend is None:
-                    backend = open_backend(args.backend, model_text, args.model, args.weights,
-                                           args.blob, netinfo.at_input_size(net, size),
-                                           gpu=args.gpu, allow_missing=args.allow_missing)
-                label = f"{size}px " if args.sizes else ""
-                run(job, backend, state, Progress(len(entries), tuple(args.topk), label))
-                document = results_document(state.settings, state.records(), tuple(args.topk))
-                write_final(state, document)
-        finally:
-            lock.release()
-        print(report(document, target))
-        for key in accuracies:
-            accuracies[key].append(document["accuracy"][key] or 0.0)
+    try:
+        for size in sizes:
+            base = args.base_size or preset.base_for(size)
+            settings = {**common, "crop_size": size, "base_size": base,
+                        "scales": scales_for(size) if args.crops == 144 else None}
+            target = results_path_for_size(results, size) if args.sizes else results
+            preprocess = Preprocess(tuple(settings["mean"]), tuple(settings["std"]), base, size,
+                                    args.crops)
+            job = Job(entries, args.root, preprocess, args.batch, max(args.topk), args.workers)
+            with Lock(target.with_name(target.name + ".lock"), target):
+                state = open_journal(target, settings)
+                if isinstance(state, dict):
+                    document = state
+                    print(f"{target} is already complete for these settings", file=sys.stderr)
+                else:
+                    forwarder = forwarder or Forwarder(spec, nets)
+                    label = f"{size}px " if args.sizes else ""
+                    run(job, forwarder, state, Progress(len(entries), tuple(args.topk), label))
+                    document = results_document(state.settings, state.records(), tuple(args.topk))
+                    write_final(state, document)
+            print(report(document, target))
+            for key in accuracies:
+                accuracies[key].append(document["accuracy"][key] or 0.0)
+    finally:
+        if forwarder is not None:
+            forwarder.close()
     if args.sizes:
         png = plot_path(results)
         plot_accuracy(sizes, accuracies, f"{Path(args.model).name}, {args.crops} crop(s)", png)
         print(sweep_table(sizes, accuracies))
         print(f"plot: {png}")
     return 0
+
+
+def default_nets(backend: str, gpu: int | None) -> int:
+    """One Caffe per core on a CPU (up to 4: each holds its own activations); OpenCV threads
+    itself, and a GPU takes one net."""
+    if backend != "caffe" or gpu is not None:
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def load_model(model: str, param_args: list[str]):

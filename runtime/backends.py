@@ -8,6 +8,10 @@ since Caffe aborts the process on a net it cannot reshape.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -99,3 +103,71 @@ def open_backend(kind: str, text: str, source: str, weights_path: str | None, bl
             raise ArchError("--gpu needs --backend caffe (the OpenCV backend runs on the CPU)")
         return OpenCVBackend(text, source, weights_path, blob, shaped, allow_missing=allow_missing)
     raise ArchError(f"unknown backend '{kind}': expected one of {', '.join(BACKENDS)}")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Everything needed to open a backend, in a form that can be sent to another process."""
+
+    kind: str
+    text: str
+    source: str
+    weights_path: str | None
+    blob: str
+    shaped: ShapedNet
+    gpu: int | None = None
+    allow_missing: bool = False
+
+    def open(self) -> Backend:
+        return open_backend(self.kind, self.text, self.source, self.weights_path, self.blob,
+                            self.shaped, gpu=self.gpu, allow_missing=self.allow_missing)
+
+
+_replica: Backend | None = None  # the backend of a replica process
+
+
+def _load_replica(spec: BackendSpec) -> None:
+    global _replica
+    # One core per replica: the replicas are the parallelism. Caffe's OpenBLAS reads this when
+    # Caffe is imported, which happens below.
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+    import cv2
+    cv2.setNumThreads(1)
+    _replica = spec.open()
+
+
+def _replica_forward(batch: np.ndarray) -> np.ndarray:
+    return _replica.forward(batch)
+
+
+class Forwarder:
+    """Forward passes as futures: in this process, or spread over `replicas` processes that each
+    hold their own copy of the net.
+
+    On a CPU, Caffe spends most of a forward pass in single-threaded code (im2col, the per-group
+    GEMMs of grouped convolutions, BatchNorm), so one copy per core with one BLAS thread each is
+    what uses the machine. The net is first opened here, so every problem with it is reported
+    before any process starts."""
+
+    def __init__(self, spec: BackendSpec, replicas: int = 1):
+        self.backend: Backend | None = spec.open()
+        self.pool = None
+        self.name = self.backend.name
+        if replicas > 1:
+            self.backend = None  # only checked here; the replicas do the work
+            self.pool = ProcessPoolExecutor(replicas, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_load_replica, initargs=(spec,))
+        #: how many groups of images the caller should keep submitted ahead
+        self.ahead = 2 * replicas if replicas > 1 else 0
+
+    def submit(self, batch: np.ndarray) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(_replica_forward, batch)
+        future: Future = Future()
+        future.set_result(self.backend.forward(batch))
+        return future
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 import evalkit
 from archc import cmd_eval
+from archc.model import compile_arch, split_overrides
+from ir import infer_shapes
+from runtime import weights
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +49,17 @@ def test_opencv_backend_gives_the_known_top1_and_top5(dataset, tmp_path, crops, 
     check_known_answers(document, crops)
 
 
-@pytest.mark.parametrize("crops", [1, 12, 144])
-def test_caffe_backend_gives_the_known_top1_and_top5(caffe, dataset, tmp_path, crops):
+@pytest.mark.parametrize("crops, nets", [(1, 1), (12, 2), (144, 1)])
+def test_caffe_backend_gives_the_known_top1_and_top5(caffe, dataset, tmp_path, crops, nets):
     document = run_eval(dataset, tmp_path / "r.json", "--crops", str(crops), "--batch", "24",
-                        "--workers", "0", backend="caffe")
+                        "--workers", "0", "--nets", str(nets), backend="caffe")
     check_known_answers(document, crops)
 
 
 def test_caffe_and_opencv_scores_agree(caffe, dataset, tmp_path):
     by_backend = {backend: run_eval(dataset, tmp_path / f"{backend}.json", "--crops", "12",
-                                    "--topk", "1,10", "--workers", "0", backend=backend)
+                                    "--topk", "1,10", "--workers", "0", "--nets", "1",
+                                    backend=backend)
                   for backend in ("caffe", "opencv")}
     for ours, theirs in zip(by_backend["caffe"]["images"], by_backend["opencv"]["images"]):
         assert ours["top"] == theirs["top"]
@@ -95,3 +101,32 @@ def test_size_sweep_writes_one_results_file_per_size_and_a_plot(dataset, tmp_pat
     assert (tmp_path / "r-sizes.png").read_bytes().startswith(b"\x89PNG")
     table = capsys.readouterr().out
     assert "crop size" in table and "50.00%" in table
+
+
+def test_a_generated_resnext50_scores_the_same_on_caffe_and_opencv(caffe, tmp_path):
+    """The .arch model with its parameters, archc-written filler weights, both backends: the same
+    top-10 and logits (about 2000 in size) within a relative 1e-5."""
+    arch = str(Path(__file__).resolve().parents[1] / "archs" / "resnext.arch")
+    params = ["--depth", "50", "--card", "32"]
+    net, _ = compile_arch(arch, split_overrides(params))
+    weights_path = tmp_path / "resnext50.caffemodel"
+    weights.write_caffemodel(weights_path, weights.initial_weights(infer_shapes(net)))
+    rng = np.random.default_rng(3)
+    for number in range(3):
+        colours = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"{number}.jpg"),
+                    cv2.resize(colours, (200, 150), interpolation=cv2.INTER_CUBIC))
+    evalkit.write_val(tmp_path / "val.txt", [(f"{number}.jpg", number) for number in range(3)])
+    logits = {}
+    for backend in ("caffe", "opencv"):
+        results = tmp_path / f"{backend}.json"
+        assert cmd_eval.main([arch, *params, "--weights", str(weights_path),
+                              "--val", str(tmp_path / "val.txt"), "--root", str(tmp_path),
+                              "--preset", "resnext", "--crop-size", "128", "--blob", "classifier",
+                              "--topk", "1,10", "--nets", "1", "--workers", "0",
+                              "--backend", backend, "--results", str(results)]) == 0
+        logits[backend] = json.loads(results.read_text())["images"]
+    for ours, theirs in zip(logits["caffe"], logits["opencv"]):
+        assert ours["top"] == theirs["top"]
+        scale = max(abs(value) for value in ours["scores"])
+        np.testing.assert_allclose(ours["scores"], theirs["scores"], rtol=0, atol=1e-5 * scale)

@@ -69,6 +69,12 @@ class Lock:
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
         self.path, self.descriptor = path, descriptor
 
+    def __enter__(self) -> "Lock":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
     def release(self) -> None:
         if self.descriptor is None:
             return

@@ -8,12 +8,16 @@ depend, in the last bits, on what else is in a batch) and the results file comes
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.backends import Backend
+from runtime.backends import Forwarder
+from runtime.eval.errors import EvalError
 from runtime.eval.crops import Preprocess
 from runtime.eval.metrics import image_record, skipped_record
 from runtime.eval.pipeline import Loaded, load_in_order
@@ -43,23 +47,44 @@ class Job:
         return os.path.join(self.root, entry.path)
 
 
-def average_scores(backend: Backend, crops: np.ndarray, counts: list[int], batch: int) -> np.ndarray:
-    """Forward the crops in slices of at most `batch`; the mean score of each image's crops."""
-    outputs = [backend.forward(crops[start:start + batch]) for start in range(0, len(crops), batch)]
+@dataclass
+class InFlight:
+    """A group whose crops are submitted to the network."""
+
+    number: int
+    group: list[Entry]
+    loaded: list[Loaded]
+    outputs: list[Future]
+
+
+def submit_group(forwarder: Forwarder, number: int, group: list[Entry], loaded: list[Loaded],
+                 batch: int) -> InFlight:
+    """Forward the usable images' crops, concatenated, in slices of at most `batch`."""
+    usable = [item.crops for item in loaded if item.crops is not None]
+    outputs = []
+    if usable:
+        crops = np.concatenate(usable)
+        outputs = [forwarder.submit(crops[start:start + batch]) for start in range(0, len(crops), batch)]
+    return InFlight(number, group, loaded, outputs)
+
+
+def average_scores(outputs: list[np.ndarray], counts: list[int]) -> list[np.ndarray]:
+    """The mean score of each image's crops, the crops of consecutive images concatenated."""
     scores = np.concatenate(outputs).astype(np.float64)
     ends = np.cumsum(counts)
-    return np.stack([scores[end - count:end].mean(axis=0) for end, count in zip(ends, counts)])
+    return [scores[end - count:end].mean(axis=0) for end, count in zip(ends, counts)]
 
 
-def evaluate_group(backend: Backend, group: list[Entry], loaded: list[Loaded], batch: int,
-                   max_k: int) -> list[dict]:
-    usable = [item for item in loaded if item.crops is not None]
-    scores = iter(())
-    if usable:
-        crops = np.concatenate([item.crops for item in usable])
-        scores = iter(average_scores(backend, crops, [len(item.crops) for item in usable], batch))
+def group_records(flight: InFlight, max_k: int) -> list[dict]:
+    usable = [item for item in flight.loaded if item.crops is not None]
+    try:
+        outputs = [future.result() for future in flight.outputs]
+    except BrokenProcessPool:
+        raise EvalError("a forward process died (out of memory?); results so far are kept: rerun "
+                        "the same command to resume") from None
+    scores = iter(average_scores(outputs, [len(item.crops) for item in usable]) if usable else ())
     records = []
-    for entry, item in zip(group, loaded):
+    for entry, item in zip(flight.group, flight.loaded):
         if item.crops is None:
             records.append(skipped_record(entry.index, entry.path, item.problem))
             continue
@@ -70,21 +95,32 @@ def evaluate_group(backend: Backend, group: list[Entry], loaded: list[Loaded], b
     return records
 
 
-def run(job: Job, backend: Backend, journal: Journal, progress: Progress) -> None:
-    """Evaluate every group the journal lacks, appending each as it finishes."""
+def run(job: Job, forwarder: Forwarder, journal: Journal, progress: Progress) -> None:
+    """Evaluate every group the journal lacks, appending each, in order, as it finishes; loading
+    and (with replicas) forward passes of later groups overlap."""
     groups = job.groups()
     progress.add(journal.records(), resumed=True)
     todo = [number for number in range(len(groups)) if number not in journal.groups]
     tasks = ((entry.index, job.path_of(entry)) for number in todo for entry in groups[number])
-    depth = job.workers + 2 * job.group_size
+    depth = job.workers + 2 * job.group_size * (1 + forwarder.ahead)
     loaded: Iterator[Loaded] = load_in_order(tasks, job.preprocess, job.workers, depth)
+    flights: deque[InFlight] = deque()
+
+    def finish_oldest() -> None:
+        flight = flights.popleft()
+        records = group_records(flight, job.max_k)
+        journal.append(flight.number, records)
+        progress.add(records)
+
     try:
         for number in todo:
             group = groups[number]
-            items = [next(loaded) for _ in group]
-            records = evaluate_group(backend, group, items, job.batch, job.max_k)
-            journal.append(number, records)
-            progress.add(records)
+            flights.append(submit_group(forwarder, number, group, [next(loaded) for _ in group],
+                                        job.batch))
+            while len(flights) > forwarder.ahead:
+                finish_oldest()
+        while flights:
+            finish_oldest()
     finally:
         loaded.close()
     progress.finish()
