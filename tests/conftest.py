@@ -33,3 +33,13 @@ def caffe():
         if os.environ.get("ARCHC_REQUIRE_CAFFE") == "1":
             pytest.fail(f"ARCHC_REQUIRE_CAFFE=1 but Caffe is missing: {error}")
         pytest.skip(f"Caffe not installed (run `make caffe`): {error}")
+
+
+@pytest.fixture(scope="session")
+def eval_dataset(tmp_path_factory):
+    """A tiny net and images whose `archc eval` answers are known by construction (evalkit.py)."""
+    import evalkit
+    directory = tmp_path_factory.mktemp("eval")
+    evalkit.write_tiny_net(directory)
+    evalkit.write_dataset(directory)
+    return directory

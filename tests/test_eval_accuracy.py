@@ -15,14 +15,6 @@ from ir import infer_shapes
 from runtime import weights
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("eval")
-    evalkit.write_tiny_net(directory)
-    evalkit.write_dataset(directory)
-    return directory
-
-
 def run_eval(directory, results, *extra, backend="opencv"):
     status = cmd_eval.main(evalkit.eval_args(directory, "--results", str(results), *extra,
                                              backend=backend))
@@ -43,21 +35,21 @@ def check_known_answers(document, crops):
 
 
 @pytest.mark.parametrize("crops, batch, workers", [(1, 5, 0), (12, 8, 2), (144, 100, 1)])
-def test_opencv_backend_gives_the_known_top1_and_top5(dataset, tmp_path, crops, batch, workers):
-    document = run_eval(dataset, tmp_path / "r.json", "--crops", str(crops), "--batch", str(batch),
+def test_opencv_backend_gives_the_known_top1_and_top5(eval_dataset, tmp_path, crops, batch, workers):
+    document = run_eval(eval_dataset, tmp_path / "r.json", "--crops", str(crops), "--batch", str(batch),
                         "--workers", str(workers))
     check_known_answers(document, crops)
 
 
 @pytest.mark.parametrize("crops, nets", [(1, 1), (12, 2), (144, 1)])
-def test_caffe_backend_gives_the_known_top1_and_top5(caffe, dataset, tmp_path, crops, nets):
-    document = run_eval(dataset, tmp_path / "r.json", "--crops", str(crops), "--batch", "24",
+def test_caffe_backend_gives_the_known_top1_and_top5(caffe, eval_dataset, tmp_path, crops, nets):
+    document = run_eval(eval_dataset, tmp_path / "r.json", "--crops", str(crops), "--batch", "24",
                         "--workers", "0", "--nets", str(nets), backend="caffe")
     check_known_answers(document, crops)
 
 
-def test_caffe_and_opencv_scores_agree(caffe, dataset, tmp_path):
-    by_backend = {backend: run_eval(dataset, tmp_path / f"{backend}.json", "--crops", "12",
+def test_caffe_and_opencv_scores_agree(caffe, eval_dataset, tmp_path):
+    by_backend = {backend: run_eval(eval_dataset, tmp_path / f"{backend}.json", "--crops", "12",
                                     "--topk", "1,10", "--workers", "0", "--nets", "1",
                                     backend=backend)
                   for backend in ("caffe", "opencv")}
@@ -66,14 +58,14 @@ def test_caffe_and_opencv_scores_agree(caffe, dataset, tmp_path):
         np.testing.assert_allclose(ours["scores"], theirs["scores"], atol=1e-4, rtol=0)
 
 
-def test_any_k_is_reported(dataset, tmp_path):
-    document = run_eval(dataset, tmp_path / "r.json", "--topk", "2,3,10", "--workers", "0")
+def test_any_k_is_reported(eval_dataset, tmp_path):
+    document = run_eval(eval_dataset, tmp_path / "r.json", "--topk", "2,3,10", "--workers", "0")
     assert set(document["accuracy"]) == {"top2", "top3", "top10"}
     assert document["correct"]["top10"] == 12
     assert all(len(record["top"]) == 10 for record in document["images"])
 
 
-def test_labels_are_remapped_by_wnid(dataset, tmp_path):
+def test_labels_are_remapped_by_wnid(eval_dataset, tmp_path):
     # The model's classes in one WNID order, the val list's in the reverse order.
     wnids = [f"n{number:08d}" for number in range(evalkit.CLASSES)]
     model_order, val_order = tmp_path / "model.txt", tmp_path / "val-order.txt"
@@ -82,7 +74,7 @@ def test_labels_are_remapped_by_wnid(dataset, tmp_path):
     remapped = tmp_path / "val.txt"
     evalkit.write_val(remapped, [(f"img/{number:02d}.png", evalkit.CLASSES - 1 - label)
                                  for number, (_, label) in enumerate(evalkit.CASES)])
-    args = evalkit.eval_args(dataset, "--results", str(tmp_path / "r.json"), "--workers", "0",
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), "--workers", "0",
                              "--synset", f"{val_order}:{model_order}")
     args[args.index("--val") + 1] = str(remapped)
     assert cmd_eval.main(args) == 0
@@ -91,8 +83,8 @@ def test_labels_are_remapped_by_wnid(dataset, tmp_path):
     assert document["correct"] == {"top1": evalkit.EXPECTED_TOP1, "top5": evalkit.EXPECTED_TOP5}
 
 
-def test_size_sweep_writes_one_results_file_per_size_and_a_plot(dataset, tmp_path, capsys):
-    assert cmd_eval.main(evalkit.eval_args(dataset, "--results", str(tmp_path / "r.json"),
+def test_size_sweep_writes_one_results_file_per_size_and_a_plot(eval_dataset, tmp_path, capsys):
+    assert cmd_eval.main(evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"),
                                            "--sizes", "16,20", "--workers", "0")) == 0
     for size in (16, 20):
         document = json.loads((tmp_path / f"r-{size}.json").read_text())

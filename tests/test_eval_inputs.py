@@ -22,14 +22,6 @@ from runtime.eval.synsets import parse_remap, read_synsets, remap_table
 from runtime.eval.vallist import label_entries, parse_val_list
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("eval")
-    evalkit.write_tiny_net(directory)
-    evalkit.write_dataset(directory)
-    return directory
-
-
 def fails_with(capsys, args, fragment):
     """Runs `archc eval`; asserts exit 2 and, after any progress lines, one `archc: error:` line
     containing `fragment`."""
@@ -68,10 +60,10 @@ def test_label_outside_the_class_range_is_an_error_naming_the_line():
         label_entries(lines, 10, None, "v.txt")
 
 
-def test_bad_label_stops_eval_before_anything_is_written(dataset, tmp_path, capsys):
+def test_bad_label_stops_eval_before_anything_is_written(eval_dataset, tmp_path, capsys):
     val = tmp_path / "val.txt"
     evalkit.write_val(val, [("img/00.png", 0), ("img/01.png", 0), ("img/02.png", 10)])
-    args = evalkit.eval_args(dataset, "--results", str(tmp_path / "r.json"))
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"))
     args[args.index("--val") + 1] = str(val)
     fails_with(capsys, args, "val.txt:3: the label 10 is outside the model's 10 classes (0..9)")
     assert sorted(os.listdir(tmp_path)) == ["val.txt"]
@@ -130,13 +122,13 @@ def write_bad_images(directory):
     }
 
 
-def test_odd_images_are_counted_listed_and_skipped_where_unusable(dataset, tmp_path, capsys):
+def test_odd_images_are_counted_listed_and_skipped_where_unusable(eval_dataset, tmp_path, capsys):
     root = tmp_path / "images"
     root.mkdir()
     expected = write_bad_images(root)
     val = tmp_path / "val.txt"
     evalkit.write_val(val, [(name, 4) for name in expected])
-    args = evalkit.eval_args(dataset, "--results", str(tmp_path / "r.json"), "--workers", "1")
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), "--workers", "1")
     args[args.index("--val") + 1] = str(val)
     args[args.index("--root") + 1] = str(root)
     assert cmd_eval.main(args) == 0
@@ -167,13 +159,13 @@ def test_odd_images_are_counted_listed_and_skipped_where_unusable(dataset, tmp_p
     (["--depth", "50"], "unrecognised arguments: --depth 50"),
     (["--synset", "missing.txt"], "cannot read synset list"),
 ])
-def test_user_errors_are_one_line(dataset, tmp_path, capsys, change, fragment):
-    fails_with(capsys, evalkit.eval_args(dataset, "--results", str(tmp_path / "r.json"), *change),
+def test_user_errors_are_one_line(eval_dataset, tmp_path, capsys, change, fragment):
+    fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), *change),
                fragment)
 
 
-def test_missing_files_are_one_line_errors(dataset, tmp_path, capsys):
-    args = evalkit.eval_args(dataset, "--results", str(tmp_path / "r.json"))
+def test_missing_files_are_one_line_errors(eval_dataset, tmp_path, capsys):
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"))
     for option, fragment in (("--val", "cannot read val list"), ("--weights", "cannot read")):
         changed = list(args)
         changed[changed.index(option) + 1] = str(tmp_path / "absent")
@@ -183,43 +175,43 @@ def test_missing_files_are_one_line_errors(dataset, tmp_path, capsys):
 
 # --- results file: lock, resumption, failing output locations ----------------------------------
 
-def test_a_second_eval_on_the_same_results_file_is_refused(dataset, tmp_path, capsys):
+def test_a_second_eval_on_the_same_results_file_is_refused(eval_dataset, tmp_path, capsys):
     results = tmp_path / "r.json"
     lock = Lock(tmp_path / "r.json.lock", results)
     try:
-        fails_with(capsys, evalkit.eval_args(dataset, "--results", str(results)),
+        fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(results)),
                    f"in use by another archc eval (pid {os.getpid()})")
     finally:
         lock.release()
     assert not results.exists()
 
 
-def test_resuming_with_other_settings_is_refused(dataset, tmp_path, capsys):
+def test_resuming_with_other_settings_is_refused(eval_dataset, tmp_path, capsys):
     results = tmp_path / "r.json"
-    assert cmd_eval.main(evalkit.eval_args(dataset, "--results", str(results), "--workers", "0")) == 0
+    assert cmd_eval.main(evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0")) == 0
     before = results.read_bytes()
-    fails_with(capsys, evalkit.eval_args(dataset, "--results", str(results), "--crop-size", "20"),
+    fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(results), "--crop-size", "20"),
                "crop_size 16 there, 20 now")
-    assert cmd_eval.main(evalkit.eval_args(dataset, "--results", str(results))) == 0
+    assert cmd_eval.main(evalkit.eval_args(eval_dataset, "--results", str(results))) == 0
     assert "already complete" in capsys.readouterr().err
     assert results.read_bytes() == before
 
 
-def test_an_unwritable_results_location_fails_before_any_work(dataset, tmp_path, capsys):
+def test_an_unwritable_results_location_fails_before_any_work(eval_dataset, tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    fails_with(capsys, evalkit.eval_args(dataset, "--results", str(tmp_path / "file" / "r.json")),
+    fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "file" / "r.json")),
                "cannot create")
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(dataset, tmp_path_factory):
+def uninterrupted(eval_dataset, tmp_path_factory):
     results = tmp_path_factory.mktemp("reference") / "r.json"
-    assert cmd_eval.main(evalkit.eval_args(dataset, "--results", str(results), "--batch", "2",
+    assert cmd_eval.main(evalkit.eval_args(eval_dataset, "--results", str(results), "--batch", "2",
                                            "--workers", "0")) == 0
     return results.read_bytes()
 
 
-def test_a_full_disk_mid_run_keeps_what_was_computed(dataset, tmp_path, capsys, monkeypatch,
+def test_a_full_disk_mid_run_keeps_what_was_computed(eval_dataset, tmp_path, capsys, monkeypatch,
                                                      uninterrupted):
     results = tmp_path / "r.json"
     real_fsync, calls = os.fsync, []
@@ -231,7 +223,7 @@ def test_a_full_disk_mid_run_keeps_what_was_computed(dataset, tmp_path, capsys, 
         real_fsync(descriptor)
 
     monkeypatch.setattr(results_module.os, "fsync", fsync_until_full)
-    args = evalkit.eval_args(dataset, "--results", str(results), "--batch", "2", "--workers", "0")
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--batch", "2", "--workers", "0")
     fails_with(capsys, args, "No space left on device; the 4 images finished before are kept")
     monkeypatch.setattr(results_module.os, "fsync", real_fsync)
     kept = (tmp_path / "r.json.partial").read_text().splitlines()
@@ -241,7 +233,7 @@ def test_a_full_disk_mid_run_keeps_what_was_computed(dataset, tmp_path, capsys, 
     assert sorted(os.listdir(tmp_path)) == ["r.json"]
 
 
-def test_a_failing_final_write_keeps_every_result(dataset, tmp_path, capsys, monkeypatch,
+def test_a_failing_final_write_keeps_every_result(eval_dataset, tmp_path, capsys, monkeypatch,
                                                   uninterrupted):
     results = tmp_path / "r.json"
 
@@ -249,7 +241,7 @@ def test_a_failing_final_write_keeps_every_result(dataset, tmp_path, capsys, mon
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
     monkeypatch.setattr(results_module.os, "replace", read_only)
-    args = evalkit.eval_args(dataset, "--results", str(results), "--batch", "2", "--workers", "0")
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--batch", "2", "--workers", "0")
     fails_with(capsys, args, "Read-only file system; every image's result is kept in")
     monkeypatch.undo()
     assert len((tmp_path / "r.json.partial").read_text().splitlines()) == 1 + 6
