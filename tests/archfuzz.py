@@ -29,6 +29,7 @@ from pathlib import Path
 from archc import cli
 from codegen.parse import import_net
 from codegen.schema import parse_prototxt
+from dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES
 from ir import ArchError, infer_shapes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -212,13 +213,87 @@ class ProgramGenerator:
         ]
         return rng.choice(forms)()
 
-    def garbage_expr(self) -> str:
+    def garbage_expr(self, depth: int = 0) -> str:
+        """A random expression of any type: mostly wrong where it is used, sometimes not."""
         rng = self.rng
+        leaves = ['"x"', '"data"', "true", "[]", "{}", "1.5", "0", "1", "-3", "7", "2147483648",
+                  "1e-5", "1e39", "nope", "current", "input", "size", '"{1 +}"', '"{x}"']
+        if depth > 2 or self.chance(0.4):
+            return rng.choice(leaves)
+        sub = lambda: self.garbage_expr(depth + 1)  # noqa: E731
         return rng.choice([
-            '"x"', "true", "[]", "[1, 2, 3]", "{}", "1.5", "-3", "0", "2 ** 60", "1 / 0", "nope",
-            "current", "input.c", "current.shape", "letter(30)", "range(3)", "min()", "x[0]",
-            '"{1 +}"', "0..5", "not 1", "1 ? 2 : 3", "10 ** 9", "1e400", "len(5)",
-        ])
+            lambda: f"{sub()} {rng.choice(['+', '-', '*', '/', '//', '%', '**'])} {sub()}",
+            lambda: f"{sub()} {rng.choice(['<', '==', '!=', '>=', '..', '..='])} {sub()}",
+            lambda: f"{sub()} {rng.choice(['and', 'or'])} {sub()}",
+            lambda: f"not {sub()}", lambda: f"-{sub()}",
+            lambda: f"{sub()} ? {sub()} : {sub()}",
+            lambda: f"[{', '.join(sub() for _ in range(rng.randint(0, 3)))}]",
+            lambda: f"{{{sub()}: {sub()}}}",
+            lambda: f"{sub()}[{sub()}]", lambda: f"{sub()}[{sub()}:]",
+            lambda: f"{sub()}.{rng.choice(['c', 'h', 'shape', 'name', 'x'])}",
+            lambda: f"{rng.choice(['len', 'sum', 'min', 'max', 'abs', 'range', 'str', 'int', 'float', 'letter', 'conv', 'nope'])}"
+                    f"({', '.join(sub() for _ in range(rng.randint(0, 3)))})",
+            lambda: f'"n{{{sub()}}}"',
+        ])()
+
+    # Argument values by kind (see dsl.primitives): (values that fit, values of the right kind
+    # that the op or Caffe refuses). Wrong kinds come from `garbage_expr`.
+    ARGUMENTS = {
+        "int": (["1", "3", "8", "2", "4"], ["0", "-1", "7", "2147483647", "2147483648"]),
+        "pair": (["1", "3", "[1, 3]", "[3, 1]", "[2, 2]"], ["0", "-1", "[0, 2]", "[1, 2, 3]", "99"]),
+        "number": (["0.5", "0.1", "1e-5", "0"], ["1.5", "-0.1", "1e39", "1"]),
+        "bool": (["true", "false"], ["1"]),
+        "ints": (["[0, -1]", "[1, -1]", "[0, 0, 0, 0]"],
+                 ["[-1, -1]", "[5, -1]", "[0, 0, 0, 0, 0]", "[1, 2]", "[]", "[-2]", "[0, 0]"]),
+        "numbers": (["[1, 0.5]", "[1, 1]", "[]"], ["[1]", "[1, 2, 3]"]),
+        "choice": (['"ceil"', '"floor"'], ['"up"']),
+        "string": ([f'"t{n}"' for n in range(5)], ['"data"', '""', "current.name", '"a\\\\b"']),
+    }
+
+    def argument(self, kind: str) -> str:
+        fitting, edge = self.ARGUMENTS.get(kind, (["1"], ["0"]))
+        roll = self.rng.random()
+        if roll < 0.05:
+            return self.garbage_expr()
+        return self.rng.choice(edge if roll < 0.3 else fitting)
+
+    def garbage_statement(self) -> str:
+        """A near miss: a real op with arguments that fit or not, names, branches."""
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.15:
+            return rng.choice([
+                f"from {self.garbage_expr()}",
+                f"let {rng.choice(['x', 'size', 'y', 'conv'])} = {self.garbage_expr()}",
+                f'input "{rng.choice(["data", "x", "y"])}" {rng.choice(["[4]", "[2, 10]", "[1, 2, 3]", "[1, 0, 2, 2]", self.garbage_expr()])}',
+                f"if {self.garbage_expr()} {{ relu }}",
+                f"for q in {self.garbage_expr()} {{ relu(inplace = false) }}",
+                f"{rng.choice(['convv', 'bottleneck', 'unit', 'size', 'x'])}({self.garbage_expr()})",
+            ])
+        prim = rng.choice(list(PRIMITIVES.values()))
+        params = list(prim.params)
+        required = sum(param.required for param in params)
+        args = [self.argument(param.kind)
+                for param in params[:rng.randint(required if self.chance(0.8) else 0, len(params))]]
+        if self.chance(0.05):
+            args.append(self.garbage_expr())
+        keyword_params = (params if self.chance(0.1) else params[len(args):]) + list(PLACEMENT_PARAMS)
+        for param in rng.sample(keyword_params, rng.randint(0, min(2, len(keyword_params)))):
+            args.append(f"{param.name} = {self.argument(param.kind)}")
+        if self.chance(0.1):
+            args.append(f"{rng.choice(['strides', 'padding', 'kernel'])} = 1")
+        text = prim.name + (f"({', '.join(args)})" if args or self.chance(0.5) else "")
+        if self.chance(0.4):
+            count = (2 if prim.name == "bn" else 1) if self.chance(0.7) else rng.randint(1, 3)
+            names = [rng.choice(['"dup"', '"x"', '"a b"', '"é"', '"data"', '"L1_conv"', '""', "3"])
+                     for _ in range(count)]
+            text += " as " + ", ".join(names)
+        if prim.merge or self.chance(0.05):
+            branches = [rng.choice(["", "relu(inplace = false)", "conv(4, 1)", "maxpool(2, stride = 2)",
+                                    "conv(4, 3, pad = 1)", "bn"])
+                        for _ in range(rng.randint(1, 3))]
+            text += " { " + " ".join(f"branch {{ {b} }}" for b in branches) + " }"
+        return text
 
     # statements --------------------------------------------------------------------------------
 
@@ -239,19 +314,6 @@ class ProgramGenerator:
             kinds = ["conv", "unary", "pool"]
         kind = rng.choice(kinds)
         return getattr(self, f"_{kind}")(shape, budget, indent)
-
-    def garbage_statement(self) -> str:
-        rng = self.rng
-        op = rng.choice(["conv", "bn", "relu", "maxpool", "avepool", "fc", "concat", "sum",
-                         "softmax", "reshape", "flatten", "dropout", "convv", "from", "let",
-                         "input", "scale", "batchnorm", "product", "maximum", "bottleneck"])
-        args = ", ".join(self.garbage_expr() for _ in range(rng.randint(0, 3)))
-        if op in ("from", "let", "input"):
-            return {"from": f"from {self.garbage_expr()}",
-                    "let": f"let {rng.choice(['x', 'size', 'y'])} = {self.garbage_expr()}",
-                    "input": f'input "data" {self.garbage_expr()}'}[op]
-        named = f' as "{rng.choice(["dup", "x", "", "a b", "é"])}"' if self.chance(0.5) else ""
-        return f"{op}({args}){named}"
 
     def _as(self, stem: str, loop_var: str | None = None) -> str:
         if self.chance(0.5):
@@ -581,7 +643,7 @@ def random_case(rng: random.Random, workspace: Workspace) -> Case:
     """One fuzz input: a generated program, or a mutated library file (a model or a library)."""
     roll = rng.random()
     if roll < 0.45:
-        text = ProgramGenerator(rng, garbage=rng.choice([0.0, 0.02, 0.1])).program()
+        text = ProgramGenerator(rng, garbage=rng.choice([0.0, 0.05, 0.2])).program()
         args = random_overrides(text, rng) if rng.random() < 0.1 else []
         if rng.random() < 0.2:  # BVLC master's spelling of floor rounding
             args += ["--pool-rounding", "round_mode"]
