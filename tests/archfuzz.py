@@ -502,10 +502,8 @@ class ProgramGenerator:
         if block == "repeat":  # a block that calls itself with a counter
             times = self.rng.choice([0, 1, 3, 70])  # 70: past the 64-call limit
             return [f'{indent}repeat("{self.name("rep")}", {times})']
-        if block == "unit":  # conv 3x3 pad 1 + bn + relu with a name prefix
-            c, h, w = shape
-            shape[:] = [c, h, w]
-            return [f'{indent}unit("{self.name("u")}", {self.int_expr(c)})']
+        if block == "unit":  # conv 3x3 pad 1 + bn + relu with a name prefix: shape kept
+            return [f'{indent}unit("{self.name("u")}", {self.int_expr(shape[0])})']
         c, h, w = shape  # "down": a strided conv, names from a counter
         shape[:] = [c * 2, (h - 1) // 2 + 1, (w - 1) // 2 + 1]
         return [f'{indent}down(n = {self.uid + 1000}, out = {c * 2})']
