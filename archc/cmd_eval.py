@@ -163,40 +163,60 @@ def evaluate(argv: list[str]) -> int:
     spec = BackendSpec(args.backend, model_text, args.model, args.weights, args.blob,
                        netinfo.at_input_size(net, sizes[0]), args.gpu, args.allow_missing)
     results = Path(args.results or f"{Path(args.model).stem}.eval.json")
-    forwarder = None
     accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in args.topk}
-    try:
+    with Nets(spec, nets) as shared:
         for size in sizes:
             base = args.base_size or preset.base_for(size)
             settings = {**common, "crop_size": size, "base_size": base,
                         "scales": scales_for(size) if args.crops == 144 else None}
-            target = results_path_for_size(results, size) if args.sizes else results
             preprocess = Preprocess(tuple(settings["mean"]), tuple(settings["std"]), base, size,
                                     args.crops)
             job = Job(entries, args.root, preprocess, args.batch, max(args.topk), args.workers)
-            with Lock(target.with_name(target.name + ".lock"), target):
-                state = open_journal(target, settings)
-                if isinstance(state, dict):
-                    document = state
-                    print(f"{target} is already complete for these settings", file=sys.stderr)
-                else:
-                    forwarder = forwarder or Forwarder(spec, nets)
-                    label = f"{size}px " if args.sizes else ""
-                    run(job, forwarder, state, Progress(len(entries), tuple(args.topk), label))
-                    document = results_document(state.settings, state.records(), tuple(args.topk))
-                    write_final(state, document)
+            target = results_path_for_size(results, size) if args.sizes else results
+            document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "")
             print(report(document, target))
             for key in accuracies:
                 accuracies[key].append(document["accuracy"][key] or 0.0)
-    finally:
-        if forwarder is not None:
-            forwarder.close()
     if args.sizes:
         png = plot_path(results)
         plot_accuracy(sizes, accuracies, f"{Path(args.model).name}, {args.crops} crop(s)", png)
         print(sweep_table(sizes, accuracies))
         print(f"plot: {png}")
     return 0
+
+
+class Nets:
+    """The forward passes, opened when first needed (not at all when every results file is
+    already complete) and shared by the crop sizes of a sweep."""
+
+    def __init__(self, spec: BackendSpec, count: int):
+        self.spec, self.count, self.forwarder = spec, count, None
+
+    def get(self) -> Forwarder:
+        if self.forwarder is None:
+            self.forwarder = Forwarder(self.spec, self.count)
+        return self.forwarder
+
+    def __enter__(self) -> "Nets":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.forwarder is not None:
+            self.forwarder.close()
+
+
+def evaluate_size(job: Job, settings: dict, target: Path, nets: Nets, label: str) -> dict:
+    """The results document of one crop size: computed, resumed, or read back when complete."""
+    topk = tuple(settings["topk"])
+    with Lock(target.with_name(target.name + ".lock"), target):
+        state = open_journal(target, settings)
+        if isinstance(state, dict):
+            print(f"{target} is already complete for these settings", file=sys.stderr)
+            return state
+        run(job, nets.get(), state, Progress(len(job.entries), topk, label))
+        document = results_document(state.settings, state.records(), topk)
+        write_final(state, document)
+    return document
 
 
 def default_nets(backend: str, gpu: int | None) -> int:

@@ -9,16 +9,19 @@
 
 The net is generated from archs/resnext.arch with filler-initialised weights written by archc; the
 images are synthetic 500x375 JPEGs. Eval runs through the same `run` loop as `archc eval`, after
-the nets are loaded (loading is not throughput).
+the nets are loaded (loading is not throughput). Three rounds alternate the measurements and the
+ratios are taken within each round, so a busy spell of a shared machine does not favour one side.
 
-    .venv/bin/python bench/eval_throughput.py [--images 96] [--backend caffe|opencv] [--nets N]
+    .venv/bin/python bench/eval_throughput.py [--images 64] [--backend caffe|opencv] [--nets N]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -31,7 +34,7 @@ from archc.cmd_eval import default_nets  # noqa: E402
 from archc.model import compile_arch  # noqa: E402
 from runtime import weights  # noqa: E402
 from runtime.backends import BackendSpec, Forwarder  # noqa: E402
-from runtime.eval.crops import Preprocess, centre_box, resize_shorter_side  # noqa: E402
+from runtime.eval.crops import Preprocess  # noqa: E402
 from runtime.eval.model import at_input_size  # noqa: E402
 from runtime.eval.presets import PRESETS  # noqa: E402
 from runtime.eval.progress import Progress  # noqa: E402
@@ -41,6 +44,9 @@ from runtime.eval.vallist import Entry  # noqa: E402
 
 BATCH = 8
 PRESET = PRESETS["resnext"]
+PREPROCESS = Preprocess(PRESET.mean, PRESET.std, PRESET.base_for(224), 224, 1)
+ROUNDS = 3
+ROWS = ("seed", "forward1", "forwardN", "eval")
 
 
 def make_images(directory: Path, count: int) -> list[Entry]:
@@ -57,12 +63,8 @@ def make_images(directory: Path, count: int) -> list[Entry]:
     return entries
 
 
-def forward_only(forwarder: Forwarder, batches: int) -> float:
-    """Images/s of forward passes on in-memory random batches, keeping the forwarder busy."""
-    batch = np.random.default_rng(1).standard_normal((BATCH, 3, 224, 224)).astype(np.float32)
-    warm = [forwarder.submit(batch) for _ in range(max(1, forwarder.ahead))]
-    for future in warm:
-        future.result()
+def forward_only(forwarder: Forwarder, batch: np.ndarray, batches: int) -> float:
+    """Images/s of forward passes of one in-memory batch, keeping the forwarder busy."""
     start = time.perf_counter()
     pending = [forwarder.submit(batch) for _ in range(batches)]
     for future in pending:
@@ -70,31 +72,21 @@ def forward_only(forwarder: Forwarder, batches: int) -> float:
     return batches * BATCH / (time.perf_counter() - start)
 
 
-def seed_loop(spec: BackendSpec, directory: Path, entries: list[Entry]) -> float:
-    """Images/s of the seed script's protocol: one image, batch 1, everything in sequence."""
-    backend = spec.open()
-    mean, std = np.array(PRESET.mean, np.float32), np.array(PRESET.std, np.float32)
-    base, crop = PRESET.base_for(224), 224
-
-    def one(entry: Entry) -> int:
-        image = cv2.imread(str(directory / entry.path))
-        image = (resize_shorter_side(image, base).astype(np.float32) - mean) / std
-        cut = centre_box(*image.shape[:2], crop).cut(image)
-        scores = backend.forward(cut.transpose(2, 0, 1)[None].copy())
-        return int(np.argmax(scores))
-
-    one(entries[0])  # warm-up
+def seed_loop(backend, directory: Path, entries: list[Entry]) -> float:
+    """Images/s of the seed script's protocol: read, preprocess and forward one image at a time,
+    batch 1, everything in sequence."""
     start = time.perf_counter()
     for entry in entries:
-        one(entry)
+        crops = PREPROCESS(cv2.imread(str(directory / entry.path)))
+        int(np.argmax(backend.forward(crops)))
     return len(entries) / (time.perf_counter() - start)
 
 
-def eval_run(spec: BackendSpec, forwarder: Forwarder, directory: Path, entries: list[Entry],
-             workers: int) -> float:
-    preprocess = Preprocess(PRESET.mean, PRESET.std, PRESET.base_for(224), 224, 1)
-    job = Job(entries, str(directory), preprocess, BATCH, 5, workers)
-    journal = open_journal(directory / "results.json", {"bench": "eval_throughput"})
+def eval_run(forwarder: Forwarder, directory: Path, entries: list[Entry], workers: int,
+             results: Path) -> float:
+    """Images/s of the whole loop, starting its loading workers included."""
+    job = Job(entries, str(directory), PREPROCESS, BATCH, 5, workers)
+    journal = open_journal(results, {"bench": "eval_throughput"})
     start = time.perf_counter()
     run(job, forwarder, journal, Progress(len(entries), (1, 5), "eval "))
     return len(entries) / (time.perf_counter() - start)
@@ -102,8 +94,8 @@ def eval_run(spec: BackendSpec, forwarder: Forwarder, directory: Path, entries: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=96, help="images for the eval run")
-    parser.add_argument("--seed-images", type=int, default=16, help="images for the seed loop")
+    parser.add_argument("--images", type=int, default=64, help="images per eval round")
+    parser.add_argument("--seed-images", type=int, default=12, help="images per seed-loop round")
     parser.add_argument("--backend", choices=("caffe", "opencv"), default="caffe")
     parser.add_argument("--nets", type=int, help="as archc eval --nets (default: its default)")
     parser.add_argument("--workers", type=int, default=1, help="as archc eval --workers")
@@ -116,31 +108,47 @@ def main() -> int:
         directory = Path(temporary)
         weights_path = directory / "resnext50.caffemodel"
         weights.write_caffemodel(weights_path, weights.initial_weights(shaped))
-        entries = make_images(directory, args.images)
+        entries = make_images(directory, ROUNDS * (args.images + args.seed_images))
         spec = BackendSpec(args.backend, text, "resnext50-32x4d", str(weights_path), "prob", shaped)
-
-        seed = seed_loop(BackendSpec("caffe", text, "resnext50-32x4d", str(weights_path), "prob",
-                                     shaped), directory, entries[:args.seed_images])
-        single = Forwarder(spec, 1)
-        forward_single = forward_only(single, batches=4)
+        # the forward-only input: the first images exactly as eval feeds them
+        batch = np.concatenate([PREPROCESS(cv2.imread(str(directory / entry.path)))
+                                for entry in entries[:BATCH]])
+        seed_net = replace(spec, kind="caffe").open()
+        seed_loop(seed_net, directory, entries[:1])
+        single, replicated = Forwarder(spec, 1), Forwarder(spec, nets)
+        for forwarder in (single, replicated):  # warm-up: every replica started and loaded
+            forward_only(forwarder, batch, max(1, forwarder.ahead))
+        rates: dict[str, list[float]] = {name: [] for name in ROWS}
+        # Rounds alternate the measurements, so a slow spell of a shared machine hits them all.
+        for number in range(ROUNDS):
+            mine = entries[number::ROUNDS]
+            seeds, evals = mine[:args.seed_images], mine[args.seed_images:]
+            rates["seed"].append(seed_loop(seed_net, directory, seeds))
+            rates["forward1"].append(forward_only(single, batch, 3))
+            rates["forwardN"].append(forward_only(replicated, batch, 3 * nets))
+            rates["eval"].append(eval_run(replicated, directory, evals, args.workers,
+                                          directory / f"results-{number}.json"))
         single.close()
-        del single
-        replicated = Forwarder(spec, nets)
-        forward_replicated = forward_only(replicated, batches=4 * nets)
-        evaluated = eval_run(spec, replicated, directory, entries, args.workers)
         replicated.close()
 
     print(f"\nResNeXt-50 32x4d, 224x224, CPU, batch {BATCH}, backend {args.backend}, {nets} net(s), "
-          f"{args.workers} loading worker(s), {args.images} images")
-    rows = [("seed loop (pycaffe, batch 1, sequential)", seed),
-            ("forward only, 1 net", forward_single),
-            (f"forward only, {nets} net(s) as eval uses", forward_replicated),
-            ("archc eval (decode + crop + forward + results)", evaluated)]
-    for name, rate in rows:
-        print(f"  {name:<50} {rate:7.2f} img/s")
-    print(f"  eval / forward-only (same nets)   {evaluated / forward_replicated:5.2f}   (target >= 0.9)")
-    print(f"  eval / forward-only (1 net)       {evaluated / forward_single:5.2f}")
-    print(f"  eval / seed loop                  {evaluated / seed:5.2f}   (target >= 2)")
+          f"{args.workers} loading worker(s); {ROUNDS} rounds")
+    titles = {"seed": "seed loop (pycaffe, batch 1, sequential)", "forward1": "forward only, 1 net",
+              "forwardN": f"forward only, {nets} net(s) as eval uses",
+              "eval": "archc eval (decode + crop + forward + results)"}
+    for name in ROWS:
+        shown = "  ".join(f"{rate:6.2f}" for rate in rates[name])
+        print(f"  {titles[name]:<48} {shown}  img/s")
+    # Ratios within a round: a shared machine's speed changes between rounds, not within one.
+    ratios = {
+        "eval / forward only, same nets (target >= 0.9)": ("eval", "forwardN"),
+        "eval / forward only, 1 net": ("eval", "forward1"),
+        "eval / seed loop (target >= 2)": ("eval", "seed"),
+    }
+    for title, (top, bottom) in ratios.items():
+        values = [a / b for a, b in zip(rates[top], rates[bottom])]
+        shown = "  ".join(f"{value:6.2f}" for value in values)
+        print(f"  {title:<48} {shown}  median {statistics.median(values):.2f}")
     return 0
 
 

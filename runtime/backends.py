@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -128,6 +129,7 @@ _replica: Backend | None = None  # the backend of a replica process
 
 def _load_replica(spec: BackendSpec) -> None:
     global _replica
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     # One core per replica: the replicas are the parallelism. Caffe's OpenBLAS reads this when
     # Caffe is imported, which happens below.
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

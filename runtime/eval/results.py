@@ -149,6 +149,8 @@ def open_journal(results: Path, settings: dict) -> Journal | dict:
             raise EvalError(f"{results} exists and is not an archc results file: remove it or "
                             f"choose another --results")
         _check_same(results, document["settings"], settings)
+        # a run killed between writing the document and removing its journal
+        results.with_name(results.name + ".partial").unlink(missing_ok=True)
         return document
     journal = Journal(results, settings)
     try:
