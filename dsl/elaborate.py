@@ -130,8 +130,12 @@ def elaborate(module: Module, loader: Loader) -> Net:
     return Elaborator(loader).build_net(module)
 
 
-# Expressions that hand back a value built (and charged for) earlier: they do no new work.
+# Expressions that hand back a value built (and charged for) earlier: no new work to count, but
+# what they hand over can be compared or summed, so a reference is charged the value's size,
+# remembered when it was built (for values of at least _REMEMBERED elements; smaller ones pay
+# their length).
 _REFERENCES = frozenset({"name_ref", "index", "attribute", "input_ref", "current_ref"})
+_REMEMBERED = 64
 
 
 class Elaborator:
@@ -146,6 +150,7 @@ class Elaborator:
         # defined in an imported library runs with that library's path.
         self.path = ""
         self.steps = 0
+        self.sizes: dict[int, tuple[Any, int]] = {}  # id -> (large value, its value_size)
         # The top-level statement or declaration being run (with its file): where a RecursionError
         # is reported, the same place however deep Python's stack already was.
         self.running: tuple[str, Any] = ("", None)
@@ -590,12 +595,18 @@ class Elaborator:
             raise self.error(f"unsupported expression {tree.data}", tree)
         value = handler(self, tree, scope, frame)
         if tree.data in _REFERENCES:
-            self.spend(1, tree)
+            # `a == b` in a loop over two 100,000-element lists ran for minutes when free.
+            known = self.sizes.get(id(value))
+            size = known[1] if known and known[0] is value else \
+                len(value) if isinstance(value, (list, dict, str)) else 0
+            self.spend(1 + size, tree)
             return value
         size = value_size(value)
         if size > MAX_LIST:
             raise self.error(f"a value holding more than {MAX_LIST} elements (nested lists "
                              f"included)", tree)
+        if size >= _REMEMBERED and isinstance(value, (list, dict)):
+            self.sizes[id(value)] = (value, size)
         self.spend(1 + size, tree)
         return value
 
