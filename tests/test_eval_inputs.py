@@ -17,6 +17,7 @@ import evalkit
 from archc import cmd_eval
 from runtime.eval import results as results_module
 from runtime.eval.errors import EvalError
+from runtime.eval.presets import PRESETS, preset_for_model
 from runtime.eval.results import Lock
 from runtime.eval.synsets import parse_remap, read_synsets, remap_table
 from runtime.eval.vallist import label_entries, parse_val_list
@@ -247,3 +248,45 @@ def test_a_failing_final_write_keeps_every_result(eval_dataset, tmp_path, capsys
     assert len((tmp_path / "r.json.partial").read_text().splitlines()) == 1 + 6
     assert cmd_eval.main(args) == 0
     assert results.read_bytes() == uninterrupted
+
+
+# --- presets and devices -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, preset", [
+    ("deploy_inception-v3.prototxt", "inception-v3"), ("deploy_inception-resnet-v2.prototxt", "inception"),
+    ("deploy_resnext50-32x4d.prototxt", "resnext"), ("deploy_wrn50-2.prototxt", "wrn"),
+    ("deploy_resnet101-v2.prototxt", "resnet-v2"), ("deploy_densenet121.prototxt", None),
+])
+def test_presets_follow_the_model_file_name(name, preset):
+    assert preset_for_model(name) == preset
+
+
+def test_seed_values_per_family():
+    assert PRESETS["resnet-v2"].mean == (102.9801, 115.9465, 122.7717)
+    assert PRESETS["inception"].std == (128.0, 128.0, 128.0)
+    assert PRESETS["resnext"].std == (57.375, 57.12, 58.395)
+    assert [PRESETS["resnext"].base_for(size) for size in (224, 320, 288)] == [256, 320, 288]
+    assert [PRESETS["inception"].base_for(size) for size in (299, 395)] == [320, 395]
+
+
+def test_a_model_without_preset_needs_mean_and_std(eval_dataset, tmp_path, capsys):
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"))
+    del args[args.index("--mean"):args.index("--mean") + 2]
+    fails_with(capsys, args, "no preset for tiny.prototxt: pass --preset")
+
+
+def test_the_inception_v3_preset_remaps_2012_labels(eval_dataset, tmp_path, capsys, reference_cls,
+                                                    monkeypatch):
+    monkeypatch.setenv("ARCHC_REFERENCE_DIR", str(reference_cls.parent))
+    fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"),
+                                         "--preset", "inception-v3"),
+               "the synset remap has 1000 classes but the model outputs 10")
+
+
+def test_gpu_on_a_cpu_only_caffe_is_a_clear_error(caffe, eval_dataset, tmp_path, capsys):
+    from runtime.caffe_env import caffe_info
+    if caffe_info().gpu:
+        pytest.skip("this Caffe has GPU support")
+    fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"),
+                                         "--gpu", "0", backend="caffe"),
+               "--gpu 0: the Caffe at")
