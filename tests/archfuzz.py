@@ -268,6 +268,7 @@ class ProgramGenerator:
                 f'input "{rng.choice(["data", "x", "y"])}" {rng.choice(["[4]", "[2, 10]", "[1, 2, 3]", "[1, 0, 2, 2]", self.garbage_expr()])}',
                 f"if {self.garbage_expr()} {{ relu }}",
                 f"for q in {self.garbage_expr()} {{ relu(inplace = false) }}",
+                "for q in 0..100000 { if big == big2 { } }",  # work on large values, unpaid?
                 f"{rng.choice(['convv', 'bottleneck', 'unit', 'size', 'x'])}({self.garbage_expr()})",
             ])
         prim = rng.choice(list(PRIMITIVES.values()))
@@ -541,6 +542,8 @@ class ProgramGenerator:
             lines.append('param classes: int = 10 "classes"')
         if self.chance(0.3):
             lines.append('let widths = {1: [8, 16], 2: [16, 32]}[1]')
+        if self.garbage and self.chance(0.2):
+            lines += ["let big = range(90000)", "let big2 = range(90000)"]
         self.blocks = rng.sample(sorted(self.BLOCKS), rng.randint(0, 2))
         for block in self.blocks:
             lines += self.BLOCKS[block]
