@@ -3,8 +3,8 @@
 `caffe` is the reference: real pycaffe through `runtime.loader` (rounding translation, schema and
 shape checks, weights check, `--gpu`). `opencv` is OpenCV's DNN module reading the same prototxt
 and .caffemodel, so evaluation works before Caffe is built; both must agree. Either one accepts
-any batch size and input size; the caller checks beforehand (in the IR) that the net takes it,
-since Caffe aborts the process on a net it cannot reshape.
+any batch size and any input size the net can take; one it cannot take is an ArchError, never an
+abort. Both are given the net in the IR (`ShapedNet`), which they use for those checks.
 """
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
-from ir import ArchError, ShapedNet
+from ir import ArchError, Net, ShapedNet, infer_shapes
+from ir.ops import format_shape
 from runtime import weights
 from runtime.pool_rounding import translate_rounding
 
@@ -31,21 +32,46 @@ class Backend(Protocol):
         """Scores for each image of the batch: an N x K float32 array (the blob, flattened)."""
 
 
+def reshaped(net: Net, height: int, width: int) -> ShapedNet:
+    """The net with its one input resized to height x width, its shapes inferred; an ArchError
+    when it cannot take that size: a shape rule fails, or a layer would need weights of another
+    shape than at the declared size (an InnerProduct after a fixed-size pooling, say)."""
+    (name, shape), = net.inputs.items()
+    declared = infer_shapes(net)
+    try:
+        resized = infer_shapes(replace(net, inputs={name: (shape[0], shape[1], height, width)}))
+    except ArchError as error:
+        raise ArchError(f"the net cannot take {height}x{width} input: {error.message}") from None
+    for before, after in zip(declared.layers, resized.layers):
+        if before.param_shapes != after.param_shapes:
+            need = ", ".join(format_shape(s) for s in after.param_shapes)
+            have = ", ".join(format_shape(s) for s in before.param_shapes)
+            raise ArchError(f"the net cannot take {height}x{width} input: layer "
+                            f"'{before.layer.name}' would need weights {need} instead of {have}")
+    return resized
+
+
 class CaffeBackend:
     name = "caffe"
 
-    def __init__(self, text: str, source: str, weights_path: str | None, blob: str, *,
-                 gpu: int | None = None, allow_missing: bool = False):
+    def __init__(self, text: str, source: str, weights_path: str | None, blob: str,
+                 shaped: ShapedNet, *, gpu: int | None = None, allow_missing: bool = False):
         from runtime.loader import load_net_text
         self.net = load_net_text(text, source, weights_path, allow_missing=allow_missing, gpu=gpu).net
         if blob not in self.net.blobs:
             raise ArchError(f"the net has no blob '{blob}' (its last one is "
                             f"'{list(self.net.blobs)[-1]}')")
         self.input, self.blob = self.net.inputs[0], blob
+        self.structure = shaped.net
+        self.checked_sizes: set[tuple[int, int]] = set()
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         data = self.net.blobs[self.input]
         if data.data.shape != batch.shape:
+            # Caffe aborts the process on a reshape its layers reject, so check new sizes first.
+            if tuple(batch.shape[2:]) not in self.checked_sizes:
+                reshaped(self.structure, *batch.shape[2:])
+                self.checked_sizes.add(tuple(batch.shape[2:]))
             data.reshape(*batch.shape)
             self.net.reshape()
         data.data[...] = batch
@@ -98,7 +124,8 @@ def open_backend(kind: str, text: str, source: str, weights_path: str | None, bl
     """The backend `kind` with the net loaded; `shaped` is the net in the IR (for the weights check
     and output naming of backends without Caffe's own)."""
     if kind == "caffe":
-        return CaffeBackend(text, source, weights_path, blob, gpu=gpu, allow_missing=allow_missing)
+        return CaffeBackend(text, source, weights_path, blob, shaped, gpu=gpu,
+                            allow_missing=allow_missing)
     if kind == "opencv":
         if gpu is not None:
             raise ArchError("--gpu needs --backend caffe (the OpenCV backend runs on the CPU)")

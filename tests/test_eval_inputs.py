@@ -290,3 +290,14 @@ def test_gpu_on_a_cpu_only_caffe_is_a_clear_error(caffe, eval_dataset, tmp_path,
     fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"),
                                          "--gpu", "0", backend="caffe"),
                "--gpu 0: the Caffe at")
+
+
+def test_a_crop_size_the_net_cannot_take_is_refused_before_caffe_sees_it(eval_dataset, tmp_path,
+                                                                         capsys):
+    fixed = tmp_path / "fixed.prototxt"
+    fixed.write_text((eval_dataset / "tiny.prototxt").read_text()
+                     .replace("global_pooling: true", "kernel_size: 16"))
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), "--crop-size", "20")
+    fails_with(capsys, [str(fixed)] + args[1:],
+               "the net cannot take 20x20 input: layer 'fc' would need weights 10 x 75, 10 instead of "
+               "10 x 3, 10")

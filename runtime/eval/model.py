@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import replace
 from pathlib import Path
 
-from ir import ArchError, Net, ShapedNet, infer_shapes
+from ir import ArchError, Net, ShapedNet
+from runtime.backends import reshaped
 from runtime.eval.errors import EvalError
 
 
-def at_input_size(net: Net, size: int, batch: int = 1) -> ShapedNet:
+def at_input_size(net: Net, size: int) -> ShapedNet:
     """The net with its one 3-channel input set to size x size, shapes inferred; an error for a net
     that cannot take it (Caffe would abort on the reshape)."""
     if len(net.inputs) != 1:
@@ -21,9 +21,9 @@ def at_input_size(net: Net, size: int, batch: int = 1) -> ShapedNet:
         raise EvalError(f"the net's input '{name}' is {'x'.join(map(str, shape))}; evaluation "
                         f"feeds N x 3 x H x W colour images")
     try:
-        return infer_shapes(replace(net, inputs={name: (batch, 3, size, size)}))
+        return reshaped(net, size, size)
     except ArchError as error:
-        raise EvalError(f"the net cannot take {size}x{size} input: {error.message}") from None
+        raise EvalError(error.message) from None
 
 
 def classes(shaped: ShapedNet, blob: str) -> int:
