@@ -68,14 +68,26 @@ def _non_negative(text: str) -> int:
     return _positive(text) if text != "0" else 0
 
 
+def _triple(values: tuple[float, float, float]) -> str:
+    return ",".join(f"{value:.10g}" for value in values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="archc eval", allow_abbrev=False,
+        prog="archc eval", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="presets (mean/std in BGR; crop size from base size):\n" + "".join(
+            f"  {name:<13} mean {_triple(p.mean)}  std {_triple(p.std)}  "
+            f"{', '.join(f'{c} from {b}' for c, b in p.bases.items())}"
+            + (f"  labels {p.synset}" if p.synset else "") + "\n"
+            for name, p in PRESETS.items())
+        + "\nexample: archc eval archs/resnext.arch --depth 101 --weights resnext101.caffemodel "
+          "--val ILSVRC2012_val.txt --root ~/Database/ILSVRC2012 --crops 12",
         usage="archc eval MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] --weights W --val LIST "
               "[options]",
-        description="Top-k accuracy of a model on a labelled image list, with the seed's "
-                    "preprocessing and 1/12/144-crop protocols. Parameters of an .arch MODEL "
-                    "follow it as --PARAM VALUE.")
+        description="Top-k accuracy of a model on a labelled image list, with the seed's\n"
+                    "preprocessing and 1/12/144-crop protocols. Parameters of an .arch MODEL\n"
+                    "follow it as --PARAM VALUE. The results file is written as the run goes:\n"
+                    "rerun the same command after an interruption to resume.")
     parser.add_argument("model", metavar="MODEL")
     parser.add_argument("--weights", required=True, help=".caffemodel with the trained weights")
     parser.add_argument("--val", required=True, help="val list: 'relative/path label' per line")
@@ -86,10 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--std", type=_bgr, help="per-channel std, B,G,R")
     parser.add_argument("--base-size", type=_positive, help="shorter side is resized to this first")
     parser.add_argument("--crop-size", type=_positive, help="side of the square crops")
-    parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1)
-    parser.add_argument("--batch", type=_positive, default=8, help="crops per forward pass")
-    parser.add_argument("--topk", type=_int_list, default=[1, 5], help="e.g. 1,5")
-    parser.add_argument("--blob", default="prob", help="output blob holding the class scores")
+    parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1,
+                        help="1: centre crop; 12: corners, centre and whole of the image squashed "
+                             "to base x base, and mirrors; 144: the 12 of three squares at each of "
+                             "four scales (default 1)")
+    parser.add_argument("--batch", type=_positive, default=8, help="crops per forward pass (default 8)")
+    parser.add_argument("--topk", type=_int_list, default=[1, 5], help="accuracies to report "
+                                                                        "(default 1,5)")
+    parser.add_argument("--blob", default="prob", help="output blob holding the class scores "
+                                                       "(default prob)")
     parser.add_argument("--results", help="results JSON (default: MODEL-stem.eval.json); an "
                                           "interrupted run resumes from it")
     parser.add_argument("--backend", choices=BACKENDS, default="caffe")
