@@ -153,6 +153,8 @@ def evaluate(argv: list[str]) -> int:
         raise UsageError(f"--base-size {args.base_size} is smaller than the crop size {max(sizes)}")
     if args.gpu is not None and args.gpu < 0:
         raise UsageError(f"--gpu {args.gpu}: a device number is 0 or more")
+    if not Path(args.root).is_dir():
+        raise UsageError(f"--root {args.root} is not a directory")
     nets = args.nets or default_nets(args.backend, args.gpu)
     if nets > 1 and args.gpu is not None:
         raise UsageError("--nets applies to CPU runs; on a GPU one net is fed in large batches")

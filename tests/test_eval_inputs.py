@@ -159,6 +159,7 @@ def test_odd_images_are_counted_listed_and_skipped_where_unusable(eval_dataset, 
     (["--backend", "opencv", "--gpu", "0"], "--gpu needs --backend caffe"),
     (["--depth", "50"], "unrecognised arguments: --depth 50"),
     (["--synset", "missing.txt"], "cannot read synset list"),
+    (["--root", "/nonexistent"], "--root /nonexistent is not a directory"),
 ])
 def test_user_errors_are_one_line(eval_dataset, tmp_path, capsys, change, fragment):
     fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), *change),
