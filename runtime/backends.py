@@ -154,15 +154,15 @@ class BackendSpec:
 _replica: Backend | None = None  # the backend of a replica process
 
 
-def _load_replica(spec: BackendSpec) -> None:
+def _load_replica(spec: BackendSpec, threads: int) -> None:
     global _replica
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    # One core per replica: the replicas are the parallelism. Caffe's OpenBLAS reads this when
-    # Caffe is imported, which happens below.
+    # The cores are shared out between the replicas. Caffe's OpenBLAS reads this when Caffe is
+    # imported, which happens below.
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = "1"
+        os.environ[variable] = str(threads)
     import cv2
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(threads)
     _replica = spec.open()
 
 
@@ -175,18 +175,18 @@ class Forwarder:
     hold their own copy of the net.
 
     On a CPU, Caffe spends most of a forward pass in single-threaded code (im2col, the per-group
-    GEMMs of grouped convolutions, BatchNorm), so one copy per core with one BLAS thread each is
-    what uses the machine. The net is first opened here, so every problem with it is reported
+    GEMMs of grouped convolutions, BatchNorm), so several copies, each with its share of the cores
+    for BLAS, are what uses the machine. The net is first opened here, so every problem with it is reported
     before any process starts."""
 
     def __init__(self, spec: BackendSpec, replicas: int = 1):
         self.backend: Backend | None = spec.open()
         self.pool = None
-        self.name = self.backend.name
         if replicas > 1:
             self.backend = None  # only checked here; the replicas do the work
             self.pool = ProcessPoolExecutor(replicas, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_load_replica, initargs=(spec,))
+                                            initializer=_load_replica,
+                                            initargs=(spec, max(1, (os.cpu_count() or 1) // replicas)))
         #: how many groups of images the caller should keep submitted ahead
         self.ahead = 2 * replicas if replicas > 1 else 0
 
