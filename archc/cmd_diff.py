@@ -4,16 +4,15 @@ Exit status: 0 when the networks are equal, 1 when they differ, 2 when a file ca
 """
 from __future__ import annotations
 
-import argparse
 
 from analysis.diff import diff_nets, normalise
-from archc.model import print_error
+from archc.model import ArgumentParser, print_error
 from codegen.parse import read_prototxt
 from ir import ArchError
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="archc diff",
         description="Compare two Caffe prototxts layer by layer (matched by name), after normalising "
                     "Caffe's defaults and equivalent spellings. Fillers and lr_mult/decay_mult are ignored.")

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from archc.model import UsageError, compile_arch, print_error, render_error, split_overrides
+from archc.model import (ArgumentParser, UsageError, compile_arch, print_error, render_error,
+                         split_overrides)
 from codegen.parse import import_net
 from ir import ArchError
 from runtime.backends import BACKENDS, BackendSpec, Forwarder
@@ -25,11 +26,6 @@ from runtime.eval.synsets import parse_remap, remap_table
 from runtime.eval.vallist import label_entries, read_val_list
 
 SHOWN_SKIPS = 10
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(message)
 
 
 def _int_list(text: str) -> list[int]:
@@ -73,7 +69,7 @@ def _triple(values: tuple[float, float, float]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="archc eval", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="presets (mean/std in BGR; crop size from base size):\n" + "".join(
             f"  {name:<13} mean {_triple(p.mean)}  std {_triple(p.std)}  "

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from archc.model import UsageError, print_error, render_error, split_overrides
+from archc.model import ArgumentParser, UsageError, print_error, render_error, split_overrides
 from ir import ArchError
 from runtime.loader import load_net_text, read_model
 from runtime.timing import time_net
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(message)
 
 
 def _count(text: str) -> int:
@@ -37,7 +32,7 @@ def _input_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="archc time", allow_abbrev=False,
         usage="archc time MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] [--batch N] "
               "[--iterations N] [--warmup N] [--input-size H[xW]] [--gpu N]",

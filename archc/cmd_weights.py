@@ -13,20 +13,15 @@ from __future__ import annotations
 import argparse
 import math
 
-from archc.model import UsageError, print_error, render_error, split_overrides
+from archc.model import ArgumentParser, UsageError, print_error, render_error, split_overrides
 from codegen.parse import import_net
 from ir import ArchError, ShapedNet, infer_shapes
 from runtime import weights
 from runtime.loader import read_model
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="archc weights", allow_abbrev=False,
+    parser = ArgumentParser(prog="archc weights", allow_abbrev=False,
                      usage="archc weights FILE.caffemodel [--check MODEL [--allow-missing]] | "
                            "archc weights --init MODEL -o OUT.caffemodel [--seed N]; "
                            "an .arch MODEL takes its --PARAM VALUE overrides",

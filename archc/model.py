@@ -1,6 +1,7 @@
 """Shared by the CLI commands that take a model: compile an .arch file, report errors."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -10,6 +11,13 @@ from ir.net import Net
 
 class UsageError(ValueError):
     """A command-line mistake: printed as `archc: error: ...`, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, so every command reports alike."""
+
+    def error(self, message: str):
+        raise UsageError(message)
 
 
 def split_overrides(args: list[str]) -> dict[str, str]:
