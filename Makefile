@@ -23,8 +23,10 @@ caffe: setup
 test: setup caffe
 	$(BIN)/pytest -q
 
-bench: setup
-	$(PY) bench/run.py
+# Speed targets, each reported as ratios measured in one run (see each script's header).
+bench: setup caffe
+	$(PY) bench/compile_speed.py
+	$(PY) bench/eval_throughput.py
 
 # The compiler fuzzer's long run: N generated/mutated inputs (default 100000) on 2 workers.
 soak: setup
