@@ -345,7 +345,8 @@ class Eltwise(Op):
             if shape != first:
                 raise ShapeError(
                     f"{self.operation.lower()} inputs must have the same shape: input 1 is "
-                    f"{format_shape(first)}, input {index} is {format_shape(shape)}")
+                    f"{format_shape(first)}, input {index} is {format_shape(shape)}; project the "
+                    f"branch that differs (e.g. a 1x1 convolution with the right width and stride)")
         if self.coeff and (self.operation != "SUM" or len(self.coeff) != len(inputs)):
             raise ShapeError(
                 f"eltwise coefficients need operation SUM and one per input: "
