@@ -124,6 +124,15 @@ def test_not_a_caffemodel_is_an_error(tmp_path):
         weights.read_caffemodel(tmp_path / "absent.caffemodel")
 
 
+def test_a_truncated_caffemodel_is_an_error_not_a_partial_model(small, tmp_path):
+    path = tmp_path / "small.caffemodel"
+    weights.write_caffemodel(path, weights.initial_weights(small, seed=3), "small")
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ArchError, match="not a Caffe model file"):
+        weights.read_caffemodel(path)
+
+
 def test_generated_resnext50_weights_pass_and_a_renamed_layer_is_named(tmp_path):
     """Acceptance: archc-written weights for a generated ResNeXt-50 pass; one renamed layer fails."""
     shaped = infer_shapes(dsl.compile_file(str(REPO / "archs" / "resnext.arch"),
