@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from archc.model import (ArgumentParser, UsageError, compile_arch, print_error, render_error,
-                         split_overrides)
+from archc.model import (ArgumentParser, UsageError, compile_arch, integer_at_least, print_error,
+                         render_error, split_overrides)
 from codegen.parse import import_net
 from ir import ArchError
 from runtime.backends import BACKENDS, BackendSpec, Forwarder
@@ -50,20 +50,6 @@ def _bgr(text: str) -> tuple[float, float, float]:
     return tuple(values)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    return _positive(text) if text != "0" else 0
-
-
 def _triple(values: tuple[float, float, float]) -> str:
     return ",".join(f"{value:.10g}" for value in values)
 
@@ -92,13 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="preprocessing of a model family (default: from the model's file name)")
     parser.add_argument("--mean", type=_bgr, help="per-channel mean, B,G,R")
     parser.add_argument("--std", type=_bgr, help="per-channel std, B,G,R")
-    parser.add_argument("--base-size", type=_positive, help="shorter side is resized to this first")
-    parser.add_argument("--crop-size", type=_positive, help="side of the square crops")
+    parser.add_argument("--base-size", type=integer_at_least(1),
+                        help="shorter side is resized to this first")
+    parser.add_argument("--crop-size", type=integer_at_least(1), help="side of the square crops")
     parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1,
                         help="1: centre crop; 12: corners, centre and whole of the image squashed "
                              "to base x base, and mirrors; 144: the 12 of three squares at each of "
                              "four scales (default 1)")
-    parser.add_argument("--batch", type=_positive, default=8, help="crops per forward pass (default 8)")
+    parser.add_argument("--batch", type=integer_at_least(1), default=8,
+                        help="crops per forward pass (default 8)")
     parser.add_argument("--topk", type=_int_list, default=[1, 5], help="accuracies to report "
                                                                         "(default 1,5)")
     parser.add_argument("--blob", default="prob", help="output blob holding the class scores "
@@ -107,10 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                                           "interrupted run resumes from it")
     parser.add_argument("--backend", choices=BACKENDS, default="caffe")
     parser.add_argument("--gpu", type=int, metavar="N", help="run Caffe on GPU N")
-    parser.add_argument("--workers", type=_non_negative,
+    parser.add_argument("--workers", type=integer_at_least(0),
                         default=max(1, min(4, (os.cpu_count() or 2) - 1)),
                         help="image-loading processes (0: load in this process)")
-    parser.add_argument("--nets", type=_positive,
+    parser.add_argument("--nets", type=integer_at_least(1),
                         help="copies of the net forwarding in parallel processes (default: one per "
                              "core, up to 4, for Caffe on the CPU; else 1)")
     parser.add_argument("--synset", help="class-order remap by WNID: VAL:MODEL (2012, 2015 or a "

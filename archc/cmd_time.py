@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from archc.model import ArgumentParser, UsageError, print_error, render_error, split_overrides
+from archc.model import (ArgumentParser, UsageError, integer_at_least, print_error, render_error,
+                         split_overrides)
 from ir import ArchError
 from runtime.loader import load_net_text, read_model
 from runtime.timing import time_net
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
 
 
 def _input_size(text: str) -> tuple[int, int]:
@@ -41,12 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "follow it as --PARAM VALUE (for an .arch family, set the input size with its "
                     "own --size).")
     parser.add_argument("model", metavar="MODEL")
-    parser.add_argument("--batch", type=_count, help="images per forward pass (default: the net's)")
-    parser.add_argument("--iterations", type=_count, default=50, help="timed iterations (50)")
-    parser.add_argument("--warmup", type=_count, default=1, help="untimed iterations first (1)")
+    parser.add_argument("--batch", type=integer_at_least(0),
+                        help="images per forward pass (default: the net's)")
+    parser.add_argument("--iterations", type=integer_at_least(0), default=50, help="timed iterations (50)")
+    parser.add_argument("--warmup", type=integer_at_least(0), default=1, help="untimed iterations first (1)")
     parser.add_argument("--input-size", type=_input_size, metavar="H[xW]",
                         help="input height and width (default: the net's)")
-    parser.add_argument("--gpu", type=_count, metavar="N", help="run on GPU N (needs a CUDA Caffe)")
+    parser.add_argument("--gpu", type=integer_at_least(0), metavar="N", help="run on GPU N (needs a CUDA Caffe)")
     return parser
 
 
