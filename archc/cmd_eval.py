@@ -116,8 +116,7 @@ def main(argv: list[str]) -> int:
     except (UsageError, EvalError, CaffeError) as error:
         return print_error(f"archc: error: {error}")
     except ArchError as error:
-        message = render_error(error)
-        return print_error(message if error.span else f"archc: {message}")
+        return print_error(render_error(error))
     except KeyboardInterrupt:
         print("\narchc: interrupted; finished images are kept: rerun the same command to resume",
               file=sys.stderr)

@@ -34,7 +34,7 @@ class ArchError(Exception):
 
     def render(self, source: str | None = None) -> str:
         """The diagnostic as the CLI prints it, with the source line and a caret when known."""
-        where = f"{self.span}: " if self.span else ""
+        where = f"{self.span}: " if self.span else "archc: "
         lines = [f"{where}error: {self.message}"]
         if self.span and source is not None:
             # Lines end at "\n" only, as the parsers count them (splitlines() also breaks at
