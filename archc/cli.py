@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from archc.files import write_atomically
 from archc.model import UsageError, print_error, render_error
 from ir.diagnostics import ArchError
 
@@ -68,7 +67,10 @@ def compile_command(args: list[str]) -> int:
     if output is None:
         sys.stdout.write(text)
     else:
-        write_atomically(Path(output), text)
+        try:
+            write_atomically(Path(output), text.encode("utf-8"))
+        except OSError as error:
+            raise UsageError(f"cannot write {output}: {error.strerror or error}") from None
     return 0
 
 
@@ -111,19 +113,3 @@ def _describe_params(path: str) -> str:
         if param.doc:
             lines.append(f"      {param.doc}")
     return "\n".join(lines)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write the whole file or nothing: a failed run never leaves a partial output."""
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    except OSError as error:
-        raise UsageError(f"cannot write {path}: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {error.strerror}") from None

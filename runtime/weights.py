@@ -12,13 +12,12 @@ num/channels/height/width.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from archc.files import write_atomically
 from codegen import schema
 from ir import ArchError, ShapedNet
 from ir.ops import Shape, format_shape
@@ -197,17 +196,9 @@ def encode_caffemodel(layers: list[LayerWeights], net_name: str = "") -> bytes:
 
 def write_caffemodel(path: str | Path, layers: list[LayerWeights], net_name: str = "") -> None:
     """Write the whole file or nothing (through a temporary file renamed into place)."""
-    path = Path(path)
     data = encode_caffemodel(layers, net_name)
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(Path(path), data)
     except OSError as error:
         raise WeightsError(f"cannot write {path}: {error.strerror or error}") from None
 

@@ -239,3 +239,18 @@ def test_cli_pool_dialects_match_codegen():
     from codegen.render import POOL_DIALECTS
 
     assert cli.POOL_DIALECTS == POOL_DIALECTS
+
+
+def test_output_files_get_the_usual_permissions(tmp_path):
+    import os
+    from archc.cli import main
+
+    output = tmp_path / "net.prototxt"
+    (tmp_path / "m.arch").write_text('net { input "data" [1, 3, 4, 4]  relu }\n')
+    old = os.umask(0o022)
+    try:
+        assert main([str(tmp_path / "m.arch"), "-o", str(output)]) == 0
+    finally:
+        os.umask(old)
+    assert output.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.arch", "net.prototxt"]

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from archc.files import write_atomically
 from runtime.eval.errors import EvalError
 
 FORMAT = "archc-eval/1"
@@ -193,15 +194,9 @@ def format_document(document: dict) -> str:
 
 def write_final(journal: Journal, document: dict) -> None:
     """Atomically replace FILE with the document, then drop the journal."""
-    temporary = journal.results.with_name(journal.results.name + ".tmp")
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(format_document(document))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, journal.results)
+        write_atomically(journal.results, format_document(document).encode("utf-8"))
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise EvalError(f"cannot write {journal.results}: {_reason(error)}; every image's result "
                         f"is kept in {journal.partial}: fix this and rerun the same command to "
                         f"write it") from None
