@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ir.ops import Concat, Convolution, Eltwise, Pooling, ShapeError
-from test_shapes_vs_caffe import _convolution, _pooling
+from strategies import convolution, pooling
 
 SIDES = st.integers(1, 40)
 PROPERTY = settings(max_examples=300, deadline=None)
@@ -47,7 +47,7 @@ def pool_positions(size: int, kernel: int, stride: int, pad: int, ceil: bool, pa
 @st.composite
 def conv_cases(draw):
     channels = draw(st.integers(1, 8))
-    return (draw(st.integers(1, 2)), channels, draw(SIDES), draw(SIDES)), _convolution(draw, channels)
+    return (draw(st.integers(1, 2)), channels, draw(SIDES), draw(SIDES)), convolution(draw, channels)
 
 
 @PROPERTY
@@ -77,7 +77,7 @@ def test_convolution_group_must_divide_both_channel_counts(c, num_output, group)
 
 @st.composite
 def pool_cases(draw):
-    return (draw(st.integers(1, 2)), draw(st.integers(1, 8)), draw(SIDES), draw(SIDES)), _pooling(draw)
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 8)), draw(SIDES), draw(SIDES)), pooling(draw)
 
 
 @PROPERTY

@@ -15,30 +15,10 @@ import codegen
 import dsl
 from conftest import REPO
 from ir import ArchError, Layer, Net, infer_shapes
-from ir.ops import Concat, Convolution, Eltwise, Pooling, ReLU
+from ir.ops import Concat, Eltwise, ReLU
 from runtime import weights
 from runtime.loader import expected_from_caffe, load_net_text
-
-
-def _convolution(draw, channels: int) -> Convolution:
-    group = draw(st.sampled_from([g for g in (1, 2, 4) if channels % g == 0]))
-    return Convolution(
-        num_output=group * draw(st.integers(1, 4)),
-        kernel_h=draw(st.integers(1, 5)), kernel_w=draw(st.integers(1, 5)),
-        stride_h=draw(st.integers(1, 3)), stride_w=draw(st.integers(1, 3)),
-        pad_h=draw(st.integers(0, 2)), pad_w=draw(st.integers(0, 2)),
-        group=group, dilation=draw(st.integers(1, 2)), bias_term=draw(st.booleans()))
-
-
-def _pooling(draw) -> Pooling:
-    method = draw(st.sampled_from(["MAX", "AVE"]))
-    if draw(st.integers(0, 5)) == 0:
-        return Pooling(method=method, global_pooling=True)
-    kernel_h, kernel_w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    return Pooling(method=method, kernel_h=kernel_h, kernel_w=kernel_w,
-                   stride_h=draw(st.integers(1, 3)), stride_w=draw(st.integers(1, 3)),
-                   pad_h=draw(st.integers(0, kernel_h - 1)), pad_w=draw(st.integers(0, kernel_w - 1)),
-                   rounding=draw(st.sampled_from(["ceil", "floor"])))
+from strategies import convolution, pooling
 
 
 @st.composite
@@ -51,15 +31,15 @@ def random_nets(draw) -> Net:
         kind = draw(st.sampled_from(["conv", "pool", "concat", "eltwise"]))
         name = f"s{step}"
         if kind == "conv":
-            op = _convolution(draw, channels)
+            op = convolution(draw, channels)
             net.layers.append(Layer(name, op, (blob,), (name,)))
             net.layers.append(Layer(f"{name}_relu", ReLU(), (name,), (name,)))
             channels = op.num_output
         elif kind == "pool":
-            net.layers.append(Layer(name, _pooling(draw), (blob,), (name,)))
+            net.layers.append(Layer(name, pooling(draw), (blob,), (name,)))
         else:
             # Two branches with the same geometry: concat may differ in channels, eltwise may not.
-            first = _convolution(draw, channels)
+            first = convolution(draw, channels)
             widths = (first.num_output, first.num_output)
             if kind == "concat":
                 widths = (first.num_output, first.group * draw(st.integers(1, 4)))
