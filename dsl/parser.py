@@ -91,12 +91,50 @@ def _syntax_error(error: UnexpectedInput, source: str, path: str,
         expected = sorted({_describe_terminal(name) for name in error.expected})
         if expected:
             message += f"; expected {_join_alternatives(expected)}"
+        hint = _hint(error) if isinstance(error, UnexpectedToken) else None
+        if hint:
+            message += f" ({hint})"
     else:
         message = "syntax error"
     if line is None or line < 1:
         line, column = 1, 1
     column = column + (column_offset if line == 1 else 0)
     return ArchError(message, Span(path, line + line_offset, column))
+
+
+# Common mistakes, recognised by the LALR state and token type they fail at (the idea of Lark's
+# match_examples, keyed by the state alone so that how deep the mistake sits does not matter):
+# each hint names the fix. Every example must fail to parse, at the token the hint is about.
+_MISTAKES = {
+    'layer names follow `as`: conv(64, 3) as "conv1"': [
+        'net { conv(64, 3) "conv1" }', 'net { relu "r" }'],
+    "compare with `==`; `=` binds a `let` or a keyword argument": [
+        "net { if x = 1 { } }", "let a = 1 = 2", "let a = x == 1 ? y = 2 : 3"],
+    "separate arguments and list items with commas": [
+        "net { conv(64 3) }", "let a = [1 2]", "let a = max(1 2)"],
+    "bind names with `let`: let x = 1": ["net { x = 1 }"],
+    'a `branch` belongs inside a merge: concat as "x" { branch { ... } branch { ... } }': [
+        "net { branch { } }", "net { relu branch { } }", "net { relu as \"r\" branch { } }"],
+    "a file holds import, param, let, block and net declarations": ["x = 1", "conv(3, 1)"],
+}
+
+
+def _hint(error: UnexpectedToken) -> str | None:
+    return _mistake_states().get((error.state.position, error.token.type))
+
+
+@functools.lru_cache(maxsize=1)
+def _mistake_states() -> dict[tuple[int, str], str]:
+    states: dict[tuple[int, str], str] = {}
+    for hint, examples in _MISTAKES.items():
+        for example in examples:
+            try:
+                _parser().parse(example, start="start")
+            except UnexpectedToken as failure:
+                states.setdefault((failure.state.position, failure.token.type), hint)
+            else:
+                raise AssertionError(f"mistake example parses: {example!r}")
+    return states
 
 
 def _describe_token(token: lark.Token) -> str:

@@ -176,6 +176,11 @@ def test_parameter_overrides_types_and_allowed_values(tmp_path):
     ('let x = 2 ** 100\n', 1, 9, "limit of 2**53"),
     ("let x = 'a'\n", 1, 9, "strings use double quotes"),
     ('let n = 1\nlet s = "a{n +}"\n', 2, 15, "unexpected"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  relu\n  conv(8, 1) "c"\n}\n', 4, 14,
+     'layer names follow `as`'),
+    ('net {\n  if 1 = 1 { }\n}\n', 2, 8, "compare with `==`"),
+    ('let a = [1, 2 3]\n', 1, 15, "separate arguments and list items with commas"),
+    ('net {\n  relu\n  branch { }\n}\n', 3, 3, "a `branch` belongs inside a merge"),
 ])
 def test_errors_point_at_the_construct(tmp_path, source, line, column, fragment):
     error = error_of(tmp_path, source)
