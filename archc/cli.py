@@ -24,6 +24,7 @@ SUBCOMMANDS = {
 
 USAGE = """usage: archc FILE.arch [--PARAM VALUE ...] [-o OUT] [--pool-rounding ceil_mode|round_mode]
        archc FILE.arch --help          list the file's parameters
+       archc --version
        archc COMMAND ...               where COMMAND is one of:
 """ + "".join(f"         {name:<9} {text}\n" for name, text in SUBCOMMANDS.items())
 
@@ -33,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE, end="", file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
+    if args[0] == "--version":
+        from importlib.metadata import version
+
+        print(f"archc {version('archc')}")
+        return 0
     try:
         if args[0] in SUBCOMMANDS:
             command = importlib.import_module(f"archc.cmd_{args[0]}")

@@ -259,3 +259,12 @@ def test_output_files_get_the_usual_permissions(tmp_path):
         os.umask(old)
     assert output.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.arch", "net.prototxt"]
+
+
+def test_version_and_usage(capsys):
+    from archc.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("archc 0.")
+    assert main([]) == 2
+    assert "usage: archc FILE.arch" in capsys.readouterr().err
