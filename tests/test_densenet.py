@@ -1,7 +1,7 @@
-"""DenseNet-BC against the published deploy file, and every depth against the paper's Table 1."""
+"""DenseNet-BC (golden comparison: test_golden.py): every depth against the paper's Table 1."""
 import pytest
 
-from golden import assert_matches, generate, output_shape
+from golden import generate, output_shape
 from ir.net import infer_shapes
 
 # depth: (growth rate k, dense layers per block) from the paper's Table 1, then two facts
@@ -13,11 +13,6 @@ FAMILY = {
     169: (32, [6, 12, 32, 32], 1664, 14_149_480),
     201: (32, [6, 12, 48, 32], 1920, 20_013_928),
 }
-
-
-def test_densenet121(reference_cls):
-    _, text = generate("densenet.arch", depth=121)
-    assert_matches(text, reference_cls / "densenet" / "deploy_densenet121.prototxt")
 
 
 def dense_layers_per_block(names: list[str]) -> list[int]:
@@ -66,14 +61,6 @@ def test_widths_and_parameters_match_independent_counts(depth):
         assert entry.output[1] == entry.inputs[0][1] // 2
     assert by_name["pool5"].output == (1, features, 1, 1)
     assert sum(entry.params for entry in shaped.layers if entry.layer.type != "BatchNorm") == trainable
-
-
-def test_size_changes_only_the_input_shape():
-    net224, text224 = generate("densenet.arch", depth=121)
-    net320, text320 = generate("densenet.arch", depth=121, size=320)
-    assert net320.inputs == {"data": (1, 3, 320, 320)}
-    assert text320.replace("dim: 320", "dim: 224") == text224
-    assert output_shape("densenet.arch", depth=161, size=320) == (1, 1000)
 
 
 def test_classes_sets_the_classifier_convolution():
