@@ -45,7 +45,6 @@ class ParamInfo:
     allowed: Any
     doc: str
     span: Span
-    allowed_span: Span | None
 
 
 @dataclass
@@ -74,7 +73,6 @@ class Loader:
         self.roots = [root.resolve() for root in roots]
         self.modules: dict[Path, Module] = {}
         self.loading: set[Path] = set()
-        self.sources: dict[str, str] = {}
 
     def read(self, path: str, span: Span | None = None) -> str:
         """A file's text; `span` is where it was named (an import), for errors."""
@@ -87,7 +85,6 @@ class Loader:
         except UnicodeDecodeError as error:
             raise ArchError("the file is not UTF-8 text: invalid byte "
                             f"0x{data[error.start]:02x}", _byte_span(path, data, error.start)) from None
-        self.sources[path] = source
         return source
 
     def resolve_import(self, target: str, importer: str, span: Span) -> Path:
@@ -232,8 +229,7 @@ class Elaborator:
             raise ArchError(f"{source} is not an allowed value of '{name}': choose one of "
                             f"{_list_values(allowed)}", self.span(allowed_tree))
         doc = self._string(doc_token, module.scope, None) if doc_token is not None else ""
-        module.params.append(ParamInfo(name, kind, default, allowed, doc, span,
-                                       self.span(allowed_tree) if allowed_tree is not None else None))
+        module.params.append(ParamInfo(name, kind, default, allowed, doc, span))
         module.scope.values[name] = value
 
     @staticmethod
