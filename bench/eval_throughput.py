@@ -5,14 +5,21 @@
   uses (`--nets`), so the ratio eval / forward shows what loading and bookkeeping cost
   (target >= 0.9);
 - the seed script's loop: one image at a time, read, resized, normalised, centre-cropped and
-  forwarded at batch size 1 by one pycaffe net (target: eval >= 2x).
+  forwarded at batch size 1 by one pycaffe net of the prototxt as written (target: eval >= 2x).
+
+Eval and the forward-only rows run Caffe with BatchNorm folded into the convolutions, as
+`archc eval` does by default; one more row gives the forward pass of the net as written, to show
+what folding gains.
 
 The net is generated from archs/resnext.arch with filler-initialised weights written by archc; the
 images are synthetic 500x375 JPEGs. Eval runs through the same `run` loop as `archc eval`, after
-the nets are loaded (loading is not throughput). Three rounds alternate the measurements and the
+the nets are loaded (loading is not throughput); each eval round still starts its image-loading
+process and fills its pipeline, about half a second, which 256 images a round make a few percent
+of the time as a real run would make it nothing (64 images a round measure eval / forward 0.88,
+256 measure 0.97). Three rounds alternate the measurements and the
 ratios are taken within each round, so a busy spell of a shared machine does not favour one side.
 
-    .venv/bin/python bench/eval_throughput.py [--images 64] [--backend caffe|opencv] [--nets N]
+    .venv/bin/python bench/eval_throughput.py [--images 256] [--backend caffe|opencv] [--nets N]
 """
 from __future__ import annotations
 
@@ -46,7 +53,7 @@ BATCH = 8
 PRESET = PRESETS["resnext"]
 PREPROCESS = Preprocess(PRESET.mean, PRESET.std, PRESET.base_for(224), 224, 1)
 ROUNDS = 3
-ROWS = ("seed", "forward1", "forwardN", "eval")
+ROWS = ("seed", "written1", "forward1", "forwardN", "eval")
 
 
 def make_images(directory: Path, count: int) -> list[Entry]:
@@ -94,7 +101,7 @@ def eval_run(forwarder: Forwarder, directory: Path, entries: list[Entry], worker
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=64, help="images per eval round")
+    parser.add_argument("--images", type=int, default=256, help="images per eval round")
     parser.add_argument("--seed-images", type=int, default=12, help="images per seed-loop round")
     parser.add_argument("--backend", choices=("caffe", "opencv"), default="caffe")
     parser.add_argument("--nets", type=int, help="as archc eval --nets (default: its default)")
@@ -113,10 +120,11 @@ def main() -> int:
         # the forward-only input: the first images exactly as eval feeds them
         batch = np.concatenate([PREPROCESS(cv2.imread(str(directory / entry.path)))
                                 for entry in entries[:BATCH]])
-        seed_net = replace(spec, kind="caffe").open()
+        seed_net = replace(spec, kind="caffe", fold=False).open()
         seed_loop(seed_net, directory, entries[:1])
+        written = Forwarder(replace(spec, fold=False), 1)
         single, replicated = Forwarder(spec, 1), Forwarder(spec, nets)
-        for forwarder in (single, replicated):  # warm-up: every replica started and loaded
+        for forwarder in (written, single, replicated):  # warm-up: every replica started and loaded
             forward_only(forwarder, batch, max(1, forwarder.ahead))
         rates: dict[str, list[float]] = {name: [] for name in ROWS}
         # Rounds alternate the measurements, so a slow spell of a shared machine hits them all.
@@ -124,16 +132,19 @@ def main() -> int:
             mine = entries[number::ROUNDS]
             seeds, evals = mine[:args.seed_images], mine[args.seed_images:]
             rates["seed"].append(seed_loop(seed_net, directory, seeds))
+            rates["written1"].append(forward_only(written, batch, 3))
             rates["forward1"].append(forward_only(single, batch, 3))
             rates["forwardN"].append(forward_only(replicated, batch, 3 * nets))
             rates["eval"].append(eval_run(replicated, directory, evals, args.workers,
                                           directory / f"results-{number}.json"))
-        single.close()
-        replicated.close()
+        for forwarder in (written, single, replicated):
+            forwarder.close()
 
     print(f"\nResNeXt-50 32x4d, 224x224, CPU, batch {BATCH}, backend {args.backend}, {nets} net(s), "
           f"{args.workers} loading worker(s); {ROUNDS} rounds")
-    titles = {"seed": "seed loop (pycaffe, batch 1, sequential)", "forward1": "forward only, 1 net",
+    titles = {"seed": "seed loop (pycaffe, batch 1, sequential)",
+              "written1": "forward only, 1 net, BatchNorm as written",
+              "forward1": "forward only, 1 net, folded",
               "forwardN": f"forward only, {nets} net(s) as eval uses",
               "eval": "archc eval (decode + crop + forward + results)"}
     for name in ROWS:
@@ -143,6 +154,7 @@ def main() -> int:
     ratios = {
         "eval / forward only, same nets (target >= 0.9)": ("eval", "forwardN"),
         "eval / forward only, 1 net": ("eval", "forward1"),
+        "forward only, 1 net: folded / as written": ("forward1", "written1"),
         "eval / seed loop (target >= 2)": ("eval", "seed"),
     }
     for title, (top, bottom) in ratios.items():

@@ -1,7 +1,8 @@
 """Forward backends with one interface: a float32 N x C x H x W batch in, one output blob out.
 
 `caffe` is the reference: real pycaffe through `runtime.loader` (rounding translation, schema and
-shape checks, weights check, `--gpu`). `opencv` is OpenCV's DNN module reading the same prototxt
+shape checks, weights check, `--gpu`), running BatchNorm and Scale folded into the convolutions
+before them unless told not to (`runtime.fold_batchnorm`). `opencv` is OpenCV's DNN module reading the same prototxt
 and .caffemodel, so evaluation works before Caffe is built; both must agree. Either one accepts
 any batch size and any input size the net can take; one it cannot take is an ArchError, never an
 abort. Both are given the net in the IR (`ShapedNet`), which they use for those checks.
@@ -19,7 +20,7 @@ import numpy as np
 
 from ir import ArchError, Net, ShapedNet, infer_shapes
 from ir.ops import format_shape
-from runtime import weights
+from runtime import fold_batchnorm, weights
 from runtime.pool_rounding import translate_rounding
 
 BACKENDS = ("caffe", "opencv")
@@ -55,9 +56,13 @@ class CaffeBackend:
     name = "caffe"
 
     def __init__(self, text: str, source: str, weights_path: str | None, blob: str,
-                 shaped: ShapedNet, *, gpu: int | None = None, allow_missing: bool = False):
+                 shaped: ShapedNet, *, gpu: int | None = None, allow_missing: bool = False,
+                 fold: bool = True):
         from runtime.loader import load_net_text
         self.net = load_net_text(text, source, weights_path, allow_missing=allow_missing, gpu=gpu).net
+        folds = fold_batchnorm.plan(shaped.net) if fold else []
+        if folds:
+            self.net = fold_batchnorm.load_folded(self.net, shaped.net, folds, source, gpu=gpu)
         if blob not in self.net.blobs:
             raise ArchError(f"the net has no blob '{blob}' (its last one is "
                             f"'{list(self.net.blobs)[-1]}')")
@@ -120,12 +125,14 @@ def _cv_message(error: Exception) -> str:
 
 
 def open_backend(kind: str, text: str, source: str, weights_path: str | None, blob: str,
-                 shaped: ShapedNet, *, gpu: int | None = None, allow_missing: bool = False) -> Backend:
+                 shaped: ShapedNet, *, gpu: int | None = None, allow_missing: bool = False,
+                 fold: bool = True) -> Backend:
     """The backend `kind` with the net loaded; `shaped` is the net in the IR (for the weights check
-    and output naming of backends without Caffe's own)."""
+    and output naming of backends without Caffe's own). `fold`: Caffe runs BatchNorm and Scale
+    folded into the convolutions before them (OpenCV folds them itself)."""
     if kind == "caffe":
         return CaffeBackend(text, source, weights_path, blob, shaped, gpu=gpu,
-                            allow_missing=allow_missing)
+                            allow_missing=allow_missing, fold=fold)
     if kind == "opencv":
         if gpu is not None:
             raise ArchError("--gpu needs --backend caffe (the OpenCV backend runs on the CPU)")
@@ -145,10 +152,12 @@ class BackendSpec:
     shaped: ShapedNet
     gpu: int | None = None
     allow_missing: bool = False
+    fold: bool = True
 
     def open(self) -> Backend:
         return open_backend(self.kind, self.text, self.source, self.weights_path, self.blob,
-                            self.shaped, gpu=self.gpu, allow_missing=self.allow_missing)
+                            self.shaped, gpu=self.gpu, allow_missing=self.allow_missing,
+                            fold=self.fold)
 
 
 _replica: Backend | None = None  # the backend of a replica process

@@ -96,8 +96,9 @@ def test_size_sweep_writes_one_results_file_per_size_and_a_plot(eval_dataset, tm
 
 
 def test_a_generated_resnext50_scores_the_same_on_caffe_and_opencv(caffe, tmp_path):
-    """The .arch model with its parameters, archc-written filler weights, both backends: the same
-    top-10 and logits (about 2000 in size) within a relative 1e-5."""
+    """The .arch model with its parameters, archc-written filler weights: Caffe as written, Caffe
+    with BatchNorm folded (eval's default) and OpenCV give the same top-10 and logits (about 2000
+    in size) within a relative 1e-5."""
     arch = str(Path(__file__).resolve().parents[1] / "archs" / "resnext.arch")
     params = ["--depth", "50", "--card", "32"]
     net, _ = compile_arch(arch, split_overrides(params))
@@ -109,16 +110,21 @@ def test_a_generated_resnext50_scores_the_same_on_caffe_and_opencv(caffe, tmp_pa
         cv2.imwrite(str(tmp_path / f"{number}.jpg"),
                     cv2.resize(colours, (200, 150), interpolation=cv2.INTER_CUBIC))
     evalkit.write_val(tmp_path / "val.txt", [(f"{number}.jpg", number) for number in range(3)])
+    runs = {"as written": ["--backend", "caffe", "--keep-batchnorm"],
+            "folded": ["--backend", "caffe"], "opencv": ["--backend", "opencv"]}
     logits = {}
-    for backend in ("caffe", "opencv"):
-        results = tmp_path / f"{backend}.json"
+    for name, options in runs.items():
+        results = tmp_path / f"{name}.json"
         assert cmd_eval.main([arch, *params, "--weights", str(weights_path),
                               "--val", str(tmp_path / "val.txt"), "--root", str(tmp_path),
                               "--preset", "resnext", "--crop-size", "128", "--blob", "classifier",
                               "--topk", "1,10", "--nets", "1", "--workers", "0",
-                              "--backend", backend, "--results", str(results)]) == 0
-        logits[backend] = json.loads(results.read_text())["images"]
-    for ours, theirs in zip(logits["caffe"], logits["opencv"]):
-        assert ours["top"] == theirs["top"]
-        scale = max(abs(value) for value in ours["scores"])
-        np.testing.assert_allclose(ours["scores"], theirs["scores"], rtol=0, atol=1e-5 * scale)
+                              *options, "--results", str(results)]) == 0
+        document = json.loads(results.read_text())
+        assert document["settings"]["fold_batchnorm"] == (name == "folded")
+        logits[name] = document["images"]
+    for name in ("folded", "opencv"):
+        for ours, theirs in zip(logits["as written"], logits[name]):
+            assert ours["top"] == theirs["top"]
+            scale = max(abs(value) for value in ours["scores"])
+            np.testing.assert_allclose(ours["scores"], theirs["scores"], rtol=0, atol=1e-5 * scale)
