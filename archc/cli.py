@@ -105,16 +105,12 @@ def _options(args: list[str]):
 
 def _describe_params(path: str) -> str:
     import dsl
-    from dsl.values import show
+    from dsl.values import allowed_text, show
 
     lines = [f"usage: archc {path} [--PARAM VALUE ...] [-o OUT] [--pool-rounding ceil_mode|round_mode]",
              "", "parameters:"]
     for param in dsl.file_params(path):
-        allowed = ""
-        if param.allowed is not None:
-            values = param.allowed
-            allowed = (f"  in {show(values[0])}..{show(values[-1])}" if len(values) > 12
-                       else "  in {" + ", ".join(show(v) for v in values) + "}")
+        allowed = "" if param.allowed is None else f"  in {allowed_text(param.allowed)}"
         lines.append(f"  --{param.name} {param.type.upper():<6} default {show(param.default)}{allowed}")
         if param.doc:
             lines.append(f"      {param.doc}")

@@ -16,9 +16,9 @@ import lark
 
 from dsl import parser
 from dsl.expressions import HANDLERS as _EXPRESSIONS
-from dsl.expressions import MAX_LIST, value_size
+from dsl.expressions import MAX_LIST, range_of, value_size
 from dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
-from dsl.values import BlockDef, Scope, Tensor, brief, show, type_name
+from dsl.values import BlockDef, Scope, Tensor, allowed_text, brief, show, type_name
 from ir.diagnostics import ArchError, Span
 from ir.net import MAX_BLOB, Layer, Net, ShapeTracker
 
@@ -217,20 +217,30 @@ class Elaborator:
         kind = str(type_token)
         default = self.eval(default_tree, module.scope, None)
         default = self._coerce_param(default, kind, f"the default of '{name}'", default_tree)
-        allowed = self.eval(allowed_tree, module.scope, None) if allowed_tree is not None else None
-        if allowed is not None and not isinstance(allowed, list):
-            raise self.error(f"the allowed values of '{name}' must be a list or a range, "
-                             f"got {type_name(allowed)}", allowed_tree)
+        allowed = self._allowed(name, allowed_tree, module.scope)
         value = default
         if name in overrides:
             value = self._parse_override(name, kind, overrides[name], span)
         if allowed is not None and value not in allowed:
             source = f"--{name} {overrides[name]}" if name in overrides else f"the default {brief(value)}"
             raise ArchError(f"{source} is not an allowed value of '{name}': choose one of "
-                            f"{_list_values(allowed)}", self.span(allowed_tree))
+                            f"{allowed_text(allowed)}", self.span(allowed_tree))
         doc = self._string(doc_token, module.scope, None) if doc_token is not None else ""
         module.params.append(ParamInfo(name, kind, default, allowed, doc, span))
         module.scope.values[name] = value
+
+    def _allowed(self, name: str, tree: Any, scope: Scope) -> list | range | None:
+        """A parameter's allowed values; a range stays a range, so `in 1..=100000` costs no
+        100,000-element list on every run."""
+        if tree is None:
+            return None
+        if isinstance(tree, lark.Tree) and tree.data == "range_expr":
+            return range_of(self, tree, scope, None)
+        allowed = self.eval(tree, scope, None)
+        if not isinstance(allowed, list):
+            raise self.error(f"the allowed values of '{name}' must be a list or a range, "
+                             f"got {type_name(allowed)}", tree)
+        return allowed
 
     @staticmethod
     def _parse_override(name: str, kind: str, text: str, span: Span) -> Any:
@@ -720,7 +730,3 @@ def _matching_brace(text: str, start: int) -> int | None:
     return None
 
 
-def _list_values(values: list) -> str:
-    if len(values) > 12:
-        return f"{brief(values[0])} .. {brief(values[-1])}"
-    return brief(", ".join(show(v) for v in values), 200)

@@ -119,7 +119,7 @@ def _compare(symbol: str, left: Any, right: Any) -> bool:
     return _COMPARE[symbol](left, right)
 
 
-def _range(start: Any, stop: Any, inclusive: bool = False, step: Any = 1) -> list[int]:
+def _integer_range(start: Any, stop: Any, inclusive: bool = False, step: Any = 1) -> range:
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop, step)):
         raise EvalError("a range needs integer bounds")
     if step == 0:
@@ -127,7 +127,11 @@ def _range(start: Any, stop: Any, inclusive: bool = False, step: Any = 1) -> lis
     stop = stop + (1 if step > 0 else -1) if inclusive else stop
     if len(range(start, stop, step)) > MAX_LIST:
         raise EvalError(f"a range of more than {MAX_LIST} elements")
-    return list(range(start, stop, step))
+    return range(start, stop, step)
+
+
+def _range(start: Any, stop: Any, inclusive: bool = False, step: Any = 1) -> list[int]:
+    return list(_integer_range(start, stop, inclusive, step))
 
 
 def _builtin_len(value: Any) -> int:
@@ -285,10 +289,16 @@ def _binary_chain(apply: Callable[[str, Any, Any], Any]):
 
 
 def _range_node(e: "Elaborator", tree, scope, frame) -> list[int]:
+    return list(range_of(e, tree, scope, frame))
+
+
+def range_of(e: "Elaborator", tree, scope, frame) -> range:
+    """A `range_expr` node's integers as a Python range, never materialised: what a parameter's
+    `in 1..=100000` needs."""
     start, symbol, stop = tree.children
     try:
-        return _range(e.eval(start, scope, frame), e.eval(stop, scope, frame),
-                      inclusive=str(symbol) == "..=")
+        return _integer_range(e.eval(start, scope, frame), e.eval(stop, scope, frame),
+                              inclusive=str(symbol) == "..=")
     except EvalError as error:
         raise e.error(str(error), tree) from None
 

@@ -115,3 +115,14 @@ def brief(value: Any, limit: int = 80) -> str:
     """`show`, cut to `limit` characters: messages stay one readable line whatever the value."""
     text = value if isinstance(value, str) else show(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def allowed_text(values: list | range) -> str:
+    """A parameter's allowed values as the language writes them: `32..=1024` for a range, the
+    values for a list (the first and last few of a long one)."""
+    if isinstance(values, range) and values.step == 1 and len(values) > 1:
+        return f"{values.start}..={values[-1]}"
+    shown = [show(value) for value in values]
+    if len(shown) > 12:
+        shown = [*shown[:3], "...", *shown[-2:]]
+    return brief(", ".join(shown), 200)

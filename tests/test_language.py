@@ -9,6 +9,7 @@ import pytest
 import dsl
 from codegen import render
 from codegen.schema import parse_prototxt
+from conftest import REPO
 from ir.diagnostics import ArchError
 
 
@@ -161,6 +162,21 @@ def test_parameter_overrides_types_and_allowed_values(tmp_path):
     assert "expects an int" in error_of(tmp_path, text, width="four").message
 
 
+@pytest.mark.parametrize("allowed, value, shown", [
+    ("1..=100000", 0, "choose one of 1..=100000"),
+    ("0..100000", 100000, "choose one of 0..=99999"),
+    ("range(0, 40, 2)", 3, "choose one of 0, 2, 4, ..., 36, 38"),
+    ("[1, 2, 4]", 3, "choose one of 1, 2, 4"),
+])
+def test_allowed_values_are_checked_and_named_as_written(tmp_path, allowed, value, shown):
+    text = f'param n: int = 2 in {allowed}\nnet {{ input "data" [1, 3, 4, 4]  conv(n, 1) as "c" }}\n'
+    assert compile_text(tmp_path, text).layers[0].op.num_output == 2
+    assert shown in error_of(tmp_path, text, n=value).message
+    huge = text.replace("2 in", "99999 in")
+    if "100000" in allowed:  # a large range is checked as a range: its end is allowed, one past is not
+        assert compile_text(tmp_path, huge).layers[0].op.num_output == 99999
+
+
 @pytest.mark.parametrize("source, line, column, fragment", [
     ('net {\n  input "data" [1, 3, 8, 8]\n  conv(4, 3) as "a"\n  conv(4, 3) as "a"\n}\n',
      4, 3, "duplicate layer name 'a'"),
@@ -268,3 +284,14 @@ def test_version_and_usage(capsys):
     assert capsys.readouterr().out.startswith("archc 0.")
     assert main([]) == 2
     assert "usage: archc FILE.arch" in capsys.readouterr().err
+
+
+def test_file_help_lists_parameters_with_defaults_allowed_values_and_docs(capsys):
+    from archc.cli import main
+
+    assert main([str(REPO / "archs" / "resnet_v2.arch"), "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("usage: archc ")
+    assert "  --depth INT    default 101  in 101, 152, 269" in lines
+    assert "  --size INT    default 224  in 32..=1024" in lines
+    assert "      number of layers" in lines
