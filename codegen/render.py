@@ -41,7 +41,7 @@ def _template() -> jinja2.Template:
     environment.filters["scalar"] = _scalar
     # JSON string escaping is valid prototxt string escaping for the names we allow; non-ASCII
     # stays raw UTF-8, since protobuf reads no "\ud83d\ude00" surrogate-pair escapes.
-    environment.filters["quoted"] = functools.partial(json.dumps, ensure_ascii=False)
+    environment.filters["quoted"] = json.JSONEncoder(ensure_ascii=False).encode
     return environment.get_template("deploy.prototxt.j2")
 
 
