@@ -143,6 +143,8 @@ class Elaborator:
         self.input_span: Span | None = None
         self.auto_names: dict[str, int] = {}
         self.interpolations: dict[tuple[str, int, int], list[Any]] = {}
+        # blob -> the in-place layers that rewrote it, in order (a Tensor's version counts them)
+        self.rewrites: dict[str, list[Layer]] = {}
         # The file whose nodes are being evaluated: parse trees carry no path, and a block
         # defined in an imported library runs with that library's path.
         self.path = ""
@@ -490,13 +492,16 @@ class Elaborator:
             raise self.error(f"{prim.name}: {error}", stmt) from None
         names = self._layer_names(prim, len(layer_ops), as_tree, scope, frame)
         if prim.merge:
-            bottoms = [tensor.blob for branch in branches_tree.children
-                       for tensor in self._branch(branch, scope, frame)]
+            reads = [tensor for branch in branches_tree.children
+                     for tensor in self._branch(branch, scope, frame)]
         else:
             if frame.cursor is None:
                 raise self.error(f"'{prim.name}' has no input: start the net with "
                                  f"`input \"data\" [1, 3, size, size]`", stmt)
-            bottoms = [frame.cursor.blob]
+            reads = [frame.cursor]
+        for tensor in reads:
+            self._check_current(tensor, prim, stmt)
+        bottoms = [tensor.blob for tensor in reads]
         span = self.span(stmt)
         top_override, inplace = args.get("top"), args.get("inplace")
         for index, (op, layer_name) in enumerate(zip(layer_ops, names)):
@@ -514,9 +519,23 @@ class Elaborator:
             if len(self.tracker.layers) >= MAX_LAYERS:
                 raise self.error(f"the net exceeds {MAX_LAYERS} layers: is a repeat count too large?",
                                  stmt)
-            shaped = self.tracker.add(Layer(layer_name, op, tuple(bottoms), (top,), span))
-            frame.cursor = Tensor(top, shaped.output)
+            layer = Layer(layer_name, op, tuple(bottoms), (top,), span)
+            shaped = self.tracker.add(layer)
+            if layer.in_place:
+                self.rewrites.setdefault(top, []).append(layer)
+            frame.cursor = Tensor(top, shaped.output, len(self.rewrites.get(top, ())))
             bottoms = [top]
+
+    def _check_current(self, tensor: Tensor, prim: Primitive, stmt: lark.Tree) -> None:
+        """Refuse to read a value an in-place layer has since rewritten: Caffe has only the new one."""
+        rewrites = self.rewrites.get(tensor.blob, ())
+        if tensor.version == len(rewrites):
+            return
+        writer = rewrites[tensor.version]
+        raise self.error(f"'{prim.name}' reads blob '{tensor.blob}' as it was before layer "
+                         f"'{writer.name}' (at {writer.span}) rewrote it in place, and Caffe keeps "
+                         f"only the rewritten values: give '{writer.name}' `inplace = false` so "
+                         f"both exist", stmt)
 
     def _bind_primitive_args(self, prim: Primitive, positional, keywords, stmt) -> dict[str, Any]:
         if len(positional) > len(prim.params):

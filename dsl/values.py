@@ -12,10 +12,13 @@ from ir.ops import Shape
 
 @dataclass(frozen=True)
 class Tensor:
-    """A blob as the language sees it: its name and the shape it had when this value was taken."""
+    """A blob as the language sees it: its name, the shape it had when this value was taken, and
+    how many in-place layers had rewritten it by then (a later in-place layer makes this value
+    unreadable: Caffe would hand a reader the rewritten blob)."""
 
     blob: str
     shape: Shape
+    version: int = 0
 
     ATTRIBUTES = ("n", "c", "h", "w", "shape", "name")
 

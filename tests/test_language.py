@@ -295,3 +295,21 @@ def test_file_help_lists_parameters_with_defaults_allowed_values_and_docs(capsys
     assert "  --depth INT    default 101  in 101, 152, 269" in lines
     assert "  --size INT    default 224  in 32..=1024" in lines
     assert "      number of layers" in lines
+
+
+def test_a_value_survives_an_op_that_does_not_rewrite_it_in_place(tmp_path):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 4, 6, 6]
+          conv(4, 3, pad = 1) as "c1"
+          sum as "res" { branch { } branch { relu(inplace = false) as "r1"  conv(4, 1) as "c2" } }
+          relu as "res_relu"
+          let rewritten = current
+          conv(4, 1) as "c3"
+          from rewritten
+          conv(4, 1) as "c4"
+        }
+    """)
+    by_name = layers(net)
+    assert by_name["r1"].tops == ("r1",) and by_name["res"].bottoms == ("c1", "c2")
+    assert by_name["c4"].bottoms == ("res",)  # taken after the in-place ReLU: current
