@@ -6,14 +6,16 @@ Both files are reduced to a normal form and compared field by field, layers matc
 - equivalent spellings collapse: `kernel_size` vs `kernel_h`/`kernel_w` (and stride, pad,
   dilation), `ceil_mode: false` vs `round_mode: FLOOR`, `concat_dim` vs `axis`, `input` +
   `input_shape`/`input_dim` vs an `Input` layer, an unset `use_global_stats` (a deploy net runs in
-  the TEST phase) vs `true`, SUM coefficients that are all 1 vs none;
+  the TEST phase) vs `true`, SUM coefficients that are all 1 (one per operand) vs none;
+- a layer's own `phase` (TEST unless set) and its named, shared parameter blobs count;
 - an Eltwise is commutative, so its operands (each with its coefficient) are compared as a
   multiset; Concat order is the channel order and stays significant;
 - each bottom is read at a version (how many layers have written that blob so far), so
   reordering in-place layers on one blob (BatchNorm -> Scale -> ReLU) is a difference even though
   the blob names agree, while renaming a layer is reported only once;
 - ignored as training-only or cosmetic: fillers, `param { lr_mult decay_mult }`, stored `blobs`,
-  the computation `engine`, the net's name, and layers excluded from the TEST phase.
+  the computation `engine`, the net's name, and layers a deploy net leaves out (Caffe's
+  include/exclude rules for phase TEST, level 0 and the file's `state { stage }`).
 """
 from __future__ import annotations
 
@@ -21,12 +23,14 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from codegen.parse import (Prototxt, declared_inputs, included_in_test_phase, input_layer_shapes,
-                           pair, read_prototxt, short_float)
+from codegen.parse import (TEST_PHASE, Prototxt, declared_inputs, deploy_stages,
+                           included_in_deploy_net, input_layer_shapes, pair, read_prototxt,
+                           short_float)
 from ir import OPS, ArchError
 from ir.ops import format_shape
 
-# Wiring is compared separately; include/exclude/phase are resolved by the TEST-phase filter.
+# Wiring, phase and weight sharing are compared separately; include/exclude are resolved by the
+# deploy-net filter.
 IGNORED_LAYER_FIELDS = {"name", "type", "bottom", "top", "param", "blobs", "include", "exclude", "phase"}
 IGNORED_FIELDS = {"engine"}
 IGNORED_MESSAGE_TYPES = {"FillerParameter"}
@@ -63,8 +67,9 @@ def normalise(proto: Prototxt) -> NormalNet:
     message = proto.message
     net = NormalNet(declared_inputs(message, proto.input_span))
     writes = {name: 1 for name in net.inputs}
+    stages = deploy_stages(message)
     for layer, span in zip(message.layer, proto.layer_spans):
-        if not included_in_test_phase(layer):
+        if not included_in_deploy_net(layer, stages):
             continue
         if layer.name in net.layers:
             raise ArchError(f"duplicate layer name '{layer.name}'", span)
@@ -85,6 +90,10 @@ def normalise(proto: Prototxt) -> NormalNet:
 def _normal_layer(layer: Message, dialect: str, writes: dict[str, int]) -> NormalLayer:
     bottoms = tuple((blob, writes.get(blob, 0)) for blob in layer.bottom)
     fields = flatten(layer, skip=IGNORED_LAYER_FIELDS | _foreign_params(layer))
+    # A layer runs in its own phase if it sets one, else the net's: TEST for a deploy net.
+    test_phase = not layer.HasField("phase") or layer.phase == TEST_PHASE
+    fields["phase"] = "TEST" if test_phase else "TRAIN"
+    _weight_sharing(layer, fields)
     commutative = False
     if layer.type in SPATIAL_PAIRS:
         _normalise_pairs(layer, SPATIAL_PAIRS[layer.type], fields)
@@ -96,10 +105,21 @@ def _normal_layer(layer: Message, dialect: str, writes: dict[str, int]) -> Norma
             fields["concat_param.axis"] = concat.concat_dim
         del fields["concat_param.concat_dim"]
     elif layer.type == "BatchNorm" and not layer.batch_norm_param.HasField("use_global_stats"):
-        fields["batch_norm_param.use_global_stats"] = True
+        fields["batch_norm_param.use_global_stats"] = test_phase
     elif layer.type == "Eltwise":
         bottoms, commutative = _commutative_operands(layer, bottoms, fields)
     return NormalLayer(layer.type, bottoms, tuple(layer.top), fields, commutative)
+
+
+def _weight_sharing(layer: Message, fields: dict[str, object]) -> None:
+    """Named parameter blobs (shared between layers of that name) and how sharing is checked;
+    the learning-rate and decay multipliers of `param` are training-only and ignored."""
+    for index, param in enumerate(layer.param):
+        if param.name:
+            fields[f"param[{index}].name"] = param.name
+        if param.HasField("share_mode"):
+            fields[f"param[{index}].share_mode"] = _scalar(
+                param.DESCRIPTOR.fields_by_name["share_mode"], param.share_mode)
 
 
 def _foreign_params(layer: Message) -> set[str]:
@@ -168,11 +188,11 @@ def _normalise_rounding(params: Message, dialect: str, fields: dict[str, object]
 def _commutative_operands(layer: Message, bottoms, fields: dict[str, object]):
     """Sort an Eltwise's operands, each with its coefficient; SUM with all coefficients 1 has none."""
     coeffs = list(fields.pop("eltwise_param.coeff"))
-    if coeffs and all(c == 1 for c in coeffs):
-        coeffs = []
-    if coeffs and len(coeffs) != len(bottoms):
-        fields["eltwise_param.coeff"] = tuple(coeffs)  # invalid in Caffe: compare as written
+    if coeffs and (fields["eltwise_param.operation"] != "SUM" or len(coeffs) != len(bottoms)):
+        fields["eltwise_param.coeff"] = tuple(coeffs)  # Caffe refuses these: compare as written
         return bottoms, False
+    if all(c == 1 for c in coeffs):
+        coeffs = []
     if not coeffs:
         return tuple(sorted(bottoms)), True
     operands = sorted(zip(bottoms, coeffs))

@@ -22,7 +22,7 @@ from ir.ops import Op
 # Matches comments and strings (skipped), braces, and identifiers; a field name at the top level
 # is an identifier followed by ':' or '{'.
 _TOKEN = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[{}]|[A-Za-z_]\w*""")
-_TEST_PHASE = 1  # caffe.Phase.TEST
+TEST_PHASE = 1  # caffe.Phase.TEST
 _ROUND_MODE_FIELD = re.compile(r"^[^#\n]*\bround_mode\s*:", re.MULTILINE)
 
 
@@ -97,9 +97,19 @@ def net_from_prototxt(proto: Prototxt) -> Net:
     inputs = declared_inputs(message, proto.input_span)
     input_span = proto.input_span
     layers: list[Layer] = []
+    stages = deploy_stages(message)
+    weight_names: dict[str, str] = {}  # param name -> the layer that first named it
     for layer, span in zip(message.layer, proto.layer_spans):
-        if not included_in_test_phase(layer):
+        if not included_in_deploy_net(layer, stages):
             continue
+        if layer.HasField("phase") and layer.phase != TEST_PHASE:
+            raise ArchError(f"layer '{layer.name}' sets phase: TRAIN, so Caffe would run it in "
+                            f"training mode inside a deploy net: remove the field", span)
+        for param in layer.param:
+            first = weight_names.setdefault(param.name, layer.name) if param.name else layer.name
+            if first != layer.name:
+                raise ArchError(f"layer '{layer.name}' shares weights with layer '{first}' "
+                                f"(param name '{param.name}'), which archc does not model", span)
         if layer.type == "Input":
             inputs.update(input_layer_shapes(layer, span))
             input_span = input_span or span
@@ -112,13 +122,20 @@ def net_from_prototxt(proto: Prototxt) -> Net:
     return Net(inputs, layers, name=message.name or None, input_span=input_span)
 
 
-def included_in_test_phase(layer: Message) -> bool:
-    """Caffe's NetStateRule filtering for a deploy net: phase TEST, level 0, no stages."""
+def deploy_stages(message: Message) -> frozenset[str]:
+    """The stages a deploy net is built with: pycaffe's `Net(file, TEST)` keeps the file's
+    `state { stage }` (and sets phase TEST and level 0 whatever the file says)."""
+    return frozenset(message.state.stage)
+
+
+def included_in_deploy_net(layer: Message, stages: frozenset[str]) -> bool:
+    """Caffe's NetStateRule filtering for a deploy net: phase TEST, level 0, `stages`."""
     def matches(rule: Message) -> bool:
-        return ((not rule.HasField("phase") or rule.phase == _TEST_PHASE)
+        return ((not rule.HasField("phase") or rule.phase == TEST_PHASE)
                 and (not rule.HasField("min_level") or rule.min_level <= 0)
                 and (not rule.HasField("max_level") or rule.max_level >= 0)
-                and not rule.stage)
+                and all(stage in stages for stage in rule.stage)
+                and not any(stage in stages for stage in rule.not_stage))
     if layer.include:
         return any(matches(rule) for rule in layer.include)
     return not any(matches(rule) for rule in layer.exclude)
@@ -137,7 +154,15 @@ def declared_inputs(message: Message, span: Span | None) -> dict[str, tuple[int,
     if len(shapes) != len(names):
         raise ArchError(f"{len(names)} inputs but {len(shapes)} input_shape entries: give one "
                         f"shape per input", span)
-    return dict(zip(names, shapes))
+    return _checked_shapes(dict(zip(names, shapes)), span)
+
+
+def _checked_shapes(shapes: dict[str, tuple[int, ...]], span: Span | None) -> dict[str, tuple[int, ...]]:
+    for name, shape in shapes.items():
+        if not shape or min(shape) < 1:
+            raise ArchError(f"input '{name}' has shape ({', '.join(map(str, shape))}): every "
+                            f"dimension must be at least 1", span)
+    return shapes
 
 
 def input_layer_shapes(layer: Message, span: Span | None) -> dict[str, tuple[int, ...]]:
@@ -148,7 +173,7 @@ def input_layer_shapes(layer: Message, span: Span | None) -> dict[str, tuple[int
     if len(shapes) != len(tops):
         raise ArchError(f"Input layer '{layer.name}' has {len(tops)} tops but {len(shapes)} shapes: "
                         f"give one shape, or one per top", span)
-    return dict(zip(tops, shapes))
+    return _checked_shapes(dict(zip(tops, shapes)), span)
 
 
 def short_float(value: float) -> float:
@@ -222,9 +247,13 @@ def _pooling(layer: Message, dialect: str) -> Op:
         rounding = "floor" if p.round_mode == p.FLOOR else "ceil"
     else:
         rounding = "ceil" if p.ceil_mode else "floor"
+    for base in ("kernel", "stride", "pad"):  # Caffe's pooling, unlike its convolution, needs both
+        _require(p.HasField(f"{base}_h") == p.HasField(f"{base}_w"),
+                 f"give both {base}_h and {base}_w, or neither")
     stride, pad = pair(p, "stride", 1), pair(p, "pad", 0)
     if p.global_pooling:
         _require(pair(p, "kernel_size", None) is None, "global pooling takes no kernel size")
+        _require(stride == (1, 1) and pad == (0, 0), "global pooling takes no stride or pad")
         kernel = (0, 0)
     else:
         kernel = pair(p, "kernel_size", None)
@@ -269,6 +298,7 @@ def _softmax(layer: Message, dialect: str) -> Op:
 
 def _concat(layer: Message, dialect: str) -> Op:
     p = layer.concat_param
+    _require(not (p.HasField("axis") and p.HasField("concat_dim")), "give axis or concat_dim, not both")
     # concat_dim is the deprecated spelling of axis.
     axis = p.concat_dim if p.HasField("concat_dim") and not p.HasField("axis") else p.axis
     return OPS["Concat"](axis=axis)

@@ -93,6 +93,9 @@ class ShapeTracker:
             raise ArchError(f"duplicate layer name '{layer.name}'{where}: layer names must be unique, "
                             f"since Caffe loads weights by name", layer.span)
         op = layer.op
+        if len(layer.tops) != 1:
+            raise ArchError(f"{layer.type} layer '{layer.name}' has {len(layer.tops)} top blobs: "
+                            f"it writes exactly one", layer.span)
         count = len(layer.bottoms)
         if count < op.min_bottoms or (op.max_bottoms is not None and count > op.max_bottoms):
             raise ArchError(f"{layer.type} layer '{layer.name}' takes "

@@ -129,3 +129,55 @@ def test_diff_texts_api_for_golden_tests(resnext):
     assert diff_texts(resnext, resnext) == []
     differences = diff_texts(resnext, edited(resnext, "group: 32", "group: 16"))
     assert [str(d) for d in differences] == ["layer 'resx1_conv2': convolution_param.group: 32 in A, 16 in B"]
+
+
+SMALL = ('input: "x" input_shape {{ dim: 1 dim: 2 dim: 3 dim: 3 }}\n'
+         '{state}'
+         'layer {{ name: "c1" type: "Convolution" bottom: "x" top: "c1" {param1}'
+         'convolution_param {{ num_output: 2 kernel_size: 1 }} }}\n'
+         'layer {{ name: "c2" type: "Convolution" bottom: "x" top: "c2" {param2}'
+         'convolution_param {{ num_output: 2 kernel_size: 1 }} }}\n'
+         'layer {{ name: "bn" type: "BatchNorm" bottom: "c1" top: "c1" {phase}}}\n'
+         'layer {{ name: "r" type: "ReLU" bottom: "c2" top: "c2" {include}}}\n')
+
+
+def small(**parts: str) -> str:
+    return SMALL.format(**{"state": "", "param1": "", "param2": "", "phase": "", "include": "",
+                           **parts})
+
+
+@pytest.mark.parametrize("changed, detail", [
+    # a layer's own phase: TRAIN runs it in training mode (batch statistics) in a deploy net
+    ({"phase": "phase: TRAIN "}, "phase: TEST in A, TRAIN in B"),
+    # named parameter blobs are shared between the layers naming them
+    ({"param1": 'param { name: "w" } ', "param2": 'param { name: "w" } '}, "param[0].name"),
+    # the net's stages decide which layers a deploy net has
+    ({"state": 'state { stage: "deploy" }\n', "include": 'include { stage: "deploy" } '},
+     "only in B"),
+])
+def test_differences_that_change_what_caffe_computes_are_reported(run_diff, changed, detail):
+    status, out = run_diff(small(include='include { stage: "deploy" } '
+                                 if "state" in changed else ""), small(**changed))
+    assert status == 1 and any(detail in line for line in out), out
+
+
+def test_training_multipliers_stay_ignored_and_layers_of_other_stages_stay_out(run_diff):
+    multipliers = 'param { lr_mult: 1 decay_mult: 1 } '
+    assert run_diff(small(), small(param1=multipliers, phase="phase: TEST "))[0] == 0
+    assert run_diff(small(include="exclude { stage: \"train\" } "),
+                    small(state='state { stage: "deploy" }\n'))[0] == 0
+    not_stage = small(state='state { stage: "deploy" }\n',
+                      include='include { not_stage: "deploy" } ')
+    status, out = run_diff(small(), not_stage)
+    assert status == 1 and out[0] == "layer 'r': only in A (ReLU)"
+
+
+@pytest.mark.parametrize("operation, coefficients", [("SUM", "coeff: 1"), ("MAX", "coeff: 1 coeff: 1"),
+                                                     ("PROD", "coeff: 1 coeff: 1")])
+def test_coefficients_caffe_refuses_are_not_normalised_away(run_diff, operation, coefficients):
+    net = ('input: "x" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+           'input: "y" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+           'layer { name: "s" type: "Eltwise" bottom: "x" bottom: "y" top: "s" '
+           'eltwise_param { operation: %s %s } }')
+    status, out = run_diff(net % (operation, ""), net % (operation, coefficients))
+    assert status == 1 and out[0].startswith("layer 's': eltwise_param.coeff")

@@ -121,3 +121,51 @@ def test_float_fields_read_back_as_written():
     bn, eltwise = net_of(body).layers
     assert bn.op.eps == 0.001 and bn.op.use_global_stats is True
     assert eltwise.op.coeff == (1.0, 0.17)
+
+
+POOL = 'layer {{ name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param {{ {} }} }}'
+
+
+@pytest.mark.parametrize("body, message", [
+    # Each of these makes Caffe abort the process; the importer names the problem instead.
+    (POOL.format("pool: MAX kernel_size: 2 pad_h: 1"), "give both pad_h and pad_w"),
+    (POOL.format("pool: AVE global_pooling: true stride: 2"), "global pooling takes no stride or pad"),
+    (POOL.format("pool: AVE global_pooling: true pad: 1"), "global pooling takes no stride or pad"),
+    (conv("kernel_size: 1") + 'layer { name: "cat" type: "Concat" bottom: "c" bottom: "data" '
+     'top: "cat" concat_param { axis: 1 concat_dim: 1 } }', "give axis or concat_dim, not both"),
+    (conv("kernel_size: 1").replace('top: "c"', 'top: "c" top: "d"'), "has 2 top blobs"),
+    ('layer { name: "r" type: "ReLU" bottom: "data" }', "has 0 top blobs"),
+    # Caffe would run this layer in training mode, or share these weights: archc models neither.
+    (conv("kernel_size: 1").replace('type: "Convolution"', 'type: "Convolution" phase: TRAIN'),
+     "sets phase: TRAIN"),
+    (conv("kernel_size: 1", "a").replace('top: "a"', 'top: "a" param { name: "w" }')
+     + conv("kernel_size: 1", "b").replace('top: "b"', 'top: "b" param { name: "w" }'),
+     "'b' shares weights with layer 'a'"),
+])
+def test_nets_caffe_would_abort_on_or_run_differently_are_refused(body, message):
+    with pytest.raises(ArchError, match=message):
+        infer_shapes(net_of(body))
+
+
+def test_an_input_dimension_below_1_is_refused():
+    with pytest.raises(ArchError, match=r"input 'data' has shape \(1, 3, -1, 32\)"):
+        net_of(conv("kernel_size: 1"), header='input: "data"\ninput_shape { dim: 1 dim: 3 dim: -1 dim: 32 }\n')
+
+
+def test_the_files_stages_choose_layers_as_pycaffe_does():
+    body = ('state { stage: "deploy" }\n' + conv("kernel_size: 1")
+            + 'layer { name: "r" type: "ReLU" bottom: "c" top: "c" include { stage: "deploy" } }\n'
+            + 'layer { name: "d" type: "Dropout" bottom: "c" top: "c" exclude { stage: "deploy" } }\n'
+            + 'layer { name: "s" type: "Softmax" bottom: "c" top: "c" include { not_stage: "train" } }\n')
+    net = net_of(body)
+    assert [layer.name for layer in net.layers] == ["c", "r", "s"]
+    assert net.layers[2].in_place  # Caffe runs Softmax in place
+    infer_shapes(net)
+
+
+def test_pooled_size_is_computed_in_float32_as_caffe_does():
+    # (16777220 - 3) / 2 = 8388608.5 exactly, but 16777217 is not a float32: Caffe divides
+    # 16777216 by 2 and gets 8388608, so its ceil gives 8388609 windows, not 8388610.
+    header = 'input: "data"\ninput_shape { dim: 1 dim: 1 dim: 16777220 dim: 1 }\n'
+    body = POOL.format("pool: MAX kernel_h: 3 kernel_w: 1 stride_h: 2 stride_w: 1")
+    assert infer_shapes(net_of(body, header)).blobs["p"] == (1, 1, 8388609, 1)
