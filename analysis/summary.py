@@ -3,7 +3,8 @@
 In the spirit of Netscope's analyzer. Per layer: output shape (without the batch axis), parameter
 count (the elements of every blob Caffe allocates, BatchNorm statistics included, so it matches
 the .caffemodel), multiply-accumulates (the IR's count, see `ir.ops`), and activation memory (the
-elements of the layer's output blobs; an in-place layer reuses its input blob and adds none).
+elements of the layer's output blob; an in-place layer reuses its input blob, and Reshape and
+Flatten view theirs, so those add none).
 Network inputs are rows too, holding their own blob.
 
 Blocks group layers by name, so totals line up with the paper's stages and blocks:
@@ -38,7 +39,7 @@ class Row:
     output: tuple[int, ...]   # per image: the batch axis dropped
     params: int
     macs: int
-    activations: int          # output elements this layer adds (0 when in place)
+    activations: int          # output elements this layer adds (0 in place or for a view)
 
     @property
     def activation_bytes(self) -> int:
@@ -86,10 +87,10 @@ def summarise(shaped: ShapedNet) -> Summary:
         layer = entry.layer
         if layer.in_place:
             block = block_of_blob.get(layer.bottoms[0], block_of[layer.name])
-            activations = 0
         else:
             block = block_of[layer.name]
-            activations = len(layer.tops) * math.prod(entry.output[1:])
+        # an in-place layer or a reshaped view allocates no activation memory of its own
+        activations = 0 if layer.in_place or layer.op.views_input else math.prod(entry.output[1:])
         for top in layer.tops:
             block_of_blob[top] = block
         rows.append(Row(layer.name, layer.type, block, entry.output[1:], entry.params, entry.macs,

@@ -511,7 +511,8 @@ class Elaborator:
                 if inplace and top_override is not None:
                     raise self.error("give either `top` or `inplace = true`, not both",
                                      keywords["top"][1])
-                in_place = op.in_place_ok and not prim.merge and top_override is None and inplace is not False
+                in_place = op.in_place_ok and top_override is None and (
+                    inplace or (inplace is None and prim.in_place))
                 top = bottoms[0] if in_place else (top_override or layer_name)
             else:
                 top = bottoms[0] if op.in_place_ok else layer_name

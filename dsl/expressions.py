@@ -101,10 +101,22 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def equal(left: Any, right: Any) -> bool:
-    """Numbers compare by value; other values only equal values of the same type (true != 1)."""
+    """Numbers compare by value; other values only equal values of the same type (true != 1),
+    inside lists and tables too."""
     if _number(left) and _number(right):
         return left == right
-    return type_name(left) == type_name(right) and left == right
+    if type_name(left) != type_name(right) or left != right:  # Python's == is the looser one
+        return False
+    if isinstance(left, list):
+        return all(equal(a, b) for a, b in zip(left, right))
+    if isinstance(left, dict):
+        return _typed_keys(left) == _typed_keys(right) and all(
+            equal(value, right[key]) for key, value in left.items())
+    return True
+
+
+def _typed_keys(table: dict) -> set[tuple[bool, Any]]:
+    return {(isinstance(key, bool), key) for key in table}
 
 
 def _compare(symbol: str, left: Any, right: Any) -> bool:
@@ -249,7 +261,11 @@ def _dict(e: "Elaborator", tree, scope, frame) -> dict:
             raise e.error(f"a table key must be a number, string or bool, got {type_name(key)}",
                           entry.children[0])
         if key in table:
-            raise e.error(f"table key {brief(key)} appears twice", entry.children[0])
+            other = next(k for k in table if k == key)
+            if isinstance(other, bool) == isinstance(key, bool):
+                raise e.error(f"table key {brief(key)} appears twice", entry.children[0])
+            raise e.error(f"a table cannot have both {show(other)} and {show(key)} as keys: "
+                          f"use one kind of key", entry.children[0])
         table[key] = e.eval(entry.children[1], scope, frame)
     return table
 

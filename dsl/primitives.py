@@ -33,6 +33,8 @@ class Primitive:
     build: Callable[[dict[str, Any]], list[ops.Op]]
     doc: str
     merge: bool = False
+    #: writes its input blob unless told `inplace = false` (as the model zoo's files do)
+    in_place: bool = False
 
 
 def _required(name: str, kind: str, doc: str = "") -> Param:
@@ -52,6 +54,9 @@ def _conv(a: dict[str, Any]) -> list[ops.Op]:
 def _pool(method: str) -> Callable[[dict[str, Any]], list[ops.Op]]:
     def build(a: dict[str, Any]) -> list[ops.Op]:
         if a["global"]:
+            if a["kernel"] is not None or _pair(a["stride"]) != (1, 1) or _pair(a["pad"]) != (0, 0):
+                raise ArgumentError("global = true pools the whole plane: drop kernel, stride "
+                                    "and pad")
             return [ops.Pooling(method, global_pooling=True)]
         if a["kernel"] is None:
             raise ArgumentError("missing argument 'kernel' (or pass global = true)")
@@ -76,19 +81,20 @@ _PRIMITIVES = (
         _conv, "Convolution"),
     Primitive("bn", (Param("eps", "number", 1e-5),),
               lambda a: [ops.BatchNorm(True, float(a["eps"])), ops.Scale(bias_term=True)],
-              "BatchNorm (global stats) then Scale with bias: two layers, two names"),
+              "BatchNorm (global stats) then Scale with bias: two layers, two names", in_place=True),
     Primitive("batchnorm", (Param("eps", "number", 1e-5), Param("global_stats", "bool", True)),
-              lambda a: [ops.BatchNorm(a["global_stats"], float(a["eps"]))], "BatchNorm alone"),
+              lambda a: [ops.BatchNorm(a["global_stats"], float(a["eps"]))], "BatchNorm alone",
+              in_place=True),
     Primitive("scale", (Param("bias", "bool", True),),
-              lambda a: [ops.Scale(bias_term=a["bias"])], "Scale alone"),
+              lambda a: [ops.Scale(bias_term=a["bias"])], "Scale alone", in_place=True),
     Primitive("relu", (Param("slope", "number", 0.0),),
-              lambda a: [ops.ReLU(float(a["slope"]))], "ReLU (leaky with slope)"),
+              lambda a: [ops.ReLU(float(a["slope"]))], "ReLU (leaky with slope)", in_place=True),
     Primitive("maxpool", _POOL_PARAMS, _pool("MAX"), "MAX Pooling"),
     Primitive("avepool", _POOL_PARAMS, _pool("AVE"), "AVE Pooling"),
     Primitive("fc", (_required("num_output", "int"), Param("bias", "bool", True)),
               lambda a: [ops.InnerProduct(a["num_output"], a["bias"])], "InnerProduct"),
     Primitive("dropout", (Param("ratio", "number", 0.5),),
-              lambda a: [ops.Dropout(float(a["ratio"]))], "Dropout"),
+              lambda a: [ops.Dropout(float(a["ratio"]))], "Dropout", in_place=True),
     Primitive("softmax", (Param("axis", "int", 1),),
               lambda a: [ops.Softmax(a["axis"])], "Softmax"),
     Primitive("reshape", (_required("dims", "ints", "0 copies an axis, -1 infers one"),),

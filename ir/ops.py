@@ -7,6 +7,7 @@ Each op class mirrors one Caffe layer type. Shape rules follow Caffe's C++ (`con
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -44,6 +45,8 @@ class Op:
     param_message: ClassVar[str | None] = None
     #: ops Caffe can run in place (top == bottom)
     in_place_ok: ClassVar[bool] = False
+    #: ops whose top shares its bottom's memory in Caffe (a reshaped view, no copy)
+    views_input: ClassVar[bool] = False
     min_bottoms: ClassVar[int] = 1
     max_bottoms: ClassVar[int | None] = 1
 
@@ -91,9 +94,15 @@ class Convolution(Op):
             raise ShapeError(
                 f"convolution group {self.group} must divide both the input channels ({c}) "
                 f"and num_output ({self.num_output})")
+        extent = (self.dilation * (self.kernel_h - 1) + 1, self.dilation * (self.kernel_w - 1) + 1)
+        padded = (h + 2 * self.pad_h, w + 2 * self.pad_w)
+        if extent[0] > padded[0] or extent[1] > padded[1]:
+            raise ShapeError(
+                f"the {extent[0]} x {extent[1]} convolution window is larger than the padded "
+                f"{padded[0]} x {padded[1]} input: use a larger input size, a smaller kernel or "
+                f"dilation, or more padding")
         out_h = (h + 2 * self.pad_h - (self.dilation * (self.kernel_h - 1) + 1)) // self.stride_h + 1
         out_w = (w + 2 * self.pad_w - (self.dilation * (self.kernel_w - 1) + 1)) // self.stride_w + 1
-        _check_spatial("convolution", (h, w), (out_h, out_w))
         return (n, self.num_output, out_h, out_w)
 
     def param_shapes(self, inputs: list[Shape]) -> list[Shape]:
@@ -177,10 +186,10 @@ class Pooling(Op):
 
 
 def _pooled(size: int, kernel: int, stride: int, pad: int, rounding: str, padded: bool) -> int:
-    """Caffe's pooled size: ceil (or floor) division, minus a last window starting in the padding."""
-    span = size + 2 * pad - kernel
-    steps = -(-span // stride) if rounding == "ceil" else span // stride
-    out = steps + 1
+    """Caffe's pooled size: ceil (or floor) of a float32 division, minus a last window starting
+    in the padding. Float32, as Caffe computes it: beyond 2**24 it rounds (off by one at times)."""
+    quotient = _float32(_float32(size + 2 * pad - kernel) / stride)
+    out = (math.ceil(quotient) if rounding == "ceil" else math.floor(quotient)) + 1
     if padded and (out - 1) * stride >= size + pad:
         out -= 1
     return out
@@ -290,6 +299,7 @@ class InnerProduct(Op):
 class Softmax(Op):
     caffe_type: ClassVar[str] = "Softmax"
     param_message: ClassVar[str] = "softmax_param"
+    in_place_ok: ClassVar[bool] = True
 
     axis: int = 1
 
@@ -367,6 +377,7 @@ class Eltwise(Op):
 class Reshape(Op):
     caffe_type: ClassVar[str] = "Reshape"
     param_message: ClassVar[str] = "reshape_param"
+    views_input: ClassVar[bool] = True
 
     dims: tuple[int, ...] = ()
 
@@ -402,6 +413,7 @@ class Reshape(Op):
 class Flatten(Op):
     caffe_type: ClassVar[str] = "Flatten"
     param_message: ClassVar[str] = "flatten_param"
+    views_input: ClassVar[bool] = True
 
     axis: int = 1
 
@@ -438,6 +450,12 @@ def _axis_index(axis: int, shape: Shape, op: str) -> int:
     if not 0 <= index < len(shape):
         raise ShapeError(f"{op} axis {axis} is out of range for a {len(shape)}-D input")
     return index
+
+
+def _float32(value: float) -> float:
+    """`value` rounded to the nearest float32 (a float64 quotient of float32 operands rounded this
+    way is exactly the float32 quotient)."""
+    return struct.unpack("<f", struct.pack("<f", value))[0]
 
 
 def _check_spatial(op: str, before: tuple[int, int], after: tuple[int, int]) -> None:

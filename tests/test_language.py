@@ -184,7 +184,7 @@ def test_allowed_values_are_checked_and_named_as_written(tmp_path, allowed, valu
     ('net {\n  input "data" [1, 3, 8, 8]\n  conv(4, stride = 2)\n}\n', 3, 3, "needs argument 'kernel'"),
     ('net {\n  input "data" [1, 3, 8, 8]\n  conv(4, 3, stride = "2")\n}\n', 3, 14, "argument 'stride'"),
     ('net {\n  input "data" [1, 3, 4, 4]\n  maxpool(3, stride = 2)\n  conv(4, 3)\n}\n',
-     4, 3, "convolution output would be 0 x 0"),
+     4, 3, "the 3 x 3 convolution window is larger than the padded 2 x 2 input"),
     ('net {\n  input "data" [1, 3, 8, 8]\n  concat as "c" {\n    branch { }\n    branch { maxpool(2, stride = 2) }\n  }\n}\n',
      3, 3, "concat inputs must agree"),
     ('let x = [1, 2][5]\n', 1, 16, "index 5 is out of range"),
@@ -313,3 +313,19 @@ def test_a_value_survives_an_op_that_does_not_rewrite_it_in_place(tmp_path):
     by_name = layers(net)
     assert by_name["r1"].tops == ("r1",) and by_name["res"].bottoms == ("c1", "c2")
     assert by_name["c4"].bottoms == ("res",)  # taken after the in-place ReLU: current
+
+
+@pytest.mark.parametrize("condition, equal", [
+    ("[1, 2] == [1.0, 2]", True), ("[1, 2] == [true, 2]", False), ("[[0]] == [[false]]", False),
+    ('{1: "a"} == {1: "a"}', True), ('{1: "a"} == {true: "a"}', False),
+    ('{"k": [1]} == {"k": [true]}', False), ("[1, 2] != [true, 2]", True),
+])
+def test_equality_is_strict_about_types_inside_lists_and_tables(tmp_path, condition, equal):
+    net = compile_text(tmp_path, f'net {{ input "data" [1, 3, 4, 4]  conv({condition} ? 1 : 2, 1) as "c" }}')
+    assert net.layers[0].op.num_output == (1 if equal else 2)
+
+
+def test_a_table_cannot_key_on_both_true_and_1(tmp_path):
+    error = error_of(tmp_path, 'let t = {1: "one", true: "yes"}\nnet { input "data" [1, 3, 4, 4] }\n')
+    assert "cannot have both 1 and true as keys" in error.message
+    assert (error.span.line, error.span.column) == (1, 20)

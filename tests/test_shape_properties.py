@@ -57,7 +57,7 @@ def test_convolution_counts_the_windows_that_fit(case):
     out_h = conv_positions(h, op.kernel_h, op.stride_h, op.pad_h, op.dilation)
     out_w = conv_positions(w, op.kernel_w, op.stride_w, op.pad_w, op.dilation)
     if out_h == 0 or out_w == 0:
-        with pytest.raises(ShapeError, match="output would be"):
+        with pytest.raises(ShapeError, match="window is larger than the padded"):
             op.infer([(n, c, h, w)])
     else:
         assert op.infer([(n, c, h, w)]) == (n, op.num_output, out_h, out_w)

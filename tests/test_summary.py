@@ -52,6 +52,13 @@ def test_in_place_layers_add_no_activation_memory(reference_cls):
     assert summary.total.activation_bytes == 4 * summary.total.activations
 
 
+def test_reshaped_views_add_no_activation_memory(reference_cls):
+    # DenseNet's classifier_reshape is a view of the classifier's blob in Caffe, not a copy
+    summary = summary_of(reference_cls / "densenet" / "deploy_densenet121.prototxt")
+    rows = {row.name: row for row in summary.rows}
+    assert rows["classifier"].activations == 1000 and rows["classifier_reshape"].activations == 0
+
+
 def test_blocks_follow_the_paper(reference_cls):
     resnet = summary_of(reference_cls / "resnet" / "deploy_resnet50.prototxt")
     rows = {row.name: row for row in resnet.rows}

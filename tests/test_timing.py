@@ -84,6 +84,6 @@ def test_time_command_refuses_sizes_the_net_cannot_take(caffe, tmp_path, capsys)
     model = tmp_path / "small.prototxt"
     model.write_text(SMALL)
     assert cmd_time.main([str(model), "--input-size", "2"]) == 2
-    assert "convolution output would be 0 x 0" in capsys.readouterr().err
+    assert "convolution window is larger than the padded 2 x 2 input" in capsys.readouterr().err
     assert cmd_time.main([str(model), "--iterations", "0"]) == 2
     assert "--iterations and --batch must be at least 1" in capsys.readouterr().err
