@@ -85,6 +85,7 @@ class ShapeTracker:
         self.blobs: dict[str, Shape] = dict(inputs)
         self.layers: list[LayerShapes] = []
         self._by_name: dict[str, Layer] = {}
+        self._first_reader: dict[str, str] = {}  # blob -> first layer to read its current values
 
     def add(self, layer: Layer) -> LayerShapes:
         if layer.name in self._by_name:
@@ -107,6 +108,12 @@ class ShapeTracker:
         if layer.in_place and not op.in_place_ok:
             raise ArchError(f"{layer.type} layer '{layer.name}' cannot run in place: give it a top "
                             f"blob of its own", layer.span)
+        if layer.in_place and layer.tops[0] in self._first_reader:
+            # Caffe splits a blob read twice and renames the readers' bottoms, which would leave
+            # this layer a second producer of the blob: it aborts.
+            raise ArchError(f"{layer.type} layer '{layer.name}' rewrites blob '{layer.tops[0]}' in "
+                            f"place after layer '{self._first_reader[layer.tops[0]]}' read it, "
+                            f"which Caffe refuses: give it a top blob of its own", layer.span)
         for index, top in enumerate(layer.tops):
             # Caffe aborts on a top that an earlier layer produced, unless it is this layer's
             # bottom at the same index (in-place computation).
@@ -127,8 +134,11 @@ class ShapeTracker:
             raise ArchError(f"{layer.type} layer '{layer.name}': {error}",
                             layer.span, notes=(f"input shapes: {shapes}",)) from None
         self._by_name[layer.name] = layer
+        for bottom in layer.bottoms:
+            self._first_reader.setdefault(bottom, layer.name)
         for top in layer.tops:
             self.blobs[top] = output
+            self._first_reader.pop(top, None)
         shaped = LayerShapes(layer, inputs, output)
         self.layers.append(shaped)
         return shaped

@@ -169,3 +169,14 @@ def test_pooled_size_is_computed_in_float32_as_caffe_does():
     header = 'input: "data"\ninput_shape { dim: 1 dim: 1 dim: 16777220 dim: 1 }\n'
     body = POOL.format("pool: MAX kernel_h: 3 kernel_w: 1 stride_h: 2 stride_w: 1")
     assert infer_shapes(net_of(body, header)).blobs["p"] == (1, 1, 8388609, 1)
+
+
+def test_an_in_place_rewrite_after_another_reader_is_refused():
+    # Caffe would split 'c' between the pooling and the ReLU, making the ReLU a second producer
+    body = (conv("kernel_size: 1")
+            + 'layer { name: "p" type: "Pooling" bottom: "c" top: "p" pooling_param { pool: MAX kernel_size: 1 } }\n'
+            + 'layer { name: "r" type: "ReLU" bottom: "c" top: "c" }\n'
+            + 'layer { name: "e" type: "Eltwise" bottom: "c" bottom: "p" top: "e" }\n')
+    with pytest.raises(ArchError, match="'r' rewrites blob 'c' in place after layer 'p' read it") as error:
+        infer_shapes(net_of(body))
+    assert error.value.span.line == 5  # header 2 lines, conv, pooling, then the ReLU
