@@ -37,16 +37,21 @@ def test_centre_and_five_boxes():
                                       Box(2, 2, 16)]
 
 
-def test_three_squares_run_along_the_longer_side():
-    assert square_boxes(21, 28) == [Box(0, 0, 21), Box(0, 3, 21), Box(0, 7, 21)]
-    assert square_boxes(28, 21) == [Box(0, 0, 21), Box(3, 0, 21), Box(7, 0, 21)]
+def test_three_squares_run_along_the_longer_side_as_the_seed_cuts_them():
+    # margin 3 (odd): the seed's third square starts at 2 * 3 = 6, a pixel short of the end
+    assert square_boxes(21, 28) == [Box(0, 0, 21), Box(0, 3, 21), Box(0, 6, 21)]
+    assert square_boxes(28, 21) == [Box(0, 0, 21), Box(3, 0, 21), Box(6, 0, 21)]
+    assert square_boxes(21, 29) == [Box(0, 0, 21), Box(0, 4, 21), Box(0, 8, 21)]
     assert square_boxes(16, 16) == [Box(0, 0, 16)] * 3
 
 
-def test_144_crop_scales_are_the_seeds_for_224_and_proportional_otherwise():
+def test_144_crop_scales_are_the_seeds_where_it_has_them_and_proportional_otherwise():
     assert scales_for(224) == [256, 288, 320, 352]
+    assert scales_for(235) == [270, 300, 330, 360]
+    assert scales_for(299) == [320, 352, 384, 416]
+    assert scales_for(320) == [352, 384, 416, 448]
     assert scales_for(16) == [18, 21, 23, 25]
-    assert scales_for(299) == [342, 384, 427, 470]
+    assert scales_for(395) == [451, 508, 564, 621]
 
 
 def test_single_crop_is_the_centre_of_the_shorter_side_resized_image():

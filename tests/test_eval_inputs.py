@@ -113,13 +113,15 @@ def write_bad_images(directory):
     (directory / "empty.jpg").write_bytes(b"")
     (directory / "text.jpg").write_text("not an image\n")
     cv2.imwrite(str(directory / "tiny.png"), image[:10, :12])
+    cv2.imwrite(str(directory / "thin.png"), cv2.resize(image, (1020, 20)))
     (directory / "folder.png").mkdir()
     return {
         "grey.png": ["grayscale"], "grey.jpg": ["grayscale"], "deep.png": ["16-bit"],
         "alpha.png": ["alpha"], "cmyk.jpg": ["cmyk"], "whole.jpg": None,
         "cut.jpg": "truncated", "cut.png": "truncated", "empty.jpg": "empty file",
         "text.jpg": "not a decodable image", "missing.jpg": "missing", "folder.png": "not a file",
-        "tiny.png": "too small: 12x10, shorter side below the crop size 16",
+        "tiny.png": "too small: 12x10, a side under 16 pixels",
+        "thin.png": "too thin: 1020x20, one side over 50 times the other",
     }
 
 
@@ -138,12 +140,12 @@ def test_odd_images_are_counted_listed_and_skipped_where_unusable(eval_dataset, 
     evaluated = {record["image"]: record.get("notes") for record in document["images"]}
     assert skipped == {name: why for name, why in expected.items() if isinstance(why, str)}
     assert evaluated == {name: notes for name, notes in expected.items() if not isinstance(notes, str)}
-    assert document["counts"] == {"images": 13, "evaluated": 6, "skipped": 7, "with_notes": 5}
+    assert document["counts"] == {"images": 14, "evaluated": 6, "skipped": 8, "with_notes": 5}
     # 16-bit values are scaled to 8 bits and alpha is dropped: the colour of class 4 survives
     top1 = {record["image"]: record["top"][0] for record in document["images"]}
     assert [top1[name] for name in ("whole.jpg", "deep.png", "alpha.png")] == [4, 4, 4]
     out = capsys.readouterr().out
-    assert "skipped cut.jpg: truncated" in out and "skipped 7" in out
+    assert "skipped cut.jpg: truncated" in out and "skipped 8" in out
 
 
 # --- command-line mistakes ---------------------------------------------------------------------
@@ -302,3 +304,14 @@ def test_a_crop_size_the_net_cannot_take_is_refused_before_caffe_sees_it(eval_da
     fails_with(capsys, [str(fixed)] + args[1:],
                "the net cannot take 20x20 input: layer 'fc' would need weights 10 x 75, 10 instead of "
                "10 x 3, 10")
+
+
+def test_images_smaller_than_the_crop_are_resized_up_as_the_seed_does(eval_dataset, tmp_path):
+    # the dataset's images are 40 x 30: a 64 crop from a 72 base means enlarging every one
+    results = tmp_path / "r.json"
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0")
+    args[args.index("--crop-size") + 1], args[args.index("--base-size") + 1] = "64", "72"
+    assert cmd_eval.main(args) == 0
+    document = json.loads(results.read_text())
+    lines = (eval_dataset / "val.txt").read_text().splitlines()
+    assert document["skipped"] == [] and len(document["images"]) == len(lines)

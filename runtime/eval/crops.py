@@ -6,9 +6,10 @@ and normalised to float; then:
 - 12 crops: the image squashed to base x base; its top-left, bottom-right, top-right, bottom-left
             and centre crops and the whole squashed image resized to crop_size; then the same six
             of the mirrored image;
-- 144:      the shorter side resized to each of 4 scales (256/288/320/352 for crop 224, scaled in
-            proportion for other crop sizes), three squares per scale along the longer side
-            (left/centre/right or top/centre/bottom), each giving the six above and their mirrors.
+- 144:      the shorter side resized to each of 4 scales (the seed's for crops 224, 235, 299 and
+            320, those of 224 scaled in proportion for other sizes), three squares per scale
+            along the longer side (left/centre/right or top/centre/bottom, at 0, m and 2m for a
+            margin m, as the seed cuts them), each giving the six above and their mirrors.
 The network sees the average of the scores over an image's crops.
 """
 from __future__ import annotations
@@ -19,7 +20,9 @@ import cv2
 import numpy as np
 
 CROP_COUNTS = (1, 12, 144)
-SEED_SCALES = (256, 288, 320, 352)  # the seed's 144-crop scales, for crop size 224
+# The seed's 144-crop scales by crop size (its evaluation script lists these four).
+SEED_SCALES = {224: (256, 288, 320, 352), 235: (270, 300, 330, 360), 299: (320, 352, 384, 416),
+               320: (352, 384, 416, 448)}
 SEED_CROP = 224
 
 
@@ -51,16 +54,21 @@ def five_boxes(height: int, width: int, crop: int) -> list[Box]:
 
 
 def square_boxes(height: int, width: int) -> list[Box]:
-    """The three largest squares along the longer side: start, centre, end."""
+    """The three largest squares along the longer side: start, centre and twice the centre's
+    offset (the end, or a pixel short of it when the margin is odd: the seed's cut)."""
     side = min(height, width)
+    margin = (max(height, width) - side) // 2
     if width >= height:
-        return [Box(0, left, side) for left in (0, (width - side) // 2, width - side)]
-    return [Box(top, 0, side) for top in (0, (height - side) // 2, height - side)]
+        return [Box(0, margin * step, side) for step in range(3)]
+    return [Box(margin * step, 0, side) for step in range(3)]
 
 
 def scales_for(crop: int) -> list[int]:
-    """The 144-crop shorter-side scales: the seed's for crop 224, in proportion otherwise."""
-    return [round(scale * crop / SEED_CROP) for scale in SEED_SCALES]
+    """The 144-crop shorter-side scales: the seed's where it has them, else its 224 ones in
+    proportion."""
+    if crop in SEED_SCALES:
+        return list(SEED_SCALES[crop])
+    return [round(scale * crop / SEED_CROP) for scale in SEED_SCALES[SEED_CROP]]
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -83,7 +83,14 @@ def read_bytes(path: str) -> bytes:
         raise Unusable(f"unreadable: {error.strerror}") from None
 
 
-def decode(data: bytes, min_side: int) -> tuple[np.ndarray, tuple[str, ...]]:
+# The seed resizes every image's shorter side to the base size, so any photo is usable, however
+# small; these limits only keep out what is not a photo (an icon, a one-pixel line) and images
+# whose resize would take gigabytes.
+MIN_SIDE = 16
+MAX_ASPECT = 50
+
+
+def decode(data: bytes) -> tuple[np.ndarray, tuple[str, ...]]:
     """The 8-bit BGR image and its notes; raises Unusable with the reason it cannot be used."""
     if not data:
         raise Unusable("empty file")
@@ -94,6 +101,8 @@ def decode(data: bytes, min_side: int) -> tuple[np.ndarray, tuple[str, ...]]:
     if image is None:
         raise Unusable("not a decodable image")
     height, width = image.shape[:2]
-    if min(height, width) < min_side:
-        raise Unusable(f"too small: {width}x{height}, shorter side below the crop size {min_side}")
+    if min(height, width) < MIN_SIDE:
+        raise Unusable(f"too small: {width}x{height}, a side under {MIN_SIDE} pixels")
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        raise Unusable(f"too thin: {width}x{height}, one side over {MAX_ASPECT} times the other")
     return image, facts.notes

@@ -33,7 +33,7 @@ class Loaded:
 
 def load_image(index: int, path: str, preprocess: Preprocess) -> Loaded:
     try:
-        image, notes = decode(read_bytes(path), preprocess.crop_size)
+        image, notes = decode(read_bytes(path))
         return Loaded(index, preprocess(image), None, notes)
     except Unusable as reason:
         return Loaded(index, None, str(reason))
