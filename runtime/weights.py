@@ -136,19 +136,21 @@ def _layers(count: int) -> str:
 
 
 def compare(expected: Expected, stored: list[StoredLayer]) -> WeightsReport:
-    """Match stored layers to the net's by name, the way Caffe's CopyTrainedLayersFrom does."""
+    """Match stored layers to the net's by name, the way Caffe's CopyTrainedLayersFrom does: every
+    stored layer of a net layer's name is copied in turn, so each must fit (Caffe aborts on the
+    first that does not, a second copy of a name included)."""
     report = WeightsReport()
-    by_name = {layer.name: layer for layer in stored}
-    for name, shapes in expected.items():
-        if name not in by_name:
-            if shapes:
-                report.missing.append(name)
-            continue
-        blobs = by_name[name].blobs
-        if len(blobs) == len(shapes) and all(b.fits(s) for b, s in zip(blobs, shapes)):
-            report.matched += bool(shapes)
-        else:
-            report.mismatched.append(Mismatch(name, tuple(shapes), blobs))
+    for layer in stored:
+        shapes = expected.get(layer.name)
+        fits = len(layer.blobs) == len(shapes or ()) and all(
+            b.fits(s) for b, s in zip(layer.blobs, shapes or ()))
+        if shapes is not None and not fits:
+            report.mismatched.append(Mismatch(layer.name, tuple(shapes), layer.blobs))
+    stored_names = {layer.name for layer in stored}
+    unfit = {mismatch.layer for mismatch in report.mismatched}
+    report.missing = [name for name, shapes in expected.items() if shapes and name not in stored_names]
+    report.matched = sum(1 for name, shapes in expected.items()
+                         if shapes and name in stored_names and name not in unfit)
     report.extra = [layer.name for layer in stored if layer.name not in expected and layer.blobs]
     return report
 

@@ -87,6 +87,20 @@ def test_wrong_shape_is_refused_even_when_missing_layers_are_allowed(small, tmp_
         weights.check(weights.expected_from_ir(small), path, allow_missing=True)
 
 
+def test_every_stored_copy_of_a_layer_must_fit(small, tmp_path):
+    # Caffe copies each stored layer of a name in turn and aborts on one that does not fit, so a
+    # wrong first copy cannot hide behind a right second one.
+    written = weights.initial_weights(small)
+    name, type_, blobs = written[3]
+    written.insert(3, (name, type_, [np.zeros((5, 9), np.float32), blobs[1]]))
+    path = tmp_path / "twice.caffemodel"
+    weights.write_caffemodel(path, written)
+    with pytest.raises(weights.WeightsError, match=r"fc: the net needs 5 x 8, 5; the weights have 5 x 9, 5"):
+        weights.check(weights.expected_from_ir(small), path)
+    report = weights.compare(weights.expected_from_ir(small), weights.read_caffemodel(path))
+    assert report.matched == len(written) - 2 and report.missing == report.extra == []
+
+
 def test_legacy_blob_shapes_pad_with_leading_ones():
     legacy_bias = weights.StoredBlob((1, 1, 1, 64), legacy=True, count=64)
     assert legacy_bias.fits((64,)) and legacy_bias.fits((1, 64))
