@@ -3,6 +3,7 @@ evaluation protocol (see runtime/eval), batched, parallel, resumable, on Caffe o
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 from archc.model import (ArgumentParser, UsageError, compile_arch, integer_at_least, print_error,
                          render_error, split_overrides)
 from codegen.parse import import_net
-from ir import ArchError
-from runtime import fold_batchnorm
+from ir import ArchError, infer_shapes
+from runtime import fold_batchnorm, weights
+from runtime.processes import termination_interrupts
 from runtime.backends import BACKENDS, BackendSpec, Forwarder
 from runtime.caffe_env import CaffeError
 from runtime.eval import model as netinfo
@@ -44,11 +46,21 @@ def _bgr(text: str) -> tuple[float, float, float]:
         values = [float(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected B,G,R numbers, got '{text}'") from None
+    if not all(math.isfinite(value) for value in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got '{text}'")
     if len(values) == 1:
         values *= 3
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"expected 3 values B,G,R (or one for all), got '{text}'")
     return tuple(values)
+
+
+def _std(text: str) -> tuple[float, float, float]:
+    values = _bgr(text)
+    if not all(math.isfinite(value) and value != 0 for value in values):
+        raise argparse.ArgumentTypeError(f"a std divides the pixels: expected non-zero numbers, "
+                                         f"got '{text}'")
+    return values
 
 
 def _triple(values: tuple[float, float, float]) -> str:
@@ -78,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="preprocessing of a model family (default: from the model's file name)")
     parser.add_argument("--mean", type=_bgr, help="per-channel mean, B,G,R")
-    parser.add_argument("--std", type=_bgr, help="per-channel std, B,G,R")
+    parser.add_argument("--std", type=_std, help="per-channel std, B,G,R")
     parser.add_argument("--base-size", type=integer_at_least(1),
                         help="shorter side is resized to this first")
     parser.add_argument("--crop-size", type=integer_at_least(1), help="side of the square crops")
@@ -117,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     try:
-        return evaluate(argv)
+        with termination_interrupts():
+            return evaluate(argv)
     except (UsageError, EvalError, CaffeError) as error:
         return print_error(f"archc: error: {error}")
     except ArchError as error:
@@ -167,6 +180,7 @@ def evaluate(argv: list[str]) -> int:
         "backend": args.backend, "device": "cpu" if args.gpu is None else f"gpu {args.gpu}",
         "synset": ":".join(remap) if remap else None, "nets": nets,
         "fold_batchnorm": args.backend == "caffe" and not args.keep_batchnorm,
+        "layers_without_weights": layers_without_weights(net, args) if args.allow_missing else [],
     }
     spec = BackendSpec(args.backend, model_text, args.model, args.weights, args.blob,
                        netinfo.at_input_size(net, sizes[0]), args.gpu, args.allow_missing,
@@ -196,6 +210,17 @@ def evaluate(argv: list[str]) -> int:
         print(sweep_table(sizes, accuracies))
         print(f"plot: {png}")
     return 0
+
+
+def layers_without_weights(net, args) -> list[str]:
+    """Under --allow-missing, the layers that will run on their fillers, said out loud (the
+    results file records them too)."""
+    report = weights.compare(weights.expected_from_ir(infer_shapes(net)),
+                             weights.read_caffemodel(args.weights))
+    if report.missing:
+        print(f"archc: warning: {len(report.missing)} layer(s) have no weights and run on their "
+              f"random fillers: {', '.join(report.missing)}", file=sys.stderr)
+    return report.missing
 
 
 class Nets:

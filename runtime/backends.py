@@ -22,6 +22,7 @@ from ir import ArchError, Net, ShapedNet, infer_shapes
 from ir.ops import format_shape
 from runtime import fold_batchnorm, weights
 from runtime.pool_rounding import translate_rounding
+from runtime.processes import exit_with_parent
 
 BACKENDS = ("caffe", "opencv")
 
@@ -94,7 +95,11 @@ class OpenCVBackend:
         text = translate_rounding(text, "ceil_mode", source)
         model = np.zeros(0, np.uint8)
         if weights_path is not None:
-            weights.check(weights.expected_from_ir(shaped), weights_path, allow_missing=allow_missing)
+            report = weights.check(weights.expected_from_ir(shaped), weights_path,
+                                   allow_missing=allow_missing)
+            if report.missing:  # Caffe would keep fillers; OpenCV fails inside the forward pass
+                raise ArchError(f"the OpenCV backend cannot run layers without weights "
+                                f"({', '.join(report.missing)}): use --backend caffe")
             model = np.fromfile(weights_path, dtype=np.uint8)
         try:
             self.net = cv2.dnn.readNetFromCaffe(np.frombuffer(text.encode(), np.uint8), model)
@@ -166,6 +171,7 @@ _replica: Backend | None = None  # the backend of a replica process
 def _load_replica(spec: BackendSpec, threads: int) -> None:
     global _replica
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    exit_with_parent()
     # The cores are shared out between the replicas. Caffe's OpenBLAS reads this when Caffe is
     # imported, which happens below.
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -66,11 +66,12 @@ def import_caffe() -> ModuleType:
     _silence_glog()
     try:
         caffe = importlib.import_module("caffe")
-    except ImportError as error:
+    except Exception as error:  # noqa: BLE001 - a broken build fails in any way while importing
         where = f" from {ROOT_ENV}={root}" if root else ""
-        raise CaffeNotFound(f"cannot import pycaffe{where}: {error}. Run `{FIX_COMMAND}` to build a "
-                            f"CPU-only Caffe, or set {ROOT_ENV} to your own build's python/ "
-                            f"directory") from None
+        kind = "" if isinstance(error, ImportError) else f"{type(error).__name__}: "
+        raise CaffeNotFound(f"cannot import pycaffe{where}: {kind}{error}. Run `{FIX_COMMAND}` to "
+                            f"build a CPU-only Caffe, or set {ROOT_ENV} to your own build's "
+                            f"python/ directory") from None
     if root and not Path(caffe.__file__).resolve().is_relative_to(Path(root).resolve()):
         raise CaffeNotFound(f"{ROOT_ENV}={root} is set, but caffe was already imported from "
                             f"{Path(caffe.__file__).parent}")

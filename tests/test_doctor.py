@@ -51,6 +51,11 @@ def test_a_broken_or_absent_caffe_says_how_to_fix_it(tmp_path):
     assert result.returncode == 1
     assert "Caffe: MISSING" in result.stdout and "No module named 'skimage'" in result.stdout
     assert "to fix:\n  Caffe: fix ARCHC_CAFFE_ROOT" in result.stdout
+    # a build against another numpy fails while importing, with no ImportError
+    mismatched = fake_caffe(tmp_path / "numpy", "raise AttributeError('_ARRAY_API not found')\n")
+    result = doctor(mismatched)
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "AttributeError: _ARRAY_API not found" in result.stdout
     empty = doctor(tmp_path / "nowhere")
     assert empty.returncode == 1 and "does not contain a caffe package" in empty.stdout
 

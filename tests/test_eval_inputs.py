@@ -21,6 +21,7 @@ from runtime.eval.presets import PRESETS, preset_for_model
 from runtime.eval.results import Lock
 from runtime.eval.synsets import parse_remap, read_synsets, remap_table
 from runtime.eval.vallist import label_entries, parse_val_list
+from runtime.weights import write_caffemodel
 
 
 def fails_with(capsys, args, fragment):
@@ -162,6 +163,8 @@ def test_odd_images_are_counted_listed_and_skipped_where_unusable(eval_dataset, 
     (["--depth", "50"], "unrecognised arguments: --depth 50"),
     (["--synset", "missing.txt"], "cannot read synset list"),
     (["--root", "/nonexistent"], "--root /nonexistent is not a directory"),
+    (["--std", "57,0,58"], "argument --std: a std divides the pixels: expected non-zero numbers"),
+    (["--mean", "nan"], "argument --mean: expected finite numbers"),
 ])
 def test_user_errors_are_one_line(eval_dataset, tmp_path, capsys, change, fragment):
     fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), *change),
@@ -315,3 +318,56 @@ def test_images_smaller_than_the_crop_are_resized_up_as_the_seed_does(eval_datas
     document = json.loads(results.read_text())
     lines = (eval_dataset / "val.txt").read_text().splitlines()
     assert document["skipped"] == [] and len(document["images"]) == len(lines)
+
+
+def test_scores_that_are_not_numbers_stop_the_run(eval_dataset, tmp_path, capsys):
+    weights_path = tmp_path / "nan.caffemodel"
+    fc = [np.full((evalkit.CLASSES, 3), np.nan, np.float32), np.zeros(evalkit.CLASSES, np.float32)]
+    write_caffemodel(weights_path, [("fc", "InnerProduct", fc)])
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), "--workers", "0")
+    args[args.index("--weights") + 1] = str(weights_path)
+    fails_with(capsys, args, "are not all finite (NaN or infinity): check the weights")
+
+
+def test_a_run_that_failed_to_start_does_not_block_the_corrected_command(eval_dataset, tmp_path,
+                                                                         capsys):
+    wrong = tmp_path / "wrong.caffemodel"
+    write_caffemodel(wrong, [("fc_renamed", "InnerProduct", [np.zeros((evalkit.CLASSES, 3), np.float32),
+                                                             np.zeros(evalkit.CLASSES, np.float32)])])
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), "--workers", "0")
+    right = args[args.index("--weights") + 1]
+    args[args.index("--weights") + 1] = str(wrong)
+    assert cmd_eval.main(args) == 2
+    assert "wrong.caffemodel does not fit the net" in capsys.readouterr().err
+    args[args.index("--weights") + 1] = right
+    assert cmd_eval.main(args) == 0
+
+
+def test_shape_errors_keep_their_place_in_the_prototxt(eval_dataset, tmp_path, capsys):
+    text = (eval_dataset / "tiny.prototxt").read_text().replace('global_pooling: true',
+                                                                'kernel_size: 64')
+    model = tmp_path / "tiny.prototxt"
+    model.write_text(text)
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"))
+    assert cmd_eval.main([str(model), *args[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{model}:4:1: error: Pooling layer 'pool'") and "Traceback" not in err
+
+
+def test_allow_missing_says_which_layers_run_on_fillers(caffe, eval_dataset, tmp_path, capsys):
+    renamed = tmp_path / "renamed.caffemodel"
+    write_caffemodel(renamed, [("fc_renamed", "InnerProduct",
+                                [np.zeros((evalkit.CLASSES, 3), np.float32),
+                                 np.zeros(evalkit.CLASSES, np.float32)])])
+    results = tmp_path / "r.json"
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0",
+                             "--allow-missing", backend="caffe")
+    args[args.index("--weights") + 1] = str(renamed)
+    assert cmd_eval.main(args) == 0
+    assert ("archc: warning: 1 layer(s) have no weights and run on their random fillers: fc"
+            in capsys.readouterr().err)
+    assert json.loads(results.read_text())["settings"]["layers_without_weights"] == ["fc"]
+    # OpenCV cannot run a layer without weights: said before the run, not inside a forward pass
+    args[args.index("--backend") + 1] = "opencv"
+    args[args.index("--results") + 1] = str(tmp_path / "opencv.json")
+    fails_with(capsys, args, "the OpenCV backend cannot run layers without weights (fc)")

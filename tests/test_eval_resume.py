@@ -118,3 +118,46 @@ def test_a_second_eval_is_refused_while_the_first_runs(photos, tmp_path, capsys)
                        f"{process.pid}); wait for it to finish or choose another --results")
     finally:
         kill(process)
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_worker_processes_do_not_outlive_a_terminated_or_killed_run(photos, tmp_path, how):
+    results = tmp_path / "r.json"
+    args = [*eval_args(photos, results), "--nets", "2"]
+    process = subprocess.Popen([sys.executable, "-m", "archc", "eval", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_for_lines(process, tmp_path / "r.json.partial", 2)
+        workers = children_of(process.pid)
+        assert len(workers) >= 3  # the loading worker and two forward processes at least
+        process.send_signal(how)
+        _, err = process.communicate(timeout=30)
+        if how == signal.SIGTERM:  # stopped as by Ctrl-C: workers shut down, results kept
+            assert process.returncode == 130 and b"interrupted; finished images are kept" in err
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -5,7 +5,7 @@ import hashlib
 import math
 from pathlib import Path
 
-from ir import ArchError, Net, ShapedNet
+from ir import Net, ShapedNet
 from runtime.backends import reshaped
 from runtime.eval.errors import EvalError
 
@@ -20,10 +20,7 @@ def at_input_size(net: Net, size: int) -> ShapedNet:
     if len(shape) != 4 or shape[1] != 3:
         raise EvalError(f"the net's input '{name}' is {'x'.join(map(str, shape))}; evaluation "
                         f"feeds N x 3 x H x W colour images")
-    try:
-        return reshaped(net, size, size)
-    except ArchError as error:
-        raise EvalError(error.message) from None
+    return reshaped(net, size, size)
 
 
 def classes(shaped: ShapedNet, blob: str) -> int:

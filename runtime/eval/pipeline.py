@@ -21,6 +21,7 @@ import numpy as np
 from runtime.eval.crops import Preprocess
 from runtime.eval.errors import EvalError
 from runtime.eval.images import Unusable, decode, read_bytes
+from runtime.processes import exit_with_parent
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def _init_worker() -> None:
     _quiet_decoder()
     # Ctrl-C is the main process's to handle; workers end when it shuts the pool down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()
 
 
 def load_in_order(tasks: Iterable[tuple[int, str]], preprocess: Preprocess, workers: int,
@@ -72,15 +74,15 @@ def load_in_order(tasks: Iterable[tuple[int, str]], preprocess: Preprocess, work
             if task is not None:
                 pending.append(pool.submit(load_image, *task, preprocess))
 
-        for _ in range(max(1, depth)):
-            submit_next()
-        while pending:
-            future = pending.popleft()
-            submit_next()
-            try:
+        try:
+            for _ in range(max(1, depth)):
+                submit_next()
+            while pending:
+                future = pending.popleft()
+                submit_next()
                 yield future.result()
-            except BrokenProcessPool:
-                raise EvalError("an image-loading worker process died (out of memory?); results so "
-                                "far are kept: rerun the same command to resume") from None
+        except BrokenProcessPool:  # from a result, or from submitting to the broken pool
+            raise EvalError("an image-loading worker process died (out of memory?); results so "
+                            "far are kept: rerun the same command to resume") from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -157,7 +157,9 @@ def open_journal(results: Path, settings: dict) -> Journal | dict:
     try:
         if journal.partial.exists():
             old_settings, groups, intact = read_journal(journal.partial)
-            if old_settings is not None:
+            # a journal of a run that finished nothing (it failed to start, say) holds nothing
+            # to keep: a corrected command starts afresh over it
+            if old_settings is not None and groups:
                 _check_same(journal.partial, old_settings, settings)
                 os.truncate(journal.partial, intact)
                 journal.settings, journal.groups = old_settings, groups

@@ -77,18 +77,18 @@ def average_scores(outputs: list[np.ndarray], counts: list[int]) -> list[np.ndar
 
 def group_records(flight: InFlight, max_k: int) -> list[dict]:
     usable = [item for item in flight.loaded if item.crops is not None]
-    try:
-        outputs = [future.result() for future in flight.outputs]
-    except BrokenProcessPool:
-        raise EvalError("a forward process died (out of memory?); results so far are kept: rerun "
-                        "the same command to resume") from None
+    outputs = [future.result() for future in flight.outputs]
     scores = iter(average_scores(outputs, [len(item.crops) for item in usable]) if usable else ())
     records = []
     for entry, item in zip(flight.group, flight.loaded):
         if item.crops is None:
             records.append(skipped_record(entry.index, entry.path, item.problem))
             continue
-        record = image_record(entry.index, entry.path, entry.label, next(scores), max_k)
+        image_scores = next(scores)
+        if not np.isfinite(image_scores).all():
+            raise EvalError(f"the net's scores for {entry.path} are not all finite (NaN or "
+                            f"infinity): check the weights and --mean/--std")
+        record = image_record(entry.index, entry.path, entry.label, image_scores, max_k)
         if item.notes:
             record["notes"] = list(item.notes)
         records.append(record)
@@ -121,6 +121,9 @@ def run(job: Job, forwarder: Forwarder, journal: Journal, progress: Progress) ->
                 finish_oldest()
         while flights:
             finish_oldest()
+    except BrokenProcessPool:  # a forward replica died: from a result, or from submitting
+        raise EvalError("a forward process died (out of memory?); results so far are kept: rerun "
+                        "the same command to resume") from None
     finally:
         loaded.close()
     progress.finish()
