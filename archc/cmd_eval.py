@@ -25,7 +25,7 @@ from runtime.eval.progress import Progress
 from runtime.eval.results import Lock, open_journal, write_final
 from runtime.eval.run import Job, run
 from runtime.eval.sweep import plot_accuracy, plot_path, results_path_for_size
-from runtime.eval.synsets import parse_remap, remap_table
+from runtime.eval.synsets import parse_remap, remap_table, val_list_order
 from runtime.eval.vallist import label_entries, read_val_list
 
 SHOWN_SKIPS = 10
@@ -165,10 +165,10 @@ def evaluate(argv: list[str]) -> int:
         num_classes = netinfo.classes(netinfo.at_input_size(net, size), args.blob)
     if max(args.topk) > num_classes:
         raise UsageError(f"--topk {max(args.topk)} exceeds the model's {num_classes} classes")
-    remap_spec = args.synset if args.synset is not None else preset.synset
-    remap = parse_remap(remap_spec) if remap_spec else None
+    lines = read_val_list(args.val)
+    remap = parse_remap(args.synset) if args.synset is not None else preset_remap(preset, lines, args.val)
     table = remap_table(*remap) if remap else None
-    entries = label_entries(read_val_list(args.val), num_classes, table, args.val)
+    entries = label_entries(lines, num_classes, table, args.val)
 
     common = {
         "model": netinfo.absolute(args.model), "model_sha256": netinfo.sha256_of_text(model_text),
@@ -210,6 +210,23 @@ def evaluate(argv: list[str]) -> int:
         print(sweep_table(sizes, accuracies))
         print(f"plot: {png}")
     return 0
+
+
+def preset_remap(preset, lines, val: str) -> tuple[str, str] | None:
+    """A preset's label remap (VAL:MODEL), its VAL order taken from the val list itself where its
+    labels match a published list: the seed evaluates Inception-v3 with ILSVRC2015_val.txt, already
+    in the model's order, while the usual list is in ILSVRC2012 order."""
+    if not preset.synset:
+        return None
+    assumed, model = parse_remap(preset.synset)
+    order = val_list_order([(line.path, line.label) for line in lines])
+    if order is None:
+        print(f"archc: note: taking {val}'s labels to be in ILSVRC{assumed} order and remapping "
+              f"them to the model's ILSVRC{model} order (--synset sets this)", file=sys.stderr)
+        return assumed, model
+    if order == model:
+        return None
+    return order, model
 
 
 def layers_without_weights(net, args) -> list[str]:

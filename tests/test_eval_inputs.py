@@ -19,7 +19,7 @@ from runtime.eval import results as results_module
 from runtime.eval.errors import EvalError
 from runtime.eval.presets import PRESETS, preset_for_model
 from runtime.eval.results import Lock
-from runtime.eval.synsets import parse_remap, read_synsets, remap_table
+from runtime.eval.synsets import parse_remap, read_synsets, remap_table, val_list_order
 from runtime.eval.vallist import label_entries, parse_val_list
 from runtime.weights import write_caffemodel
 
@@ -371,3 +371,20 @@ def test_allow_missing_says_which_layers_run_on_fillers(caffe, eval_dataset, tmp
     args[args.index("--backend") + 1] = "opencv"
     args[args.index("--results") + 1] = str(tmp_path / "opencv.json")
     fails_with(capsys, args, "the OpenCV backend cannot run layers without weights (fc)")
+
+
+def test_the_inception_v3_preset_remaps_only_a_val_list_not_already_in_2015_order(
+        reference_cls, monkeypatch, capsys):
+    monkeypatch.setenv("ARCHC_REFERENCE_DIR", str(reference_cls.parent))
+    preset = PRESETS["inception-v3"]
+    published = {order: parse_val_list((reference_cls / f"ILSVRC{order}_val.txt").read_text())[:40]
+                 for order in ("2012", "2015")}
+    # the seed's README evaluates Inception-v3 with ILSVRC2015_val.txt: no remap, not a double one
+    assert val_list_order([(line.path, line.label) for line in published["2015"]]) == "2015"
+    assert cmd_eval.preset_remap(preset, published["2015"], "ILSVRC2015_val.txt") is None
+    assert cmd_eval.preset_remap(preset, published["2012"], "ILSVRC2012_val.txt") == ("2012", "2015")
+    assert capsys.readouterr().err == ""
+    # images the published lists do not hold: the preset's assumption, said out loud
+    own = parse_val_list("my/cat.jpg 3\nmy/dog.jpg 5\n")
+    assert cmd_eval.preset_remap(preset, own, "mine.txt") == ("2012", "2015")
+    assert "taking mine.txt's labels to be in ILSVRC2012 order" in capsys.readouterr().err

@@ -12,6 +12,9 @@ from pathlib import Path
 from runtime.eval.errors import EvalError
 
 NAMED = {"2012": "synset2012.txt", "2015": "synset2015.txt"}
+# The published val lists, one per class order: a val list whose labels agree with one of them
+# is in that order.
+VAL_LISTS = {"2012": "ILSVRC2012_val.txt", "2015": "ILSVRC2015_val.txt"}
 
 
 def reference_dir() -> Path:
@@ -61,3 +64,25 @@ def remap_table(source: str, target: str) -> list[int]:
         raise EvalError(f"synset lists {synset_path(source)} and {synset_path(target)} do not hold the "
                         f"same classes ({len(missing)} of {len(source_ids)} missing from the second)")
     return [position[wnid] for wnid in source_ids]
+
+
+def val_list_order(lines: list[tuple[str, int]]) -> str | None:
+    """`2012` or `2015` when the labels of a val list's images agree with the published val list
+    of that class order (matched by file name), else None (other images, or no published lists)."""
+    labels = {Path(path).name: label for path, label in lines}
+    agreeing = {}
+    for order, file_name in VAL_LISTS.items():
+        try:
+            text = (reference_dir() / "cls" / file_name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        shared = same = 0
+        for line in text.splitlines():
+            parts = line.split()
+            label = labels.get(Path(parts[0]).name) if len(parts) == 2 else None
+            if label is not None:
+                shared += 1
+                same += label == int(parts[1])
+        agreeing[order] = shared > 0 and same == shared
+    found = [order for order, agrees in agreeing.items() if agrees]
+    return found[0] if len(found) == 1 else None
