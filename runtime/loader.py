@@ -89,8 +89,8 @@ def load_net_text(text: str, source: str = "<prototxt>", weights_path: str | Pat
     with tempfile.TemporaryDirectory(prefix="archc-") as directory:
         path = os.path.join(directory, "net.prototxt")
         Path(path).write_text(caffe_text, encoding="utf-8")
-        if not checked_by_ir:
-            probe_in_child(path, source)
+        if not checked_by_ir:  # the IR's layers all run backward; others are asked
+            probe_in_child(path, source, passes=force_backward)
         net = caffe.Net(path, caffe.TEST)
     report = None
     if weights_path is not None:
@@ -175,27 +175,35 @@ def check_structure(text: str, source: str, inputs: dict[str, list[int]] | None 
     return True
 
 
-# A fixed program (no user text is executed): set the net up in TEST phase, nothing else.
+# A fixed program (no user text is executed): set the net up in TEST phase and, when asked, run
+# one forward and backward pass (Caffe aborts on a layer without a backward pass).
 _PROBE = ("import sys\n"
           "from runtime.caffe_env import import_caffe\n"
           "caffe = import_caffe()\n"
-          "caffe.Net(sys.argv[1], caffe.TEST)\n")
+          "net = caffe.Net(sys.argv[1], caffe.TEST)\n"
+          "if sys.argv[2:] == ['passes']:\n"
+          "    net.forward()\n"
+          "    net.backward()\n")
 _GLOG_FATAL = re.compile(r"^F\d{4,8} [\d:.]+\s+\d+ [^\]]*\] (.*)$", re.MULTILINE)
 _LAYER_SETUP = re.compile(r"\] (?:Creating layer|Setting up) (\S+)$", re.MULTILINE)
 
 
-def probe_in_child(path: str, source: str) -> None:
-    """Set the net up in a child process, so that a Caffe abort becomes an ArchError here."""
+def probe_in_child(path: str, source: str, passes: bool = False) -> None:
+    """Set the net up in a child process (and with `passes` run it forward and backward once), so
+    that a Caffe abort becomes an ArchError here."""
     # Full logging: the last layer Caffe announced is the one whose setup aborted.
     # The child finds archc's packages where this process found them, installed or not.
     packages = str(Path(__file__).resolve().parent.parent)
     search_path = os.pathsep.join(filter(None, [packages, os.environ.get("PYTHONPATH")]))
-    result = subprocess.run([sys.executable, "-c", _PROBE, path], capture_output=True, text=True,
+    command = [sys.executable, "-c", _PROBE, path, *(["passes"] if passes else [])]
+    result = subprocess.run(command, capture_output=True, text=True,
                             env={**os.environ, "GLOG_minloglevel": "0", "PYTHONPATH": search_path})
     if result.returncode == 0:
         return
     fatal = _GLOG_FATAL.findall(result.stderr)
     detail = fatal[0].strip() if fatal else (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+    if "Network initialization done" in result.stderr:
+        raise ArchError(f"Caffe cannot run the forward and backward passes of {source}: {detail}")
     layers = _LAYER_SETUP.findall(result.stderr)
     where = f" at layer '{layers[-1]}'" if layers else ""
     raise ArchError(f"Caffe cannot set up the net in {source}{where}: {detail}")

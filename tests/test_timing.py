@@ -87,3 +87,13 @@ def test_time_command_refuses_sizes_the_net_cannot_take(caffe, tmp_path, capsys)
     assert "convolution window is larger than the padded 2 x 2 input" in capsys.readouterr().err
     assert cmd_time.main([str(model), "--iterations", "0"]) == 2
     assert "--iterations and --batch must be at least 1" in capsys.readouterr().err
+
+
+def test_a_layer_without_a_backward_pass_is_a_message_not_an_abort(caffe, tmp_path, capsys):
+    # ArgMax is outside the IR, so Caffe is asked in a child process; it has no backward pass
+    model = tmp_path / "argmax.prototxt"
+    model.write_text(SMALL + 'layer { name: "a" type: "ArgMax" bottom: "fc" top: "a" }\n')
+    assert cmd_time.main([str(model), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"archc: error: Caffe cannot run the forward and backward passes of "
+                           f"{model}: Not Implemented Yet")
