@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -130,8 +132,41 @@ def caffe_pb2() -> ModuleType:
     return module
 
 
+_GLOG_FATAL = re.compile(r"^F\d{4,8} [\d:.]+\s+\d+ [^\]]*\] (.*)$", re.MULTILINE)
+# A fixed program (no user text is executed): select a GPU, which Caffe aborts on if it cannot.
+_DEVICE_PROBE = ("import sys\n"
+                 "from runtime.caffe_env import import_caffe\n"
+                 "caffe = import_caffe()\n"
+                 "caffe.set_device(int(sys.argv[1]))\n"
+                 "caffe.set_mode_gpu()\n")
+
+
+def run_in_child(program: str, *args: str) -> subprocess.CompletedProcess:
+    """A fixed Python program run in a child process with full Caffe logging, so that a Caffe
+    abort there can be an error message here."""
+    # The child finds archc's packages where this process found them, installed or not.
+    packages = str(Path(__file__).resolve().parent.parent)
+    search_path = os.pathsep.join(filter(None, [packages, os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-c", program, *args], capture_output=True, text=True,
+                          env={**os.environ, "GLOG_minloglevel": "0", "PYTHONPATH": search_path})
+
+
+def fatal_message(stderr: str) -> str:
+    """What a Caffe that aborted said last: its fatal log line, else its last line."""
+    fatal = _GLOG_FATAL.findall(stderr)
+    return fatal[0].strip() if fatal else (stderr.strip().splitlines() or ["(no message)"])[-1]
+
+
+def check_device(gpu: int) -> None:
+    """Select GPU `gpu` in a child process first: Caffe aborts on a device it cannot use."""
+    result = run_in_child(_DEVICE_PROBE, str(gpu))
+    if result.returncode != 0:
+        raise CaffeError(f"--gpu {gpu}: Caffe cannot use that device: {fatal_message(result.stderr)}")
+
+
 def use_device(gpu: int | None) -> None:
-    """CPU mode, or GPU `gpu`; refuses, before Caffe can abort, when the build has no CUDA."""
+    """CPU mode, or GPU `gpu`; refuses, before Caffe can abort, when the build has no CUDA or
+    cannot use that device."""
     caffe = import_caffe()
     if gpu is None:
         caffe.set_mode_cpu()
@@ -143,5 +178,6 @@ def use_device(gpu: int | None) -> None:
                          f"pycaffe, or drop --gpu to run on the CPU")
     if gpu < 0:
         raise CaffeError(f"--gpu {gpu}: a device number is 0 or more")
+    check_device(gpu)
     caffe.set_device(gpu)
     caffe.set_mode_gpu()

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +182,6 @@ _PROBE = ("import sys\n"
           "if sys.argv[2:] == ['passes']:\n"
           "    net.forward()\n"
           "    net.backward()\n")
-_GLOG_FATAL = re.compile(r"^F\d{4,8} [\d:.]+\s+\d+ [^\]]*\] (.*)$", re.MULTILINE)
 _LAYER_SETUP = re.compile(r"\] (?:Creating layer|Setting up) (\S+)$", re.MULTILINE)
 
 
@@ -192,16 +189,10 @@ def probe_in_child(path: str, source: str, passes: bool = False) -> None:
     """Set the net up in a child process (and with `passes` run it forward and backward once), so
     that a Caffe abort becomes an ArchError here."""
     # Full logging: the last layer Caffe announced is the one whose setup aborted.
-    # The child finds archc's packages where this process found them, installed or not.
-    packages = str(Path(__file__).resolve().parent.parent)
-    search_path = os.pathsep.join(filter(None, [packages, os.environ.get("PYTHONPATH")]))
-    command = [sys.executable, "-c", _PROBE, path, *(["passes"] if passes else [])]
-    result = subprocess.run(command, capture_output=True, text=True,
-                            env={**os.environ, "GLOG_minloglevel": "0", "PYTHONPATH": search_path})
+    result = caffe_env.run_in_child(_PROBE, path, *(["passes"] if passes else []))
     if result.returncode == 0:
         return
-    fatal = _GLOG_FATAL.findall(result.stderr)
-    detail = fatal[0].strip() if fatal else (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+    detail = caffe_env.fatal_message(result.stderr)
     if "Network initialization done" in result.stderr:
         raise ArchError(f"Caffe cannot run the forward and backward passes of {source}: {detail}")
     layers = _LAYER_SETUP.findall(result.stderr)

@@ -146,3 +146,11 @@ def test_a_model_is_a_prototxt_or_an_arch_file_with_its_parameters(tmp_path):
         read_model(prototxt, {"depth": "50"})
     with pytest.raises(ArchError, match="cannot read .*absent.prototxt"):
         read_model(tmp_path / "absent.prototxt")
+
+
+def test_a_device_caffe_cannot_use_is_an_error_not_an_abort(caffe):
+    # A CPU-only Caffe aborts on selecting any GPU, as a CUDA one does on a device it lacks:
+    # the selection is tried in a child process first.
+    from runtime.caffe_env import CaffeError, check_device
+    with pytest.raises(CaffeError, match=r"--gpu 3: Caffe cannot use that device: .*GPU"):
+        check_device(3)
