@@ -148,8 +148,12 @@ def evaluate(argv: list[str]) -> int:
     if preset_name is None and (args.mean is None or args.std is None):
         raise UsageError(f"no preset for {Path(args.model).name}: pass --preset "
                          f"({', '.join(sorted(PRESETS))}) or both --mean and --std")
+    if args.preset is None and preset_name is not None:
+        print(f"archc: note: preset '{preset_name}' chosen from the file name (--preset sets "
+              f"another)", file=sys.stderr)
     preset = PRESETS.get(preset_name or "resnext")
-    sizes = args.sizes or [args.crop_size or preset.crop_size]
+    # Crops of the size the model declares (an .arch's --size), unless told otherwise.
+    sizes = args.sizes or [args.crop_size or netinfo.declared_crop_size(net) or preset.crop_size]
     if args.base_size is not None and args.base_size < max(sizes):
         raise UsageError(f"--base-size {args.base_size} is smaller than the crop size {max(sizes)}")
     if args.gpu is not None and args.gpu < 0:
@@ -302,6 +306,8 @@ def report(document: dict, results: Path) -> str:
     lines = [f"{Path(settings['model']).name}: {settings['crops']} crop(s) of {settings['crop_size']} "
              f"from {settings['base_size']}, {settings['backend']} {settings['device']}"
              + (f", labels remapped {settings['synset']}" if settings["synset"] else ""),
+             f"  preprocessing (BGR): mean {_triple(settings['mean'])}, std {_triple(settings['std'])}"
+             + (f" (preset {settings['preset']})" if settings["preset"] else ""),
              f"  images {counts['images']}: evaluated {counts['evaluated']}, skipped "
              f"{counts['skipped']}, evaluated with notes {counts['with_notes']}"]
     for key, accuracy in document["accuracy"].items():

@@ -15,13 +15,15 @@ from PIL import Image
 
 import evalkit
 from archc import cmd_eval
+from archc.model import compile_arch
+from ir import infer_shapes
 from runtime.eval import results as results_module
 from runtime.eval.errors import EvalError
 from runtime.eval.presets import PRESETS, preset_for_model
 from runtime.eval.results import Lock
 from runtime.eval.synsets import parse_remap, read_synsets, remap_table, val_list_order
 from runtime.eval.vallist import label_entries, parse_val_list
-from runtime.weights import write_caffemodel
+from runtime.weights import initial_weights, write_caffemodel
 
 
 def fails_with(capsys, args, fragment):
@@ -262,6 +264,10 @@ def test_a_failing_final_write_keeps_every_result(eval_dataset, tmp_path, capsys
     ("deploy_inception-v3.prototxt", "inception-v3"), ("deploy_inception-resnet-v2.prototxt", "inception"),
     ("deploy_resnext50-32x4d.prototxt", "resnext"), ("deploy_wrn50-2.prototxt", "wrn"),
     ("deploy_resnet101-v2.prototxt", "resnet-v2"), ("deploy_densenet121.prototxt", None),
+    ("resnet_v2.arch", "resnet-v2"), ("inception_resnet_v2.arch", "inception"),
+    ("wide_resnet50_2.prototxt", "wrn"), ("resnet_v1.arch", None),
+    # other families that merely share a word with one of the seed's
+    ("mobilenet_v2.prototxt", None), ("wide_densenet.arch", None), ("shufflenet_v2.arch", None),
 ])
 def test_presets_follow_the_model_file_name(name, preset):
     assert preset_for_model(name) == preset
@@ -388,3 +394,21 @@ def test_the_inception_v3_preset_remaps_only_a_val_list_not_already_in_2015_orde
     own = parse_val_list("my/cat.jpg 3\nmy/dog.jpg 5\n")
     assert cmd_eval.preset_remap(preset, own, "mine.txt") == ("2012", "2015")
     assert "taking mine.txt's labels to be in ILSVRC2012 order" in capsys.readouterr().err
+
+
+def test_an_arch_model_is_evaluated_at_the_size_it_was_compiled_for(eval_dataset, tmp_path):
+    arch = tmp_path / "tiny.arch"
+    arch.write_text('param size: int = 16\n'
+                    'net {\n  input "data" [1, 3, size, size]\n  conv(4, 3) as "c"\n'
+                    '  avepool(global = true) as "pool"\n  fc(10) as "fc"\n  softmax as "prob"\n}\n')
+    net, _ = compile_arch(str(arch), {"size": "24"})
+    weights_path = tmp_path / "tiny.caffemodel"
+    write_caffemodel(weights_path, initial_weights(infer_shapes(net)))
+    results = tmp_path / "r.json"
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0")
+    for option in ("--crop-size", "--base-size"):
+        del args[args.index(option):args.index(option) + 2]
+    args[0], args[args.index("--weights") + 1] = str(arch), str(weights_path)
+    assert cmd_eval.main([args[0], "--size", "24", *args[1:]]) == 0
+    settings = json.loads(results.read_text())["settings"]
+    assert (settings["crop_size"], settings["base_size"]) == (24, 24)

@@ -23,6 +23,15 @@ def at_input_size(net: Net, size: int) -> ShapedNet:
     return reshaped(net, size, size)
 
 
+def declared_crop_size(net: Net) -> int | None:
+    """The side of the net's one square N x 3 x S x S input as declared (the size a generated
+    net was compiled for), else None."""
+    shapes = list(net.inputs.values())
+    if len(shapes) == 1 and len(shapes[0]) == 4 and shapes[0][2] == shapes[0][3]:
+        return shapes[0][2]
+    return None
+
+
 def classes(shaped: ShapedNet, blob: str) -> int:
     if blob not in shaped.blobs:
         raise EvalError(f"the net has no blob '{blob}' (--blob); its last layer writes "

@@ -6,6 +6,7 @@ resized to first. Every value can be overridden on the command line.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 RESNET_BASES = {224: 256, 320: 320}
@@ -46,16 +47,17 @@ PRESETS: dict[str, Preset] = {
 }
 DEFAULT_PRESET = "resnext"
 
-# Checked in order: the first family whose keyword the model's file name contains.
-_NAME_KEYWORDS = (("inception-v3", "inception-v3"), ("inception_v3", "inception-v3"),
-                  ("inception", "inception"), ("resnext", "resnext"), ("wrn", "wrn"),
-                  ("wide", "wrn"), ("-v2", "resnet-v2"), ("_v2", "resnet-v2"))
+# Checked in order: the first family the model's file name names (whole family names, so that
+# mobilenet_v2 or wide_densenet pick none).
+_NAME_PATTERNS = ((r"inception[-_]?v3", "inception-v3"), (r"inception", "inception"),
+                  (r"resnext", "resnext"), (r"(?<![a-z])wrn|wide[-_]?resnet", "wrn"),
+                  (r"resnet\d*[-_]v2", "resnet-v2"))
 
 
 def preset_for_model(file_name: str) -> str | None:
     """The preset a model's file name suggests (e.g. deploy_inception-v3.prototxt -> inception-v3)."""
     name = file_name.lower()
-    for keyword, preset in _NAME_KEYWORDS:
-        if keyword in name:
+    for pattern, preset in _NAME_PATTERNS:
+        if re.search(pattern, name):
             return preset
     return None
