@@ -69,6 +69,8 @@ def compile_command(args: list[str]) -> int:
         return 0
     from archc.model import compile_arch, split_overrides
 
+    if output is not None and Path(output).exists() and Path(output).samefile(path):
+        raise UsageError(f"-o {output} is the source file itself: write the prototxt elsewhere")
     _, text = compile_arch(path, split_overrides(param_args), dialect)
     if output is None:
         sys.stdout.write(text)
@@ -84,21 +86,23 @@ def _options(args: list[str]):
     output, dialect, show_help, params = None, "ceil_mode", False, []
     index = 0
     while index < len(args):
-        arg = args[index]
-        if arg in ("-h", "--help"):
+        arg, joined, value = args[index].partition("=")
+        if arg in ("-h", "--help") and not joined:
             show_help = True
         elif arg in ("-o", "--output", "--pool-rounding"):
-            if index + 1 >= len(args):
-                raise UsageError(f"{arg} needs a value")
-            index += 1
+            if not joined:  # the value is the next argument
+                if index + 1 >= len(args):
+                    raise UsageError(f"{arg} needs a value")
+                index += 1
+                value = args[index]
             if arg == "--pool-rounding":
-                dialect = args[index]
+                dialect = value
                 if dialect not in POOL_DIALECTS:
                     raise UsageError(f"--pool-rounding must be one of {', '.join(POOL_DIALECTS)}")
             else:
-                output = args[index]
+                output = value
         else:
-            params.append(arg)
+            params.append(args[index])
         index += 1
     return output, dialect, show_help, params
 

@@ -4,6 +4,7 @@ Exit status: 0 when the networks are equal, 1 when they differ, 2 when a file ca
 """
 from __future__ import annotations
 
+import sys
 
 from analysis.diff import diff_nets, normalise
 from archc.model import ArgumentParser, print_error
@@ -21,6 +22,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     nets = []
     for path in (args.a, args.b):
+        if path.endswith(".arch"):
+            return print_error(f"archc: error: {path}: diff compares prototxts; compile the model "
+                               f"first (archc {path} [--PARAM VALUE ...] -o FILE.prototxt)")
         try:
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
@@ -36,7 +40,10 @@ def main(argv: list[str]) -> int:
         print(f"no differences: {len(nets[0].layers)} layers and {len(nets[0].inputs)} input(s) "
               f"compared")
         return 0
-    for difference in differences:
-        print(difference)
-    print(f"{len(differences)} difference(s) between {args.a} (A) and {args.b} (B)")
+    try:
+        for difference in differences:
+            print(difference)
+        print(f"{len(differences)} difference(s) between {args.a} (A) and {args.b} (B)")
+    except BrokenPipeError:  # `archc diff A B | head`: the files still differ
+        sys.stderr.close()
     return 1

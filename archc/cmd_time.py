@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "follow it as --PARAM VALUE (for an .arch family, set the input size with its "
                     "own --size).")
     parser.add_argument("model", metavar="MODEL")
-    parser.add_argument("--batch", type=integer_at_least(0),
+    parser.add_argument("--batch", type=integer_at_least(1),
                         help="images per forward pass (default: the net's)")
-    parser.add_argument("--iterations", type=integer_at_least(0), default=50, help="timed iterations (50)")
+    parser.add_argument("--iterations", type=integer_at_least(1), default=50, help="timed iterations (50)")
     parser.add_argument("--warmup", type=integer_at_least(0), default=1, help="untimed iterations first (1)")
     parser.add_argument("--input-size", type=_input_size, metavar="H[xW]",
                         help="input height and width (default: the net's)")
@@ -45,8 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     try:
         args, rest = build_parser().parse_known_args(argv)
-        if args.iterations < 1 or args.batch == 0:
-            raise UsageError("--iterations and --batch must be at least 1")
         text, source = read_model(args.model, split_overrides(rest))
         net = load_net_text(text, source, gpu=args.gpu, batch=args.batch,
                             input_size=args.input_size, force_backward=True).net

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from archc.model import ArgumentParser, UsageError, print_error, render_error, split_overrides
+from archc.model import (ArgumentParser, UsageError, integer_at_least, print_error, render_error,
+                         split_overrides)
 from codegen.parse import import_net
 from ir import ArchError, ShapedNet, infer_shapes
 from runtime import weights
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --check: layers without weights are not a failure")
     parser.add_argument("--init", metavar="MODEL", help="write filler-initialised weights for MODEL")
     parser.add_argument("-o", "--output", metavar="OUT", help="with --init: the .caffemodel to write")
-    parser.add_argument("--seed", type=int, default=0, help="with --init: random seed (0)")
+    parser.add_argument("--seed", type=integer_at_least(0), default=0,
+                        help="with --init: random seed (0)")
     return parser
 
 

@@ -181,3 +181,22 @@ def test_coefficients_caffe_refuses_are_not_normalised_away(run_diff, operation,
            'eltwise_param { operation: %s %s } }')
     status, out = run_diff(net % (operation, ""), net % (operation, coefficients))
     assert status == 1 and out[0].startswith("layer 's': eltwise_param.coeff")
+
+
+def test_an_arch_file_is_pointed_to_compilation(resnext, tmp_path, run_diff, capsys):
+    arch = str(tmp_path / "model.arch")
+    assert diff_main([arch, arch]) == 2
+    assert "diff compares prototxts; compile the model first" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_still_gets_status_1(resnext, tmp_path):
+    import subprocess
+    import sys
+    a, b = tmp_path / "a.prototxt", tmp_path / "b.prototxt"
+    a.write_text(resnext)
+    b.write_text(edited(resnext, "group: 32", "group: 16", count=16))
+    # the reader is gone before the differences are written (as `| head` can be)
+    script = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-m', 'archc', 'diff', "
+              f"{str(a)!r}, {str(b)!r}], stdout=subprocess.PIPE); "
+              "p.stdout.close(); sys.exit(p.wait())")
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 1

@@ -329,3 +329,17 @@ def test_a_table_cannot_key_on_both_true_and_1(tmp_path):
     error = error_of(tmp_path, 'let t = {1: "one", true: "yes"}\nnet { input "data" [1, 3, 4, 4] }\n')
     assert "cannot have both 1 and true as keys" in error.message
     assert (error.span.line, error.span.column) == (1, 20)
+
+
+def test_cli_options_take_equals_forms_and_refuse_to_overwrite_the_source(tmp_path, capsys):
+    from archc.cli import main
+
+    source = tmp_path / "m.arch"
+    source.write_text('net { input "data" [1, 3, 8, 8]  maxpool(2, stride = 2, round = "floor") as "p" }\n')
+    output = tmp_path / "m.prototxt"
+    assert main([str(source), f"--output={output}", "--pool-rounding=round_mode"]) == 0
+    assert "round_mode: FLOOR" in output.read_text()
+    before = source.read_text()
+    assert main([str(source), "-o", str(source)]) == 2
+    assert "is the source file itself" in capsys.readouterr().err
+    assert source.read_text() == before

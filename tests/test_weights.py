@@ -195,3 +195,12 @@ def test_weights_command_usage_errors(tmp_path, capsys):
     assert "--init MODEL takes -o OUT.caffemodel" in capsys.readouterr().err
     assert cmd_weights.main([str(tmp_path / "absent.caffemodel")]) == 2
     assert "cannot read weights file" in capsys.readouterr().err
+
+
+def test_a_negative_seed_is_a_usage_error(tmp_path, capsys):
+    from archc import cmd_weights
+    model = tmp_path / "m.arch"
+    model.write_text('net { input "data" [1, 3, 8, 8]  conv(4, 3) as "c" }\n')
+    assert cmd_weights.main(["--init", str(model), "-o", str(tmp_path / "w.caffemodel"), "--seed", "-1"]) == 2
+    assert "argument --seed: expected" in capsys.readouterr().err
+    assert not (tmp_path / "w.caffemodel").exists()
