@@ -118,4 +118,6 @@ def _describe_params(path: str) -> str:
         lines.append(f"  --{param.name} {param.type.upper():<6} default {show(param.default)}{allowed}")
         if param.doc:
             lines.append(f"      {param.doc}")
+    if len(lines) == 3:
+        lines.append("  none")
     return "\n".join(lines)

@@ -26,6 +26,15 @@ from ir.net import MAX_BLOB, Layer, Net, ShapeTracker
 # (expressions have their own, in dsl.expressions).
 MAX_LAYERS = 50_000
 MAX_CALL_DEPTH = 64
+MAX_CALL_NOTES = 5  # "called at" notes on an error, innermost first
+# Statements a misspelt keyword was probably meant to be (an unknown name reads as an op).
+STATEMENT_KEYWORDS = ("from", "input", "let", "for", "if")
+# Caffe layer types, as a user who knows Caffe may write them, and the ops that emit them.
+CAFFE_TYPE_OPS = {"convolution": "conv", "innerproduct": "fc", "pooling": "maxpool or avepool",
+                  "eltwise": "sum, product or maximum (merges of branches)",
+                  "batchnorm": "bn (BatchNorm + Scale) or batchnorm", "softmax": "softmax",
+                  "dropout": "dropout", "scale": "scale", "relu": "relu",
+                  "concat": "concat (a merge of branches)"}
 MAX_NAME = 512
 # Work budget of one elaboration: one step per statement and per expression node, plus the size
 # of every value an expression yields. Loops whose bodies add no layers (`for i in 0..100000
@@ -230,6 +239,7 @@ class Elaborator:
         doc = self._string(doc_token, module.scope, None) if doc_token is not None else ""
         module.params.append(ParamInfo(name, kind, default, allowed, doc, span))
         module.scope.values[name] = value
+        module.scope.params.add(name)
 
     def _allowed(self, name: str, tree: Any, scope: Scope) -> list | range | None:
         """A parameter's allowed values; a range stays a range, so `in 1..=100000` costs no
@@ -347,7 +357,19 @@ class Elaborator:
         if name in scope.values:
             raise self.error(f"'{name}' is already defined in this scope: `let` names are fixed "
                              f"once bound; choose a new name", name_token)
+        if self._is_param(name, scope):
+            raise self.error(f"'{name}' is a parameter of this file: a `let` of that name would "
+                             f"hide --{name} from the command line; choose another name", name_token)
         scope.values[name] = self.eval(value_tree, scope, frame)
+
+    def _is_param(self, name: str, scope: Scope) -> bool:
+        """Whether `name`, looked up from `scope`, is a file parameter."""
+        current: Scope | None = scope
+        while current is not None:
+            if name in current.values:
+                return name in current.params
+            current = current.parent
+        return False
 
     def _for(self, stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
         first, second, iterable_tree, body = stmt.children
@@ -418,12 +440,22 @@ class Elaborator:
             self._apply_primitive(target, positional, keywords, as_tree, branches_tree, stmt,
                                   scope, frame)
         elif target is None:
-            candidates = [*PRIMITIVES, *(n for n in scope.names() if isinstance(scope.lookup(n), BlockDef))]
-            close = difflib.get_close_matches(name, candidates, n=1)
-            hint = f": did you mean '{close[0]}'?" if close else f" (ops: {', '.join(PRIMITIVES)})"
-            raise self.error(f"unknown op or block '{name}'{hint}", name_token)
+            raise self.error(f"unknown op or block '{name}'{self._unknown_hint(name, scope)}",
+                             name_token)
         else:
             raise self.error(f"'{name}' is a {type_name(target)}, not an op or block", name_token)
+
+    @staticmethod
+    def _unknown_hint(name: str, scope: Scope) -> str:
+        """The likely intent of an unknown statement name: a Caffe layer type's op, a nearby op,
+        block or statement keyword, else the list of ops."""
+        if name.lower() in CAFFE_TYPE_OPS:
+            return f": for Caffe's {name}, write {CAFFE_TYPE_OPS[name.lower()]}"
+        blocks = [n for n in scope.names() if isinstance(scope.lookup(n), BlockDef)]
+        close = difflib.get_close_matches(name, [*PRIMITIVES, *blocks, *STATEMENT_KEYWORDS], n=1)
+        if close:
+            return f": did you mean '{close[0]}'?"
+        return (f" (ops: {', '.join(PRIMITIVES)}; blocks come from this file or an `import`)")
 
     def _arguments(self, args_tree: lark.Tree | None, scope: Scope, frame: Frame):
         positional: list[tuple[Any, Any]] = []
@@ -467,12 +499,17 @@ class Elaborator:
         if missing:
             raise self.error(f"block '{block.name}' needs argument '{missing[0]}'", stmt)
         inner = Frame(cursor=frame.cursor, input=frame.cursor, depth=frame.depth + 1)
+        call = self.span(stmt)
         caller_path, self.path = self.path, block.span.path
         try:
             for formal, default in block.formals:
                 if formal not in bound.values:
                     bound.values[formal] = self.eval(default, bound, inner)
             self.run_body(block.body, Scope(bound), inner)
+        except ArchError as error:  # the error points into the block: say where it was called
+            if len(error.notes) < MAX_CALL_NOTES:
+                error.notes = (*error.notes, f"in block '{block.name}' called at {call}")
+            raise
         finally:
             self.path = caller_path
         frame.cursor = inner.cursor
@@ -569,11 +606,13 @@ class Elaborator:
         return args
 
     def _layer_names(self, prim: Primitive, count: int, as_tree, scope: Scope, frame: Frame) -> list[str]:
-        if as_tree is None:
+        if as_tree is None:  # <op><counter>, skipping names the program gave layers itself
             names = []
-            for _ in range(count):
+            while len(names) < count:
                 self.auto_names[prim.name] = self.auto_names.get(prim.name, 0) + 1
-                names.append(f"{prim.name}{self.auto_names[prim.name]}")
+                name = f"{prim.name}{self.auto_names[prim.name]}"
+                if not self.tracker.has_layer(name):
+                    names.append(name)
             return names
         names = []
         for tree in as_tree.children:

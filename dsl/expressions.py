@@ -371,6 +371,9 @@ def _attribute(e: "Elaborator", tree, scope, frame) -> Any:
     try:
         return target.attribute(name)
     except (KeyError, ValueError):
+        if name in Tensor.ATTRIBUTES:  # an axis the tensor lacks
+            raise e.error(f"a tensor of shape {brief(list(target.shape))} has no axis '{name}': "
+                          f"n, c, h, w name the axes of a 4-D tensor; use .shape", name_token) from None
         raise e.error(f"a tensor of shape {brief(list(target.shape))} has no attribute '{name}' "
                       f"(attributes: {', '.join(Tensor.ATTRIBUTES)})", name_token) from None
 

@@ -52,6 +52,7 @@ class Scope:
     def __init__(self, parent: "Scope | None" = None):
         self.parent = parent
         self.values: dict[str, Any] = {}
+        self.params: set[str] = set()  # the names bound by `param` (a file's top-level scope)
 
     def lookup(self, name: str) -> Any:
         scope: Scope | None = self

@@ -87,6 +87,9 @@ class ShapeTracker:
         self._by_name: dict[str, Layer] = {}
         self._first_reader: dict[str, str] = {}  # blob -> first layer to read its current values
 
+    def has_layer(self, name: str) -> bool:
+        return name in self._by_name
+
     def add(self, layer: Layer) -> LayerShapes:
         if layer.name in self._by_name:
             first = self._by_name[layer.name].span

@@ -343,3 +343,35 @@ def test_cli_options_take_equals_forms_and_refuse_to_overwrite_the_source(tmp_pa
     assert main([str(source), "-o", str(source)]) == 2
     assert "is the source file itself" in capsys.readouterr().err
     assert source.read_text() == before
+
+
+def test_a_let_cannot_hide_a_file_parameter(tmp_path):
+    text = 'param size: int = 8\nnet {\n  let size = 16\n  input "data" [1, 3, size, size]\n}\n'
+    error = error_of(tmp_path, text, size=32)
+    assert "'size' is a parameter of this file: a `let` of that name would hide --size" in error.message
+    assert (error.span.line, error.span.column) == (3, 7)
+    # a block's own parameter of that name is the block's business
+    net = compile_text(tmp_path, 'param size: int = 8\nblock b(size) { conv(size, 1) as "c" }\n'
+                                 'net { input "data" [1, 3, size, size]  b(4) }\n')
+    assert net.layers[0].op.num_output == 4
+
+
+def test_automatic_names_skip_names_the_program_gave(tmp_path):
+    net = compile_text(tmp_path, 'net { input "data" [1, 3, 8, 8]  conv(4, 1) as "conv1"  conv(4, 1) }')
+    assert [layer.name for layer in net.layers] == ["conv1", "conv2"]
+
+
+def test_an_axis_a_tensor_lacks_is_named_as_such(tmp_path):
+    error = error_of(tmp_path, 'net { input "data" [2, 8]  fc(4) as "f{current.h}" }')
+    assert "a tensor of shape [2, 8] has no axis 'h': n, c, h, w name the axes of a 4-D tensor" in error.message
+
+
+def test_an_error_inside_a_block_says_where_the_block_was_called(tmp_path):
+    text = ('block inner(w) { conv(w, 1, stride = "2") as "c" }\n'
+            'block outer(w) { inner(w) }\n'
+            'net {\n  input "data" [1, 3, 8, 8]\n  outer(4)\n}\n')
+    error = error_of(tmp_path, text)
+    assert (error.span.line, error.span.column) == (1, 29)
+    model = tmp_path / "model.arch"
+    assert error.notes == (f"in block 'inner' called at {model}:2:18",
+                           f"in block 'outer' called at {model}:5:3")
