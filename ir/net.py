@@ -9,10 +9,10 @@ import math
 from dataclasses import dataclass, field
 
 from ir.diagnostics import ArchError, Span
-from ir.ops import Op, Shape, ShapeError, format_shape
+from ir.ops import INT_MAX, Op, Shape, ShapeError, format_shape
 
 # Caffe counts a blob's elements in a C int (Blob::Reshape checks it).
-MAX_BLOB = 2 ** 31 - 1
+MAX_BLOB = INT_MAX
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 Shape = tuple[int, ...]
+INT_MAX = 2 ** 31 - 1  # Caffe's sizes and blob counts are C ints
 
 
 class ShapeError(ValueError):
@@ -96,13 +97,22 @@ class Convolution(Op):
                 f"and num_output ({self.num_output})")
         extent = (self.dilation * (self.kernel_h - 1) + 1, self.dilation * (self.kernel_w - 1) + 1)
         padded = (h + 2 * self.pad_h, w + 2 * self.pad_w)
-        if extent[0] > padded[0] or extent[1] > padded[1]:
+        if max(padded) > INT_MAX:
+            raise ShapeError(f"the padded input {padded[0]} x {padded[1]} overflows Caffe's 32-bit sizes")
+        # Caffe divides with C's truncation: a window overhanging the padded input by less than
+        # a stride still gives one output (the overhang reads zeros).
+        out_h = _truncated(padded[0] - extent[0], self.stride_h) + 1
+        out_w = _truncated(padded[1] - extent[1], self.stride_w) + 1
+        if min(out_h, out_w) <= 0:
             raise ShapeError(
                 f"the {extent[0]} x {extent[1]} convolution window is larger than the padded "
                 f"{padded[0]} x {padded[1]} input: use a larger input size, a smaller kernel or "
                 f"dilation, or more padding")
-        out_h = (h + 2 * self.pad_h - (self.dilation * (self.kernel_h - 1) + 1)) // self.stride_h + 1
-        out_w = (w + 2 * self.pad_w - (self.dilation * (self.kernel_w - 1) + 1)) // self.stride_w + 1
+        # im2col unrolls every window of the image into one buffer, itself a Caffe blob
+        columns = c * self.kernel_h * self.kernel_w * out_h * out_w
+        if columns > INT_MAX:
+            raise ShapeError(f"the convolution's im2col buffer ({columns} values) exceeds the "
+                             f"{INT_MAX} a Caffe blob holds: use a smaller input size or kernel")
         return (n, self.num_output, out_h, out_w)
 
     def param_shapes(self, inputs: list[Shape]) -> list[Shape]:
@@ -188,8 +198,14 @@ class Pooling(Op):
 def _pooled(size: int, kernel: int, stride: int, pad: int, rounding: str, padded: bool) -> int:
     """Caffe's pooled size: ceil (or floor) of a float32 division, minus a last window starting
     in the padding. Float32, as Caffe computes it: beyond 2**24 it rounds (off by one at times)."""
-    quotient = _float32(_float32(size + 2 * pad - kernel) / stride)
+    quotient = _float32(_float32(size + 2 * pad - kernel) / _float32(stride))
     out = (math.ceil(quotient) if rounding == "ceil" else math.floor(quotient)) + 1
+    if not padded and (out - 1) * stride >= size:
+        # Unpadded, Caffe keeps a last window that starts past the input: it pools nothing
+        # (MAX gives -FLT_MAX) and its backward pass corrupts memory.
+        raise ShapeError(f"the last pooling window would start past the input ({size} wide, "
+                         f"stride {stride}, kernel {kernel}): use floor rounding, a kernel at "
+                         f"least as large as the stride, or another input size")
     if padded and (out - 1) * stride >= size + pad:
         out -= 1
     return out
@@ -450,6 +466,12 @@ def _axis_index(axis: int, shape: Shape, op: str) -> int:
     if not 0 <= index < len(shape):
         raise ShapeError(f"{op} axis {axis} is out of range for a {len(shape)}-D input")
     return index
+
+
+def _truncated(numerator: int, denominator: int) -> int:
+    """Integer division rounding toward zero, as C's `/` does."""
+    quotient = abs(numerator) // denominator
+    return quotient if numerator >= 0 else -quotient
 
 
 def _float32(value: float) -> float:

@@ -180,3 +180,35 @@ def test_an_in_place_rewrite_after_another_reader_is_refused():
     with pytest.raises(ArchError, match="'r' rewrites blob 'c' in place after layer 'p' read it") as error:
         infer_shapes(net_of(body))
     assert error.value.span.line == 5  # header 2 lines, conv, pooling, then the ReLU
+
+
+def test_a_window_overhanging_by_less_than_a_stride_gives_one_output_as_in_caffe():
+    # Caffe's C division truncates: (4 - 5) / 2 + 1 = 1, and the overhang reads zeros
+    net = net_of(conv("kernel_size: 5 stride: 2"), header=HEADER.replace("dim: 32 dim: 32", "dim: 4 dim: 4"))
+    assert infer_shapes(net).blobs["c"] == (1, 8, 1, 1)
+    with pytest.raises(ArchError, match="the 5 x 5 convolution window is larger than the padded 4 x 4"):
+        infer_shapes(net_of(conv("kernel_size: 5"), header=HEADER.replace("dim: 32 dim: 32", "dim: 4 dim: 4")))
+
+
+def test_an_im2col_buffer_beyond_a_caffe_blob_is_refused():
+    header = 'input: "data"\ninput_shape { dim: 1 dim: 64 dim: 1024 dim: 1024 }\n'
+    with pytest.raises(ArchError, match=r"im2col buffer \(3288334336 values\) exceeds"):
+        infer_shapes(net_of(conv("kernel_size: 7 pad: 3"), header))
+
+
+def test_a_pooling_window_starting_past_the_input_is_refused():
+    # ceil rounding, stride 2 over kernel 1, no padding: the 5th window would start at 8
+    header = 'input: "data"\ninput_shape { dim: 1 dim: 1 dim: 8 dim: 8 }\n'
+    with pytest.raises(ArchError, match="the last pooling window would start past the input"):
+        infer_shapes(net_of(POOL.format("pool: MAX kernel_size: 1 stride: 2"), header))
+    floor = POOL.format("pool: MAX kernel_size: 1 stride: 2 round_mode: FLOOR")
+    assert infer_shapes(net_of(floor, header)).blobs["p"] == (1, 1, 4, 4)
+
+
+def test_the_pooling_stride_is_a_float32_too():
+    # Caffe divides 16777216 by float(16777217) = 16777216: 1, so 2 windows, the second starting
+    # past the input (pycaffe allocates 1 x 2 and pools nothing there): refused, not miscounted
+    header = 'input: "data"\ninput_shape { dim: 1 dim: 1 dim: 1 dim: 16777217 }\n'
+    body = POOL.format("pool: MAX kernel_h: 1 kernel_w: 1 stride_h: 1 stride_w: 16777217 round_mode: FLOOR")
+    with pytest.raises(ArchError, match="16777217 wide, stride 16777217"):
+        infer_shapes(net_of(body, header))

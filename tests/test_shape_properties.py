@@ -19,12 +19,15 @@ PROPERTY = settings(max_examples=300, deadline=None)
 
 
 def conv_positions(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
-    """Windows that fit the padded axis: start at -pad, step by stride, end inside."""
+    """Windows that fit the padded axis: start at -pad, step by stride, end inside. When none
+    fits, Caffe still counts one that overhangs by less than a stride (C's division truncates)."""
     extent = dilation * (kernel - 1) + 1
     count, start = 0, -pad
     while start + extent <= size + pad:
         count += 1
         start += stride
+    if count == 0 and extent - (size + 2 * pad) < stride:
+        count = 1
     return count
 
 
@@ -93,7 +96,13 @@ def test_pooling_counts_window_placements(case):
     ceil = op.rounding == "ceil"
     out_h = pool_positions(h, op.kernel_h, op.stride_h, op.pad_h, ceil, padded)
     out_w = pool_positions(w, op.kernel_w, op.stride_w, op.pad_w, ceil, padded)
-    assert op.infer([(n, c, h, w)]) == (n, c, out_h, out_w)
+    # unpadded, a last (ceil) window starting past the input pools nothing: refused
+    empty = not padded and ((out_h - 1) * op.stride_h >= h or (out_w - 1) * op.stride_w >= w)
+    if empty:
+        with pytest.raises(ShapeError, match="the last pooling window would start past the input"):
+            op.infer([(n, c, h, w)])
+    else:
+        assert op.infer([(n, c, h, w)]) == (n, c, out_h, out_w)
 
 
 @PROPERTY
