@@ -90,7 +90,8 @@ def summarise(shaped: ShapedNet) -> Summary:
         else:
             block = block_of[layer.name]
         # an in-place layer or a reshaped view allocates no activation memory of its own
-        activations = 0 if layer.in_place or layer.op.views_input else math.prod(entry.output[1:])
+        activations = 0 if layer.in_place or layer.op.is_view(len(layer.bottoms)) else \
+            math.prod(entry.output[1:])
         for top in layer.tops:
             block_of_blob[top] = block
         rows.append(Row(layer.name, layer.type, block, entry.output[1:], entry.params, entry.macs,

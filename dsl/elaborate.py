@@ -152,8 +152,10 @@ class Elaborator:
         self.input_span: Span | None = None
         self.auto_names: dict[str, int] = {}
         self.interpolations: dict[tuple[str, int, int], list[Any]] = {}
-        # blob -> the in-place layers that rewrote it, in order (a Tensor's version counts them)
+        # memory -> the in-place layers that rewrote it, in order (a Tensor's version counts
+        # them); a blob's memory is its own, or that of the blob it is a view of (Reshape...)
         self.rewrites: dict[str, list[Layer]] = {}
+        self.memory: dict[str, str] = {}
         # The file whose nodes are being evaluated: parse trees carry no path, and a block
         # defined in an imported library runs with that library's path.
         self.path = ""
@@ -548,6 +550,9 @@ class Elaborator:
                 if inplace and top_override is not None:
                     raise self.error("give either `top` or `inplace = true`, not both",
                                      keywords["top"][1])
+                if inplace is False and top_override is not None and top_override in bottoms:
+                    raise self.error(f"top = \"{top_override}\" is the input blob, which is in "
+                                     f"place after all: name a new blob", keywords["top"][1])
                 in_place = op.in_place_ok and top_override is None and (
                     inplace or (inplace is None and prim.in_place))
                 top = bottoms[0] if in_place else (top_override or layer_name)
@@ -560,20 +565,27 @@ class Elaborator:
             layer = Layer(layer_name, op, tuple(bottoms), (top,), span)
             shaped = self.tracker.add(layer)
             if layer.in_place:
-                self.rewrites.setdefault(top, []).append(layer)
-            frame.cursor = Tensor(top, shaped.output, len(self.rewrites.get(top, ())))
+                self.rewrites.setdefault(self._memory(top), []).append(layer)
+            elif op.is_view(len(bottoms)):
+                self.memory[top] = self._memory(bottoms[0])
+            frame.cursor = Tensor(top, shaped.output, len(self.rewrites.get(self._memory(top), ())))
             bottoms = [top]
+
+    def _memory(self, blob: str) -> str:
+        return self.memory.get(blob, blob)
 
     def _check_current(self, tensor: Tensor, prim: Primitive, stmt: lark.Tree) -> None:
         """Refuse to read a value an in-place layer has since rewritten: Caffe has only the new one."""
-        rewrites = self.rewrites.get(tensor.blob, ())
+        rewrites = self.rewrites.get(self._memory(tensor.blob), ())
         if tensor.version == len(rewrites):
             return
         writer = rewrites[tensor.version]
+        shared = "" if writer.tops[0] == tensor.blob else \
+            f" through '{writer.tops[0]}' (which shares its memory in Caffe)"
         raise self.error(f"'{prim.name}' reads blob '{tensor.blob}' as it was before layer "
-                         f"'{writer.name}' (at {writer.span}) rewrote it in place, and Caffe keeps "
-                         f"only the rewritten values: give '{writer.name}' `inplace = false` so "
-                         f"both exist", stmt)
+                         f"'{writer.name}' (at {writer.span}) rewrote it in place{shared}, and "
+                         f"Caffe keeps only the rewritten values: give '{writer.name}' "
+                         f"`inplace = false` so both exist", stmt)
 
     def _bind_primitive_args(self, prim: Primitive, positional, keywords, stmt) -> dict[str, Any]:
         if len(positional) > len(prim.params):

@@ -54,6 +54,10 @@ class Op:
     def infer(self, inputs: list[Shape]) -> Shape:
         return inputs[0]
 
+    def is_view(self, bottoms: int) -> bool:
+        """Whether Caffe's top shares the (one) bottom's memory: writing one writes the other."""
+        return self.views_input
+
     def param_shapes(self, inputs: list[Shape]) -> list[Shape]:
         """Shapes of the learnable/stored blobs Caffe allocates for this layer, in order."""
         return []
@@ -334,6 +338,9 @@ class Concat(Op):
     max_bottoms: ClassVar[int | None] = None
 
     axis: int = 1
+
+    def is_view(self, bottoms: int) -> bool:
+        return bottoms == 1  # Caffe shares a lone input's memory instead of copying it
 
     def infer(self, inputs: list[Shape]) -> Shape:
         first = inputs[0]
