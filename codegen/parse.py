@@ -99,27 +99,66 @@ def net_from_prototxt(proto: Prototxt) -> Net:
     layers: list[Layer] = []
     stages = deploy_stages(message)
     weight_names: dict[str, str] = {}  # param name -> the layer that first named it
+    read: set[str] = set()  # blobs read so far
     for layer, span in zip(message.layer, proto.layer_spans):
+        if layer.include and layer.exclude:
+            raise ArchError(f"layer '{layer.name}' has both include and exclude rules, which "
+                            f"Caffe refuses: keep one kind", span)
         if not included_in_deploy_net(layer, stages):
             continue
-        if layer.HasField("phase") and layer.phase != TEST_PHASE:
-            raise ArchError(f"layer '{layer.name}' sets phase: TRAIN, so Caffe would run it in "
-                            f"training mode inside a deploy net: remove the field", span)
-        for param in layer.param:
-            first = weight_names.setdefault(param.name, layer.name) if param.name else layer.name
-            if first != layer.name:
-                raise ArchError(f"layer '{layer.name}' shares weights with layer '{first}' "
-                                f"(param name '{param.name}'), which archc does not model", span)
+        _check_layer_fields(layer, span, weight_names)
         if layer.type == "Input":
+            _require_fresh_inputs(layer, span, inputs, read)
             inputs.update(input_layer_shapes(layer, span))
             input_span = input_span or span
             continue
+        if len(layer.top) != 1:
+            raise ArchError(f"layer '{layer.name}' has {len(layer.top)} top blobs; archc models "
+                            f"layers with one", span)
         op = op_from_layer(layer, proto.dialect, span)
+        param_blobs = len(op.param_shapes([(1, 1, 1, 1)]))
+        if len(layer.param) > param_blobs:
+            raise ArchError(f"layer '{layer.name}' gives {len(layer.param)} param specs for its "
+                            f"{param_blobs} parameter blob(s), which Caffe refuses", span)
         layers.append(Layer(layer.name, op, tuple(layer.bottom), tuple(layer.top), span))
+        read.update(layer.bottom)
     if not inputs:
         raise ArchError("the prototxt declares no input: add `input` + `input_shape` or an Input layer",
                         Span(proto.path, 1, 1))
     return Net(inputs, layers, name=message.name or None, input_span=input_span)
+
+
+def _check_layer_fields(layer: Message, span: Span | None, weight_names: dict[str, str]) -> None:
+    """Fields that make Caffe abort or run a layer in a way archc does not model."""
+    if layer.HasField("phase") and layer.phase != TEST_PHASE:
+        raise ArchError(f"layer '{layer.name}' sets phase: TRAIN, so Caffe would run it in "
+                        f"training mode inside a deploy net: remove the field", span)
+    names = [param.name for param in layer.param if param.name]
+    if len(set(names)) != len(names):
+        raise ArchError(f"layer '{layer.name}' names one param blob twice", span)
+    for name in names:
+        first = weight_names.setdefault(name, layer.name)
+        if first != layer.name:
+            raise ArchError(f"layer '{layer.name}' shares weights with layer '{first}' "
+                            f"(param name '{name}'), which archc does not model", span)
+    for field, count, what in (("propagate_down", len(layer.bottom), "bottom"),
+                               ("loss_weight", len(layer.top), "top")):
+        given = len(getattr(layer, field))
+        if given not in (0, count):
+            raise ArchError(f"layer '{layer.name}' gives {given} {field} values for {count} "
+                            f"{what} blob(s): Caffe takes none or one per {what}", span)
+
+
+def _require_fresh_inputs(layer: Message, span: Span | None, inputs: dict, read: set[str]) -> None:
+    """An Input layer takes no bottoms and provides blobs nobody provided or read before."""
+    if layer.bottom:
+        raise ArchError(f"Input layer '{layer.name}' takes no bottom blobs", span)
+    for top in layer.top:
+        if top in inputs:
+            raise ArchError(f"Input layer '{layer.name}' declares input '{top}' a second time", span)
+        if top in read:
+            raise ArchError(f"Input layer '{layer.name}' provides '{top}' after a layer already "
+                            f"read it: move the Input layer first", span)
 
 
 def deploy_stages(message: Message) -> frozenset[str]:
@@ -154,6 +193,8 @@ def declared_inputs(message: Message, span: Span | None) -> dict[str, tuple[int,
     if len(shapes) != len(names):
         raise ArchError(f"{len(names)} inputs but {len(shapes)} input_shape entries: give one "
                         f"shape per input", span)
+    if len(set(names)) != len(names):
+        raise ArchError("an input is declared twice: give each `input` once", span)
     return _checked_shapes(dict(zip(names, shapes)), span)
 
 

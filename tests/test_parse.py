@@ -141,6 +141,20 @@ POOL = 'layer {{ name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param
     (conv("kernel_size: 1", "a").replace('top: "a"', 'top: "a" param { name: "w" }')
      + conv("kernel_size: 1", "b").replace('top: "b"', 'top: "b" param { name: "w" }'),
      "'b' shares weights with layer 'a'"),
+    ('layer { name: "r" type: "ReLU" bottom: "data" top: "r" include { phase: TEST } '
+     'exclude { phase: TRAIN } }', "both include and exclude rules"),
+    (conv("kernel_size: 1 bias_term: false").replace('top: "c"', 'top: "c" param { } param { }'),
+     "gives 2 param specs for its 1 parameter blob"),
+    (conv("kernel_size: 1").replace('top: "c"', 'top: "c" param { name: "w" } param { name: "w" }'),
+     "names one param blob twice"),
+    ('layer { name: "r" type: "ReLU" bottom: "data" top: "r" propagate_down: true '
+     'propagate_down: false }', "gives 2 propagate_down values for 1 bottom"),
+    ('layer { name: "r" type: "ReLU" bottom: "data" top: "r" loss_weight: 1 loss_weight: 2 }',
+     "gives 2 loss_weight values for 1 top"),
+    ('layer { name: "in" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }',
+     "declares input 'data' a second time"),
+    ('layer { name: "in" type: "Input" bottom: "data" top: "y" input_param { shape { dim: 1 } } }',
+     "takes no bottom blobs"),
 ])
 def test_nets_caffe_would_abort_on_or_run_differently_are_refused(body, message):
     with pytest.raises(ArchError, match=message):
@@ -212,3 +226,12 @@ def test_the_pooling_stride_is_a_float32_too():
     body = POOL.format("pool: MAX kernel_h: 1 kernel_w: 1 stride_h: 1 stride_w: 16777217 round_mode: FLOOR")
     with pytest.raises(ArchError, match="16777217 wide, stride 16777217"):
         infer_shapes(net_of(body, header))
+
+
+def test_an_input_layer_after_a_reader_of_its_blob_is_refused():
+    body = ('layer { name: "r" type: "ReLU" bottom: "x" top: "r" }\n'
+            'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 } } }\n')
+    with pytest.raises(ArchError, match="provides 'x' after a layer already read it"):
+        net_of(body)
+    with pytest.raises(ArchError, match="an input is declared twice"):
+        net_of(conv("kernel_size: 1"), header=HEADER + HEADER)

@@ -98,3 +98,14 @@ def test_a_layer_without_a_backward_pass_is_a_message_not_an_abort(caffe, tmp_pa
     err = capsys.readouterr().err
     assert err.strip() == (f"archc: error: Caffe cannot run the forward and backward passes of "
                            f"{model}: Not Implemented Yet")
+
+
+def test_a_layer_with_two_tops_is_timed_through_caffe(caffe, tmp_path, capsys):
+    # archc models one top per layer; Caffe's MAX pooling may also write its mask, so Caffe is
+    # asked (in a child process) and the net is timed
+    model = tmp_path / "mask.prototxt"
+    model.write_text('input: "data"\ninput_shape { dim: 1 dim: 2 dim: 4 dim: 4 }\n'
+                     'layer { name: "p" type: "Pooling" bottom: "data" top: "p" top: "mask" '
+                     'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n')
+    assert cmd_time.main([str(model), "--iterations", "1"]) == 0
+    assert "Pooling" in capsys.readouterr().out
