@@ -19,6 +19,7 @@ Both files are reduced to a normal form and compared field by field, layers matc
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
@@ -68,9 +69,12 @@ def normalise(proto: Prototxt) -> NormalNet:
     net = NormalNet(declared_inputs(message, proto.input_span))
     writes = {name: 1 for name in net.inputs}
     stages = deploy_stages(message)
-    for layer, span in zip(message.layer, proto.layer_spans):
-        if not included_in_deploy_net(layer, stages):
-            continue
+    included = [(layer, span) for layer, span in zip(message.layer, proto.layer_spans)
+                if included_in_deploy_net(layer, stages)]
+    # a param name matters only when layers share the blob it names
+    owners = Counter(name for layer, _ in included for name in {p.name for p in layer.param if p.name})
+    shared = {name for name, count in owners.items() if count > 1}
+    for layer, span in included:
         if layer.name in net.layers:
             raise ArchError(f"duplicate layer name '{layer.name}'", span)
         if layer.type == "Input":
@@ -79,7 +83,7 @@ def normalise(proto: Prototxt) -> NormalNet:
                 writes[top] = 1
             continue
         try:
-            net.layers[layer.name] = _normal_layer(layer, proto.dialect, writes)
+            net.layers[layer.name] = _normal_layer(layer, proto.dialect, writes, shared)
         except ValueError as error:
             raise ArchError(f"{layer.type} layer '{layer.name}': {error}", span) from None
         for top in layer.top:
@@ -87,13 +91,14 @@ def normalise(proto: Prototxt) -> NormalNet:
     return net
 
 
-def _normal_layer(layer: Message, dialect: str, writes: dict[str, int]) -> NormalLayer:
+def _normal_layer(layer: Message, dialect: str, writes: dict[str, int],
+                  shared: set[str]) -> NormalLayer:
     bottoms = tuple((blob, writes.get(blob, 0)) for blob in layer.bottom)
     fields = flatten(layer, skip=IGNORED_LAYER_FIELDS | _foreign_params(layer))
     # A layer runs in its own phase if it sets one, else the net's: TEST for a deploy net.
     test_phase = not layer.HasField("phase") or layer.phase == TEST_PHASE
     fields["phase"] = "TEST" if test_phase else "TRAIN"
-    _weight_sharing(layer, fields)
+    _weight_sharing(layer, fields, shared)
     commutative = False
     if layer.type in SPATIAL_PAIRS:
         _normalise_pairs(layer, SPATIAL_PAIRS[layer.type], fields)
@@ -111,12 +116,14 @@ def _normal_layer(layer: Message, dialect: str, writes: dict[str, int]) -> Norma
     return NormalLayer(layer.type, bottoms, tuple(layer.top), fields, commutative)
 
 
-def _weight_sharing(layer: Message, fields: dict[str, object]) -> None:
-    """Named parameter blobs (shared between layers of that name) and how sharing is checked;
-    the learning-rate and decay multipliers of `param` are training-only and ignored."""
+def _weight_sharing(layer: Message, fields: dict[str, object], shared: set[str]) -> None:
+    """Parameter blobs shared with other layers (by a param name that several layers give) and
+    how sharing is checked; a name only one layer gives, and the learning-rate and decay
+    multipliers of `param`, change nothing at inference and are ignored."""
     for index, param in enumerate(layer.param):
-        if param.name:
-            fields[f"param[{index}].name"] = param.name
+        if param.name not in shared:
+            continue
+        fields[f"param[{index}].name"] = param.name
         if param.HasField("share_mode"):
             fields[f"param[{index}].share_mode"] = _scalar(
                 param.DESCRIPTOR.fields_by_name["share_mode"], param.share_mode)

@@ -95,6 +95,8 @@ def _options(args: list[str]):
                     raise UsageError(f"{arg} needs a value")
                 index += 1
                 value = args[index]
+            if not value:
+                raise UsageError(f"{arg} needs a value")
             if arg == "--pool-rounding":
                 dialect = value
                 if dialect not in POOL_DIALECTS:

@@ -231,6 +231,8 @@ class Elaborator:
         default = self.eval(default_tree, module.scope, None)
         default = self._coerce_param(default, kind, f"the default of '{name}'", default_tree)
         allowed = self._allowed(name, allowed_tree, module.scope)
+        if kind == "float" and isinstance(allowed, range):  # its integers, not an interval
+            allowed = list(allowed)
         value = default
         if name in overrides:
             value = self._parse_override(name, kind, overrides[name], span)

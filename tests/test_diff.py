@@ -164,6 +164,8 @@ def test_differences_that_change_what_caffe_computes_are_reported(run_diff, chan
 def test_training_multipliers_stay_ignored_and_layers_of_other_stages_stay_out(run_diff):
     multipliers = 'param { lr_mult: 1 decay_mult: 1 } '
     assert run_diff(small(), small(param1=multipliers, phase="phase: TEST "))[0] == 0
+    # a param name no other layer gives shares nothing
+    assert run_diff(small(), small(param1='param { name: "cw" lr_mult: 1 } '))[0] == 0
     assert run_diff(small(include="exclude { stage: \"train\" } "),
                     small(state='state { stage: "deploy" }\n'))[0] == 0
     not_stage = small(state='state { stage: "deploy" }\n',

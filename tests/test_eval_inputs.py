@@ -266,6 +266,7 @@ def test_a_failing_final_write_keeps_every_result(eval_dataset, tmp_path, capsys
     ("deploy_resnet101-v2.prototxt", "resnet-v2"), ("deploy_densenet121.prototxt", None),
     ("resnet_v2.arch", "resnet-v2"), ("inception_resnet_v2.arch", "inception"),
     ("wide_resnet50_2.prototxt", "wrn"), ("resnet_v1.arch", None),
+    ("resnet-152-v2.prototxt", "resnet-v2"), ("deploy_resnet-101-v2.prototxt", "resnet-v2"),
     # other families that merely share a word with one of the seed's
     ("mobilenet_v2.prototxt", None), ("wide_densenet.arch", None), ("shufflenet_v2.arch", None),
 ])
@@ -412,3 +413,22 @@ def test_an_arch_model_is_evaluated_at_the_size_it_was_compiled_for(eval_dataset
     assert cmd_eval.main([args[0], "--size", "24", *args[1:]]) == 0
     settings = json.loads(results.read_text())["settings"]
     assert (settings["crop_size"], settings["base_size"]) == (24, 24)
+
+
+def test_a_run_from_before_folding_resumes_with_keep_batchnorm(caffe, eval_dataset, tmp_path, capsys):
+    # results files written before these settings existed ran BatchNorm as written and allowed
+    # no missing weights
+    results = tmp_path / "r.json"
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0",
+                             "--nets", "1", backend="caffe")
+    assert cmd_eval.main([*args, "--keep-batchnorm"]) == 0
+    document = json.loads(results.read_text())
+    for key in ("fold_batchnorm", "layers_without_weights"):
+        del document["settings"][key]
+    results.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert cmd_eval.main(args) == 2
+    assert ("fold_batchnorm false there, true now; --keep-batchnorm runs BatchNorm as written"
+            in capsys.readouterr().err)
+    assert cmd_eval.main([*args, "--keep-batchnorm"]) == 0
+    assert "already complete for these settings" in capsys.readouterr().err

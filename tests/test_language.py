@@ -162,6 +162,12 @@ def test_parameter_overrides_types_and_allowed_values(tmp_path):
     assert "expects an int" in error_of(tmp_path, text, width="four").message
 
 
+def test_a_float_parameter_with_an_integer_range_takes_those_integers(tmp_path):
+    text = 'param f: float = 2.0 in 1..=3\nnet { input "data" [1, 3, 4, 4]  dropout(f / 4) as "d" }\n'
+    assert compile_text(tmp_path, text, f="3").layers[0].op.ratio == 0.75
+    assert "choose one of 1, 2, 3" in error_of(tmp_path, text, f="2.5").message
+
+
 @pytest.mark.parametrize("allowed, value, shown", [
     ("1..=100000", 0, "choose one of 1..=100000"),
     ("0..100000", 100000, "choose one of 0..=99999"),
@@ -342,6 +348,8 @@ def test_cli_options_take_equals_forms_and_refuse_to_overwrite_the_source(tmp_pa
     before = source.read_text()
     assert main([str(source), "-o", str(source)]) == 2
     assert "is the source file itself" in capsys.readouterr().err
+    assert main([str(source), "-o="]) == 2
+    assert "-o needs a value" in capsys.readouterr().err
     assert source.read_text() == before
 
 

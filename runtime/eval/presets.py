@@ -51,7 +51,7 @@ DEFAULT_PRESET = "resnext"
 # mobilenet_v2 or wide_densenet pick none).
 _NAME_PATTERNS = ((r"inception[-_]?v3", "inception-v3"), (r"inception", "inception"),
                   (r"resnext", "resnext"), (r"(?<![a-z])wrn|wide[-_]?resnet", "wrn"),
-                  (r"resnet\d*[-_]v2", "resnet-v2"))
+                  (r"resnet[-_]?\d*[-_]v2", "resnet-v2"))
 
 
 def preset_for_model(file_name: str) -> str | None:

@@ -34,11 +34,20 @@ def dump_line(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True) + "\n"
 
 
+# Settings added after the first files of this format were written, with the value every run
+# before them had (no folding; no layers allowed to miss weights).
+ADDED_SETTINGS = {"fold_batchnorm": False, "layers_without_weights": []}
+# How to ask for a setting's other value, where a flag does it.
+SETTING_FLAGS = {"fold_batchnorm": "--keep-batchnorm runs BatchNorm as written"}
+
+
 def settings_difference(old: dict, new: dict) -> str | None:
     """The first setting (other than a location) whose value differs, described; None if none."""
+    old = {**ADDED_SETTINGS, **old}
     for key in sorted(set(old) | set(new)):
         if key not in LOCATION_KEYS and old.get(key) != new.get(key):
-            return f"{key} {json.dumps(old.get(key))} there, {json.dumps(new.get(key))} now"
+            flag = f"; {SETTING_FLAGS[key]}" if key in SETTING_FLAGS else ""
+            return f"{key} {json.dumps(old.get(key))} there, {json.dumps(new.get(key))} now{flag}"
     return None
 
 
