@@ -50,12 +50,18 @@ def assert_only_input_size_changes(arch: str, size: int, **params) -> None:
     assert infer_shapes(net).layers[-1].output == (1, int(params.get("classes", 1000)))
 
 
-def assert_caffe_allocates_the_inferred_shapes(net, text: str) -> None:
+def assert_caffe_allocates_the_inferred_shapes(net, text: str):
     """Real Caffe, given the generated prototxt, allocates exactly the blob and parameter shapes
-    the IR inferred (needs the `caffe` fixture)."""
+    the IR inferred (needs the `caffe` fixture); the Caffe net, for further checks."""
     shaped = infer_shapes(net)
     caffe_net = load_net_text(text, "<generated>").net
     assert {name: tuple(caffe_net.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
     # Caffe inserts parameterless Split layers of its own: compare the layers that own blobs.
     assert {name: shapes for name, shapes in expected_from_caffe(caffe_net).items() if shapes} == \
         {name: shapes for name, shapes in expected_from_ir(shaped).items() if shapes}
+    return caffe_net
+
+
+def conv_and_fc_macs(rows) -> int:
+    """Multiply-accumulates of the convolutions and inner products (what papers quote)."""
+    return sum(row.macs for row in rows if row.layer.type in ("Convolution", "InnerProduct"))

@@ -1,10 +1,10 @@
 """Inception-ResNet-v2 (golden comparison: test_golden.py) against the paper's structure and known totals."""
 import pytest
 
-from golden import generate, output_shape
+from golden import (assert_caffe_allocates_the_inferred_shapes, conv_and_fc_macs, generate,
+                    output_shape)
 from ir import ArchError
 from ir.net import infer_shapes
-from runtime.loader import load_net_text
 
 ARCH = "inception_resnet_v2.arch"
 PREFIX = "inception_resnet_v2_"
@@ -74,8 +74,7 @@ def test_parameters_and_macs_match_published_totals(net299):
     normalised_channels = sum(row.output[1] for row in batchnorms)
     assert sum(row.params for row in rows) == 55_873_736 + normalised_channels + len(batchnorms)
     # Zoph et al. (2018), Table 2: 13.2 B multiply-adds at 299 x 299.
-    macs = sum(row.layer.op.macs(list(row.inputs), row.output) for row in rows
-               if row.layer.type in ("Convolution", "InnerProduct"))
+    macs = conv_and_fc_macs(rows)
     assert macs == pytest.approx(13.2e9, rel=0.005)
 
 
@@ -87,10 +86,4 @@ def test_unaligned_size_is_reported_at_the_reduction_concat():
 
 def test_caffe_allocates_the_inferred_blobs_and_parameters_at_395(caffe):
     net, text = generate(ARCH, size=395)
-    shaped = infer_shapes(net)
-    caffe_net = load_net_text(text, "inception_resnet_v2_395.prototxt").net
-    assert {name: tuple(caffe_net.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
-    allocated = {name: [tuple(blob.data.shape) for blob in blobs]
-                 for name, blobs in caffe_net.params.items()}
-    assert allocated == {row.layer.name: [tuple(s) for s in row.param_shapes]
-                         for row in shaped.layers if row.param_shapes}
+    assert_caffe_allocates_the_inferred_shapes(net, text)

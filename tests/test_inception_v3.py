@@ -1,7 +1,8 @@
 """Inception-v3 (golden comparison: test_golden.py) against the paper's Table 1 and known totals."""
 import pytest
 
-from golden import assert_caffe_allocates_the_inferred_shapes, generate, layers_by_name, output_shape
+from golden import (assert_caffe_allocates_the_inferred_shapes, conv_and_fc_macs, generate,
+                    layers_by_name, output_shape)
 from ir import ArchError
 from ir.net import infer_shapes
 
@@ -82,8 +83,7 @@ def test_parameters_and_macs_match_published_totals(net299):
     # The zoo's caffemodel is 91.1 MB of float32 blobs.
     assert params * 4 / 2**20 == pytest.approx(91.1, rel=0.001)
     # Zoph et al. (2018), Table 2: 5.72 B multiply-adds at 299 x 299.
-    macs = sum(row.layer.op.macs(list(row.inputs), row.output) for row in rows
-               if row.layer.type in ("Convolution", "InnerProduct"))
+    macs = conv_and_fc_macs(rows)
     assert macs == pytest.approx(5.72e9, rel=0.005)
 
 

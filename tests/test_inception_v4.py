@@ -1,7 +1,8 @@
 """Inception-v4 (golden comparison: test_golden.py) against the paper's Figures 3-9 and known totals."""
 import pytest
 
-from golden import assert_caffe_allocates_the_inferred_shapes, generate, layers_by_name, output_shape
+from golden import (assert_caffe_allocates_the_inferred_shapes, conv_and_fc_macs, generate,
+                    layers_by_name, output_shape)
 from ir import ArchError
 from ir.net import infer_shapes
 
@@ -89,8 +90,7 @@ def test_parameters_and_macs_match_published_totals(net299):
     batchnorms = [row for row in rows if row.layer.type == "BatchNorm"]
     statistics = 2 * sum(row.output[1] for row in batchnorms) + len(batchnorms)
     assert params - statistics == pytest.approx(42.7e6, abs=0.05e6)
-    macs = sum(row.layer.op.macs(list(row.inputs), row.output) for row in rows
-               if row.layer.type in ("Convolution", "InnerProduct"))
+    macs = conv_and_fc_macs(rows)
     assert macs == pytest.approx(12.3e9, abs=0.05e9)
 
 

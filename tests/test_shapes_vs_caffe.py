@@ -14,10 +14,9 @@ from hypothesis import strategies as st
 import codegen
 import dsl
 from conftest import REPO
+from golden import assert_caffe_allocates_the_inferred_shapes
 from ir import ArchError, Layer, Net, infer_shapes
 from ir.ops import Concat, Eltwise, ReLU
-from runtime import weights
-from runtime.loader import expected_from_caffe, load_net_text
 from strategies import convolution, pooling
 
 
@@ -63,24 +62,14 @@ def random_nets(draw) -> Net:
 @given(random_nets())
 def test_inferred_shapes_equal_caffe_blob_shapes(caffe, net):
     try:
-        shaped = infer_shapes(net)
+        infer_shapes(net)
     except ArchError:
         assume(False)
-    caffe_net = load_net_text(codegen.render(net), "random.prototxt").net
-    assert {name: tuple(caffe_net.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
-    assert _with_params(expected_from_caffe(caffe_net)) == _with_params(weights.expected_from_ir(shaped))
-
-
-def _with_params(expected: weights.Expected) -> weights.Expected:
-    """Layers that own parameter blobs (Caffe adds parameterless Split layers of its own)."""
-    return {name: shapes for name, shapes in expected.items() if shapes}
+    assert_caffe_allocates_the_inferred_shapes(net, codegen.render(net))
 
 
 def test_generated_resnext50_has_the_blobs_and_parameters_caffe_allocates(caffe):
     net = dsl.compile_file(str(REPO / "archs" / "resnext.arch"), {"depth": "50", "card": "32"})
-    shaped = infer_shapes(net)
-    caffe_net = load_net_text(codegen.render(net), "resnext50.prototxt").net
-    assert {name: tuple(caffe_net.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
-    assert _with_params(expected_from_caffe(caffe_net)) == _with_params(weights.expected_from_ir(shaped))
+    caffe_net = assert_caffe_allocates_the_inferred_shapes(net, codegen.render(net))
     assert caffe_net.blobs["pool1"].data.shape == (1, 64, 56, 56)   # floor rounding survived
 
