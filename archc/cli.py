@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from archc.files import write_atomically
-from archc.model import UsageError, print_error, render_error
+from archc.model import UsageError, option_value, print_error, render_error
 from ir.diagnostics import ArchError
 
 # Kept here rather than imported from codegen so `archc doctor` and friends start without
@@ -86,25 +86,22 @@ def _options(args: list[str]):
     output, dialect, show_help, params = None, "ceil_mode", False, []
     index = 0
     while index < len(args):
-        arg, joined, value = args[index].partition("=")
-        if arg in ("-h", "--help") and not joined:
-            show_help = True
-        elif arg in ("-o", "--output", "--pool-rounding"):
-            if not joined:  # the value is the next argument
-                if index + 1 >= len(args):
-                    raise UsageError(f"{arg} needs a value")
-                index += 1
-                value = args[index]
+        arg = args[index]
+        if arg.partition("=")[0] in ("-o", "--output", "--pool-rounding"):
+            option, value, index = option_value(args, index)
             if not value:
-                raise UsageError(f"{arg} needs a value")
-            if arg == "--pool-rounding":
+                raise UsageError(f"{option} needs a value")
+            if option == "--pool-rounding":
                 dialect = value
                 if dialect not in POOL_DIALECTS:
                     raise UsageError(f"--pool-rounding must be one of {', '.join(POOL_DIALECTS)}")
             else:
                 output = value
+            continue
+        if arg in ("-h", "--help"):
+            show_help = True
         else:
-            params.append(args[index])
+            params.append(arg)
         index += 1
     return output, dialect, show_help, params
 

@@ -34,6 +34,18 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def option_value(args: list[str], index: int) -> tuple[str, str, int]:
+    """The option at `args[index]` and its value, written `--name=value` or `--name value`, and
+    the index after them."""
+    option, joined, value = args[index].partition("=")
+    if not joined:
+        if index + 1 >= len(args):
+            raise UsageError(f"{option} needs a value")
+        index += 1
+        value = args[index]
+    return option, value, index + 1
+
+
 def split_overrides(args: list[str]) -> dict[str, str]:
     """`--depth 101 --card=64` -> {"depth": "101", "card": "64"}."""
     overrides: dict[str, str] = {}
@@ -42,18 +54,13 @@ def split_overrides(args: list[str]) -> dict[str, str]:
         arg = args[index]
         if not arg.startswith("--") or arg == "--":
             raise UsageError(f"expected --PARAM VALUE, got '{arg}'")
-        name, has_value, value = arg[2:].partition("=")
-        if not has_value:
-            if index + 1 >= len(args):
-                raise UsageError(f"--{name} needs a value")
-            index += 1
-            value = args[index]
+        option, value, index = option_value(args, index)
+        name = option[2:]
         if not name:
             raise UsageError(f"expected --PARAM VALUE, got '{arg}'")
         if name in overrides:
             raise UsageError(f"--{name} is given twice")
         overrides[name.replace("-", "_")] = value
-        index += 1
     return overrides
 
 
