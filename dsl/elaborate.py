@@ -152,10 +152,6 @@ class Elaborator:
         self.input_span: Span | None = None
         self.auto_names: dict[str, int] = {}
         self.interpolations: dict[tuple[str, int, int], list[Any]] = {}
-        # memory -> the in-place layers that rewrote it, in order (a Tensor's version counts
-        # them); a blob's memory is its own, or that of the blob it is a view of (Reshape...)
-        self.rewrites: dict[str, list[Layer]] = {}
-        self.memory: dict[str, str] = {}
         # The file whose nodes are being evaluated: parse trees carry no path, and a block
         # defined in an imported library runs with that library's path.
         self.path = ""
@@ -564,21 +560,13 @@ class Elaborator:
             if len(self.tracker.layers) >= MAX_LAYERS:
                 raise self.error(f"the net exceeds {MAX_LAYERS} layers: is a repeat count too large?",
                                  stmt)
-            layer = Layer(layer_name, op, tuple(bottoms), (top,), span)
-            shaped = self.tracker.add(layer)
-            if layer.in_place:
-                self.rewrites.setdefault(self._memory(top), []).append(layer)
-            elif op.is_view(len(bottoms)):
-                self.memory[top] = self._memory(bottoms[0])
-            frame.cursor = Tensor(top, shaped.output, len(self.rewrites.get(self._memory(top), ())))
+            shaped = self.tracker.add(Layer(layer_name, op, tuple(bottoms), (top,), span))
+            frame.cursor = Tensor(top, shaped.output, len(self.tracker.rewrites(top)))
             bottoms = [top]
-
-    def _memory(self, blob: str) -> str:
-        return self.memory.get(blob, blob)
 
     def _check_current(self, tensor: Tensor, prim: Primitive, stmt: lark.Tree) -> None:
         """Refuse to read a value an in-place layer has since rewritten: Caffe has only the new one."""
-        rewrites = self.rewrites.get(self._memory(tensor.blob), ())
+        rewrites = self.tracker.rewrites(tensor.blob)
         if tensor.version == len(rewrites):
             return
         writer = rewrites[tensor.version]

@@ -86,9 +86,16 @@ class ShapeTracker:
         self.layers: list[LayerShapes] = []
         self._by_name: dict[str, Layer] = {}
         self._first_reader: dict[str, str] = {}  # blob -> first layer to read its current values
+        self._memory: dict[str, str] = {}  # blob -> the blob whose memory it views (Reshape...)
+        self._rewrites: dict[str, list[Layer]] = {}  # memory -> in-place layers that rewrote it
 
     def has_layer(self, name: str) -> bool:
         return name in self._by_name
+
+    def rewrites(self, blob: str) -> list[Layer]:
+        """The in-place layers that have rewritten `blob`'s memory so far, in order (through any
+        blob sharing that memory): a value taken after n of them is current while there are n."""
+        return self._rewrites.get(self._memory.get(blob, blob), [])
 
     def add(self, layer: Layer) -> LayerShapes:
         if layer.name in self._by_name:
@@ -142,6 +149,11 @@ class ShapeTracker:
         for top in layer.tops:
             self.blobs[top] = output
             self._first_reader.pop(top, None)
+        if layer.in_place:
+            memory = self._memory.get(layer.tops[0], layer.tops[0])
+            self._rewrites.setdefault(memory, []).append(layer)
+        elif op.is_view(len(layer.bottoms)):
+            self._memory[layer.tops[0]] = self._memory.get(layer.bottoms[0], layer.bottoms[0])
         shaped = LayerShapes(layer, inputs, output)
         self.layers.append(shaped)
         return shaped
