@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from codegen.parse import (TEST_PHASE, Prototxt, declared_inputs, deploy_stages,
+from archc.codegen.parse import (TEST_PHASE, Prototxt, declared_inputs, deploy_stages,
                            included_in_deploy_net, input_layer_shapes, pair, read_prototxt,
                            short_float)
-from ir import OPS, ArchError
-from ir.ops import format_shape
+from archc.ir import OPS, ArchError
+from archc.ir.ops import format_shape
 
 # Wiring, phase and weight sharing are compared separately; include/exclude are resolved by the
 # deploy-net filter.

@@ -24,7 +24,7 @@ import math
 import re
 from dataclasses import asdict, dataclass
 
-from ir import ShapedNet
+from archc.ir import ShapedNet
 
 BYTES_PER_ELEMENT = 4  # Caffe's float32 blobs
 _NUMBERED_WORD = re.compile(r"[A-Za-z]+\d\w*")

@@ -1,5 +1,5 @@
 import sys
 
-from archc.cli import main
+from archc.cli.main import main
 
 sys.exit(main())

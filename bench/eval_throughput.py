@@ -37,17 +37,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from archc.cmd_eval import default_nets  # noqa: E402
-from archc.model import compile_arch  # noqa: E402
-from runtime import weights  # noqa: E402
-from runtime.backends import BackendSpec, Forwarder  # noqa: E402
-from runtime.eval.crops import Preprocess  # noqa: E402
-from runtime.eval.model import at_input_size  # noqa: E402
-from runtime.eval.presets import PRESETS  # noqa: E402
-from runtime.eval.progress import Progress  # noqa: E402
-from runtime.eval.results import open_journal  # noqa: E402
-from runtime.eval.run import Job, run  # noqa: E402
-from runtime.eval.vallist import Entry  # noqa: E402
+from archc.cli.cmd_eval import default_nets  # noqa: E402
+from archc.cli.model import compile_arch  # noqa: E402
+from archc.runtime import weights  # noqa: E402
+from archc.runtime.backends import BackendSpec, Forwarder  # noqa: E402
+from archc.runtime.eval.crops import Preprocess  # noqa: E402
+from archc.runtime.eval.model import at_input_size  # noqa: E402
+from archc.runtime.eval.presets import PRESETS  # noqa: E402
+from archc.runtime.eval.progress import Progress  # noqa: E402
+from archc.runtime.eval.results import open_journal  # noqa: E402
+from archc.runtime.eval.run import Job, run  # noqa: E402
+from archc.runtime.eval.vallist import Entry  # noqa: E402
 
 BATCH = 8
 PRESET = PRESETS["resnext"]

@@ -1,4 +1,4 @@
 """IR -> Caffe prototxt."""
-from codegen.render import POOL_DIALECTS, render
+from archc.codegen.render import POOL_DIALECTS, render
 
 __all__ = ["POOL_DIALECTS", "render"]

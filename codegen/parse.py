@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from codegen import schema
-from ir import OPS, ArchError, Layer, Net, Span
-from ir.ops import Op
+from archc.codegen import schema
+from archc.ir import OPS, ArchError, Layer, Net, Span
+from archc.ir.ops import Op
 
 # Matches comments and strings (skipped), braces, and identifiers; a field name at the top level
 # is an identifier followed by ':' or '{'.

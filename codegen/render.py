@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jinja2
 
-from ir.net import Net
+from archc.ir.net import Net
 
 POOL_DIALECTS = ("ceil_mode", "round_mode")
 

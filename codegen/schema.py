@@ -18,7 +18,7 @@ from typing import NamedTuple
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from google.protobuf.message import DecodeError, Message
 
-from ir.diagnostics import ArchError, Span
+from archc.errors import ArchError, Span
 
 DIALECTS = ("ceil_mode", "round_mode")
 PACKAGE = "caffe"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsl.elaborate import Loader, Module, ParamInfo, elaborate, load_module
-from ir.net import Net
+from archc.dsl.elaborate import Loader, Module, ParamInfo, elaborate, load_module
+from archc.ir.net import Net
 
 
 def compile_file(path: str, overrides: dict[str, str] | None = None) -> Net:

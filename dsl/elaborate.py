@@ -14,13 +14,13 @@ from typing import Any
 
 import lark
 
-from dsl import parser
-from dsl.expressions import HANDLERS as _EXPRESSIONS
-from dsl.expressions import MAX_LIST, range_of, value_size
-from dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
-from dsl.values import BlockDef, Scope, Tensor, allowed_text, brief, show, type_name
-from ir.diagnostics import ArchError, Span
-from ir.net import MAX_BLOB, Layer, Net, ShapeTracker
+from archc.dsl import parser
+from archc.dsl.expressions import HANDLERS as _EXPRESSIONS
+from archc.dsl.expressions import MAX_LIST, range_of, value_size
+from archc.dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
+from archc.dsl.values import BlockDef, Scope, Tensor, allowed_text, brief, show, type_name
+from archc.errors import ArchError, Span
+from archc.ir.net import MAX_BLOB, Layer, Net, ShapeTracker
 
 # Limits that keep every input bounded in time and memory; each error names the limit
 # (expressions have their own, in dsl.expressions).

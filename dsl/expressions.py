@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import lark
 
-from dsl.values import BlockDef, Scope, Tensor, brief, show, type_name
+from archc.dsl.values import BlockDef, Scope, Tensor, brief, show, type_name
 
 if TYPE_CHECKING:
-    from dsl.elaborate import Elaborator, Frame
+    from archc.dsl.elaborate import Elaborator, Frame
 
 MAX_INT = 2 ** 53
 MAX_LIST = 100_000

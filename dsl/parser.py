@@ -7,7 +7,7 @@ from pathlib import Path
 import lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from ir.diagnostics import ArchError, Span
+from archc.errors import ArchError, Span
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 # Elaboration walks the tree recursively; refusing deeper trees up front keeps it far from

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ir import ops
+from archc.ir import ops
 
 
 class ArgumentError(ValueError):

@@ -6,8 +6,8 @@ from typing import Any
 
 import lark
 
-from ir.diagnostics import Span
-from ir.ops import Shape
+from archc.errors import Span
+from archc.ir.ops import Shape
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ir.diagnostics import ArchError, Span
-from ir.ops import INT_MAX, Op, Shape, ShapeError, format_shape
+from archc.errors import ArchError, Span
+from archc.ir.ops import INT_MAX, Op, Shape, ShapeError, format_shape
 
 # Caffe counts a blob's elements in a C int (Blob::Reshape checks it).
 MAX_BLOB = INT_MAX

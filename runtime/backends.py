@@ -18,11 +18,11 @@ from typing import Protocol
 
 import numpy as np
 
-from ir import ArchError, Net, ShapedNet, infer_shapes
-from ir.ops import format_shape
-from runtime import fold_batchnorm, weights
-from runtime.pool_rounding import translate_rounding
-from runtime.processes import exit_with_parent
+from archc.ir import ArchError, Net, ShapedNet, infer_shapes
+from archc.ir.ops import format_shape
+from archc.runtime import fold_batchnorm, weights
+from archc.runtime.pool_rounding import translate_rounding
+from archc.runtime.processes import exit_with_parent
 
 BACKENDS = ("caffe", "opencv")
 
@@ -59,7 +59,7 @@ class CaffeBackend:
     def __init__(self, text: str, source: str, weights_path: str | None, blob: str,
                  shaped: ShapedNet, *, gpu: int | None = None, allow_missing: bool = False,
                  fold: bool = True):
-        from runtime.loader import load_net_text
+        from archc.runtime.loader import load_net_text
         self.net = load_net_text(text, source, weights_path, allow_missing=allow_missing, gpu=gpu).net
         folds = fold_batchnorm.plan(shaped.net) if fold else []
         if folds:

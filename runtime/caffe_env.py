@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
-from ir.diagnostics import ArchError
+from archc.errors import ArchError
 
 ROOT_ENV = "ARCHC_CAFFE_ROOT"
 FIX_COMMAND = "make caffe"
@@ -135,7 +135,7 @@ def caffe_pb2() -> ModuleType:
 _GLOG_FATAL = re.compile(r"^F\d{4,8} [\d:.]+\s+\d+ [^\]]*\] (.*)$", re.MULTILINE)
 # A fixed program (no user text is executed): select a GPU, which Caffe aborts on if it cannot.
 _DEVICE_PROBE = ("import sys\n"
-                 "from runtime.caffe_env import import_caffe\n"
+                 "from archc.runtime.caffe_env import import_caffe\n"
                  "caffe = import_caffe()\n"
                  "caffe.set_device(int(sys.argv[1]))\n"
                  "caffe.set_mode_gpu()\n")
@@ -144,11 +144,9 @@ _DEVICE_PROBE = ("import sys\n"
 def run_in_child(program: str, *args: str) -> subprocess.CompletedProcess:
     """A fixed Python program run in a child process with full Caffe logging, so that a Caffe
     abort there can be an error message here."""
-    # The child finds archc's packages where this process found them, installed or not.
-    packages = str(Path(__file__).resolve().parent.parent)
-    search_path = os.pathsep.join(filter(None, [packages, os.environ.get("PYTHONPATH")]))
+    # The same interpreter and environment find archc where this process found it.
     return subprocess.run([sys.executable, "-c", program, *args], capture_output=True, text=True,
-                          env={**os.environ, "GLOG_minloglevel": "0", "PYTHONPATH": search_path})
+                          env={**os.environ, "GLOG_minloglevel": "0"})
 
 
 def fatal_message(stderr: str) -> str:

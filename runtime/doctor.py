@@ -5,7 +5,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 
-from runtime import caffe_env
+from archc.runtime import caffe_env
 
 OPENCV_FIX = "make setup  (or: pip install 'opencv-python-headless<5')"
 

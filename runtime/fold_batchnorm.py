@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ir import Net
-from ir.ops import BatchNorm, Convolution, Scale
+from archc.ir import Net
+from archc.ir.ops import BatchNorm, Convolution, Scale
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,8 @@ def folded_parameters(convolution: list[np.ndarray], batch_norm: list[np.ndarray
 def load_folded(loaded, net: Net, folds: list[Fold], source: str, *, gpu: int | None = None):
     """A Caffe net of `folded_net(net, folds)`, its weights taken from `loaded` (a Caffe net of
     `net` with its weights), the folded convolutions' computed."""
-    from codegen.render import render
-    from runtime.loader import load_net_text
+    from archc.codegen.render import render
+    from archc.runtime.loader import load_net_text
 
     folded = load_net_text(render(folded_net(net, folds)), f"{source} (BatchNorm folded)",
                            gpu=gpu).net

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from ir import ArchError, Span, infer_shapes
-from runtime import caffe_env, weights
-from runtime.pool_rounding import translate_rounding
+from archc.ir import ArchError, Span, infer_shapes
+from archc.runtime import caffe_env, weights
+from archc.runtime.pool_rounding import translate_rounding
 
 
 @dataclass
@@ -43,8 +43,8 @@ def read_model(model: str | Path, overrides: dict[str, str] | None = None) -> tu
     with `overrides` (its text is generated, so messages name it `<FILE.arch, generated>`)."""
     path = Path(model)
     if path.suffix == ".arch":
-        import codegen
-        import dsl
+        from archc import codegen
+        from archc import dsl
         if not path.is_file():
             raise ArchError(f"no such file: {model}")
         return codegen.render(dsl.compile_file(str(path), overrides or {})), f"<{model}, generated>"
@@ -162,7 +162,7 @@ def check_structure(text: str, source: str, inputs: dict[str, list[int]] | None 
     """Infer every shape in the IR (with `inputs` replacing the declared input shapes). True when
     the net passed; False when the IR cannot represent it (then Caffe must be asked); raises
     ArchError for a net Caffe would abort on."""
-    from codegen.parse import import_net
+    from archc.codegen.parse import import_net
     try:
         net = import_net(text, source)
     except ArchError:
@@ -176,7 +176,7 @@ def check_structure(text: str, source: str, inputs: dict[str, list[int]] | None 
 # A fixed program (no user text is executed): set the net up in TEST phase and, when asked, run
 # one forward and backward pass (Caffe aborts on a layer without a backward pass).
 _PROBE = ("import sys\n"
-          "from runtime.caffe_env import import_caffe\n"
+          "from archc.runtime.caffe_env import import_caffe\n"
           "caffe = import_caffe()\n"
           "net = caffe.Net(sys.argv[1], caffe.TEST)\n"
           "if sys.argv[2:] == ['passes']:\n"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ir.diagnostics import ArchError, Span
+from archc.errors import ArchError, Span
 
 ROUNDING_FIELDS = ("ceil_mode", "round_mode")
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from archc.files import write_atomically
-from codegen import schema
-from ir import ArchError, ShapedNet
-from ir.ops import Shape, format_shape
+from archc.codegen import schema
+from archc.ir import ArchError, ShapedNet
+from archc.ir.ops import Shape, format_shape
 
 _LEGACY_AXES = ("num", "channels", "height", "width")
 

@@ -26,11 +26,11 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archc import cli
-from codegen.parse import import_net
-from codegen.schema import parse_prototxt
-from dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES
-from ir import ArchError, infer_shapes
+from archc.cli import main as cli
+from archc.codegen.parse import import_net
+from archc.codegen.schema import parse_prototxt
+from archc.dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES
+from archc.ir import ArchError, infer_shapes
 
 REPO = Path(__file__).resolve().parent.parent
 LIBRARY = REPO / "archs"

@@ -26,7 +26,7 @@ def reference_cls() -> Path:
 @pytest.fixture(scope="session")
 def caffe():
     """Real pycaffe. Skips, visibly, where it is absent; with ARCHC_REQUIRE_CAFFE=1 (CI) it fails."""
-    from runtime.caffe_env import CaffeNotFound, import_caffe
+    from archc.runtime.caffe_env import CaffeNotFound, import_caffe
     try:
         return import_caffe()
     except CaffeNotFound as error:

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.weights import write_caffemodel
+from archc.runtime.weights import write_caffemodel
 
 CLASSES = 10
 MEAN = (10.0, 20.0, 30.0)    # B, G, R

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.diff import diff_nets, normalise
-from archc.model import compile_arch
-from codegen.parse import read_prototxt
-from ir.net import infer_shapes
-from runtime.loader import expected_from_caffe, load_net_text
-from runtime.weights import expected_from_ir
+from archc.analysis.diff import diff_nets, normalise
+from archc.cli.model import compile_arch
+from archc.codegen.parse import read_prototxt
+from archc.ir.net import infer_shapes
+from archc.runtime.loader import expected_from_caffe, load_net_text
+from archc.runtime.weights import expected_from_ir
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from ir.ops import Convolution, Pooling
+from archc.ir.ops import Convolution, Pooling
 
 
 def convolution(draw, channels: int) -> Convolution:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from archc import cli
+from archc.cli import main as cli
 
 BAD = Path(__file__).resolve().parent / "bad"
 HEADER = re.compile(r"^# (expect|args|expect-file): (.*)$")

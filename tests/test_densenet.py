@@ -2,7 +2,7 @@
 import pytest
 
 from golden import generate, output_shape
-from ir.net import infer_shapes
+from archc.ir.net import infer_shapes
 
 # depth: (growth rate k, dense layers per block) from the paper's Table 1, then two facts
 # known independently of it: the width of the final features and the trainable parameter

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.diff import diff_texts
-from archc.cmd_diff import main as diff_main
+from archc.analysis.diff import diff_texts
+from archc.cli.cmd_diff import main as diff_main
 
 RESNEXT = "resnext/deploy_resnext50-32x4d.prototxt"
 INCEPTION_V3 = "inception/deploy_inception-v3.prototxt"

@@ -23,7 +23,7 @@ def fake_caffe(root: Path, init: str) -> Path:
     (root / "caffe" / "__init__.py").write_text(init)
     (root / "caffe" / "proto" / "__init__.py").write_text("")
     (root / "caffe" / "proto" / "caffe_pb2.py").write_text(
-        "from codegen.schema import message_class\n"
+        "from archc.codegen.schema import message_class\n"
         "PoolingParameter = message_class('PoolingParameter', 'ceil_mode')\n")
     return root
 
@@ -61,7 +61,7 @@ def test_a_broken_or_absent_caffe_says_how_to_fix_it(tmp_path):
 
 
 def test_without_caffe_the_fix_is_make_caffe(monkeypatch):
-    from runtime import caffe_env, doctor as runtime_doctor
+    from archc.runtime import caffe_env, doctor as runtime_doctor
 
     def missing():
         raise caffe_env.CaffeNotFound("cannot import pycaffe: No module named 'caffe'")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import evalkit
-from archc import cmd_eval
-from archc.model import compile_arch, split_overrides
-from ir import infer_shapes
-from runtime import weights
+from archc.cli import cmd_eval
+from archc.cli.model import compile_arch, split_overrides
+from archc.ir import infer_shapes
+from archc.runtime import weights
 
 
 def run_eval(directory, results, *extra, backend="opencv"):

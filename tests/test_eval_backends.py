@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from codegen.parse import import_net
-from ir import ArchError
-from runtime.backends import BackendSpec, Forwarder
-from runtime.eval.crops import Preprocess
-from runtime.eval.model import at_input_size
+from archc.codegen.parse import import_net
+from archc.ir import ArchError
+from archc.runtime.backends import BackendSpec, Forwarder
+from archc.runtime.eval.crops import Preprocess
+from archc.runtime.eval.model import at_input_size
 
 
 def open_nsfw_spec(kind: str, size: int = 224) -> BackendSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.eval.crops import (Box, Preprocess, centre_box, crops_144, five_boxes, scales_for,
+from archc.runtime.eval.crops import (Box, Preprocess, centre_box, crops_144, five_boxes, scales_for,
                                 shorter_side_size, square_boxes)
 
 

@@ -14,16 +14,16 @@ import pytest
 from PIL import Image
 
 import evalkit
-from archc import cmd_eval
-from archc.model import compile_arch
-from ir import infer_shapes
-from runtime.eval import results as results_module
-from runtime.eval.errors import EvalError
-from runtime.eval.presets import PRESETS, preset_for_model
-from runtime.eval.results import Lock
-from runtime.eval.synsets import parse_remap, read_synsets, remap_table, val_list_order
-from runtime.eval.vallist import label_entries, parse_val_list
-from runtime.weights import initial_weights, write_caffemodel
+from archc.cli import cmd_eval
+from archc.cli.model import compile_arch
+from archc.ir import infer_shapes
+from archc.runtime.eval import results as results_module
+from archc.runtime.eval.errors import EvalError
+from archc.runtime.eval.presets import PRESETS, preset_for_model
+from archc.runtime.eval.results import Lock
+from archc.runtime.eval.synsets import parse_remap, read_synsets, remap_table, val_list_order
+from archc.runtime.eval.vallist import label_entries, parse_val_list
+from archc.runtime.weights import initial_weights, write_caffemodel
 
 
 def fails_with(capsys, args, fragment):
@@ -297,7 +297,7 @@ def test_the_inception_v3_preset_remaps_2012_labels(eval_dataset, tmp_path, caps
 
 
 def test_gpu_on_a_cpu_only_caffe_is_a_clear_error(caffe, eval_dataset, tmp_path, capsys):
-    from runtime.caffe_env import caffe_info
+    from archc.runtime.caffe_env import caffe_info
     if caffe_info().gpu:
         pytest.skip("this Caffe has GPU support")
     fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import evalkit
-from archc import cmd_eval
+from archc.cli import cmd_eval
 
 IMAGES = 60
 

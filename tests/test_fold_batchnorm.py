@@ -8,14 +8,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from archc.model import compile_arch
-from codegen.render import render
+from archc.cli.model import compile_arch
+from archc.codegen.render import render
 from conftest import REPO
-from ir import Layer, Net, infer_shapes
-from ir.ops import BatchNorm, Convolution, Eltwise, InnerProduct, Pooling, ReLU, Scale
-from runtime import weights
-from runtime.backends import BackendSpec
-from runtime.fold_batchnorm import Fold, folded_net, folded_parameters, plan
+from archc.ir import Layer, Net, infer_shapes
+from archc.ir.ops import BatchNorm, Convolution, Eltwise, InnerProduct, Pooling, ReLU, Scale
+from archc.runtime import weights
+from archc.runtime.backends import BackendSpec
+from archc.runtime.fold_batchnorm import Fold, folded_net, folded_parameters, plan
 from test_eval_backends import open_nsfw_spec, photo_crops
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
 import archfuzz
-from dsl.parser import GRAMMAR_PATH
+from archc.dsl.parser import GRAMMAR_PATH
 
 DEADLINE_S = 20.0
 FUZZ = settings(max_examples=300, deadline=None, database=None,

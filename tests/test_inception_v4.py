@@ -3,8 +3,8 @@ import pytest
 
 from golden import (assert_caffe_allocates_the_inferred_shapes, conv_and_fc_macs, generate,
                     layers_by_name, output_shape)
-from ir import ArchError
-from ir.net import infer_shapes
+from archc.ir import ArchError
+from archc.ir.net import infer_shapes
 
 ARCH = "inception_v4.arch"
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-import dsl
-from codegen import render
-from codegen.schema import parse_prototxt
+from archc import dsl
+from archc.codegen import render
+from archc.codegen.schema import parse_prototxt
 from conftest import REPO
-from ir.diagnostics import ArchError
+from archc.errors import ArchError
 
 
 def compile_text(tmp_path: Path, text: str, name: str = "model.arch", **overrides):
@@ -262,15 +262,15 @@ def test_a_branch_can_fork_again_into_the_enclosing_merge(tmp_path):
 
 
 def test_cli_pool_dialects_match_codegen():
-    from archc import cli
-    from codegen.render import POOL_DIALECTS
+    from archc.cli import main as cli
+    from archc.codegen.render import POOL_DIALECTS
 
     assert cli.POOL_DIALECTS == POOL_DIALECTS
 
 
 def test_output_files_get_the_usual_permissions(tmp_path):
     import os
-    from archc.cli import main
+    from archc.cli.main import main
 
     output = tmp_path / "net.prototxt"
     (tmp_path / "m.arch").write_text('net { input "data" [1, 3, 4, 4]  relu }\n')
@@ -284,7 +284,7 @@ def test_output_files_get_the_usual_permissions(tmp_path):
 
 
 def test_version_and_usage(capsys):
-    from archc.cli import main
+    from archc.cli.main import main
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("archc 0.")
@@ -293,7 +293,7 @@ def test_version_and_usage(capsys):
 
 
 def test_file_help_lists_parameters_with_defaults_allowed_values_and_docs(capsys):
-    from archc.cli import main
+    from archc.cli.main import main
 
     assert main([str(REPO / "archs" / "resnet_v2.arch"), "--help"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -338,7 +338,7 @@ def test_a_table_cannot_key_on_both_true_and_1(tmp_path):
 
 
 def test_cli_options_take_equals_forms_and_refuse_to_overwrite_the_source(tmp_path, capsys):
-    from archc.cli import main
+    from archc.cli.main import main
 
     source = tmp_path / "m.arch"
     source.write_text('net { input "data" [1, 3, 8, 8]  maxpool(2, stride = 2, round = "floor") as "p" }\n')

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ir import ArchError, infer_shapes
-from runtime import caffe_env, weights
-from runtime.loader import expected_from_caffe, load_net, load_net_text
+from archc.ir import ArchError, infer_shapes
+from archc.runtime import caffe_env, weights
+from archc.runtime.loader import expected_from_caffe, load_net, load_net_text
 
 SMALL = """name: "small"
 input: "data"
@@ -89,7 +89,7 @@ def test_a_net_outside_the_ir_is_probed_in_a_child_process(caffe):
 
 
 def test_caffe_needs_the_parameter_shapes_the_ir_computes(caffe):
-    from codegen.parse import import_net
+    from archc.codegen.parse import import_net
     expected_ir = weights.expected_from_ir(infer_shapes(import_net(SMALL)))
     caffe_net = load_net_text(SMALL).net
     assert {k: v for k, v in expected_from_caffe(caffe_net).items() if v} == \
@@ -97,7 +97,7 @@ def test_caffe_needs_the_parameter_shapes_the_ir_computes(caffe):
 
 
 def test_archc_written_weights_load_with_their_values(caffe, tmp_path):
-    from codegen.parse import import_net
+    from archc.codegen.parse import import_net
     shaped = infer_shapes(import_net(SMALL))
     written = weights.initial_weights(shaped, seed=5)
     path = tmp_path / "small.caffemodel"
@@ -110,7 +110,7 @@ def test_archc_written_weights_load_with_their_values(caffe, tmp_path):
 
 
 def test_weights_that_do_not_fit_stop_loading(caffe, tmp_path):
-    from codegen.parse import import_net
+    from archc.codegen.parse import import_net
     written = weights.initial_weights(infer_shapes(import_net(SMALL)))
     renamed = tmp_path / "renamed.caffemodel"
     weights.write_caffemodel(renamed, [("fc_old" if n == "fc" else n, t, b) for n, t, b in written])
@@ -135,7 +135,7 @@ def test_gpu_on_a_cpu_only_caffe_is_a_clear_error(caffe):
 
 def test_a_model_is_a_prototxt_or_an_arch_file_with_its_parameters(tmp_path):
     from conftest import REPO
-    from runtime.loader import read_model
+    from archc.runtime.loader import read_model
     text, source = read_model(REPO / "archs" / "resnext.arch", {"depth": "50", "size": "64"})
     assert source.endswith("resnext.arch, generated>")
     assert "dim: 64" in text and 'name: "resx16_conv3"' in text
@@ -151,6 +151,6 @@ def test_a_model_is_a_prototxt_or_an_arch_file_with_its_parameters(tmp_path):
 def test_a_device_caffe_cannot_use_is_an_error_not_an_abort(caffe):
     # A CPU-only Caffe aborts on selecting any GPU, as a CUDA one does on a device it lacks:
     # the selection is tried in a child process first.
-    from runtime.caffe_env import CaffeError, check_device
+    from archc.runtime.caffe_env import CaffeError, check_device
     with pytest.raises(CaffeError, match=r"--gpu 3: Caffe cannot use that device: .*GPU"):
         check_device(3)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import dsl
-from ir.diagnostics import ArchError
+from archc import dsl
+from archc.errors import ArchError
 
 REPO = Path(__file__).resolve().parent.parent
 COMPILER_PACKAGES = ("dsl", "ir", "codegen")

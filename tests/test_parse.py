@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from codegen.parse import import_net, top_level_fields
-from ir import ArchError, infer_shapes
+from archc.codegen.parse import import_net, top_level_fields
+from archc.ir import ArchError, infer_shapes
 
 HEADER = 'input: "data"\ninput_shape { dim: 1 dim: 3 dim: 32 dim: 32 }\n'
 

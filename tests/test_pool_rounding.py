@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from ir import ArchError
-from runtime.pool_rounding import find_rounding, translate_rounding
+from archc.ir import ArchError
+from archc.runtime.pool_rounding import find_rounding, translate_rounding
 
 NET = """name: "t"   # pool2 keeps Caffe's default
 layer {

@@ -3,10 +3,10 @@ import re
 
 import pytest
 
-from analysis.diff import normalise
-from codegen.parse import read_prototxt
+from archc.analysis.diff import normalise
+from archc.codegen.parse import read_prototxt
 from golden import generate, output_shape
-from ir.net import infer_shapes
+from archc.ir.net import infer_shapes
 
 
 def block_of(name: str) -> str:

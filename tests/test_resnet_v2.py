@@ -3,10 +3,10 @@ import re
 
 import pytest
 
-from analysis.diff import normalise
-from codegen.parse import read_prototxt
+from archc.analysis.diff import normalise
+from archc.codegen.parse import read_prototxt
 from golden import generate, output_shape
-from ir.net import infer_shapes
+from archc.ir.net import infer_shapes
 
 STAGES = {101: [3, 4, 23, 3], 152: [3, 8, 36, 3], 269: [3, 30, 48, 8]}
 

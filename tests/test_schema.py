@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from codegen import schema
-from ir import ArchError
+from archc.codegen import schema
+from archc.ir import ArchError
 
 
 def test_every_reference_prototxt_parses_in_the_ceil_mode_dialect(reference_cls):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ir.ops import Concat, Convolution, Eltwise, Pooling, ShapeError
+from archc.ir.ops import Concat, Convolution, Eltwise, Pooling, ShapeError
 from strategies import convolution, pooling
 
 SIDES = st.integers(1, 40)

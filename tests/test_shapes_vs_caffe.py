@@ -11,12 +11,12 @@ import dataclasses
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import codegen
-import dsl
+from archc import codegen
+from archc import dsl
 from conftest import REPO
 from golden import assert_caffe_allocates_the_inferred_shapes
-from ir import ArchError, Layer, Net, infer_shapes
-from ir.ops import Concat, Eltwise, ReLU
+from archc.ir import ArchError, Layer, Net, infer_shapes
+from archc.ir.ops import Concat, Eltwise, ReLU
 from strategies import convolution, pooling
 
 

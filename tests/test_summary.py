@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from analysis.summary import block_of_name, summarise
-from archc.cmd_summary import main as summary_main
-from codegen.parse import import_net
-from ir import infer_shapes
+from archc.analysis.summary import block_of_name, summarise
+from archc.cli.cmd_summary import main as summary_main
+from archc.codegen.parse import import_net
+from archc.ir import infer_shapes
 
 REPO = Path(__file__).resolve().parent.parent
 

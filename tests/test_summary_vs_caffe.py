@@ -1,9 +1,9 @@
 """`archc summary`'s parameter counts equal the blob sizes real Caffe allocates for the same net."""
 import pytest
 
-from analysis.summary import summarise
+from archc.analysis.summary import summarise
 from golden import generate
-from ir import infer_shapes
+from archc.ir import infer_shapes
 
 
 @pytest.mark.parametrize("arch, params", [
@@ -13,7 +13,7 @@ from ir import infer_shapes
     ("inception_v3.arch", {}),
 ])
 def test_summary_params_equal_caffe_blob_sizes(caffe, arch, params):
-    from runtime.loader import load_net_text
+    from archc.runtime.loader import load_net_text
 
     net, text = generate(arch, **params)
     summary = summarise(infer_shapes(net))

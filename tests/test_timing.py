@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from archc import cmd_time
-from runtime.timing import time_net
+from archc.cli import cmd_time
+from archc.runtime.timing import time_net
 from test_loader import SMALL
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import dsl
-from codegen import schema
+from archc import dsl
+from archc.codegen import schema
 from conftest import REPO
-from ir import ArchError, Layer, Net, infer_shapes
-from ir.ops import BatchNorm, Convolution, InnerProduct, Pooling, ReLU, Scale
-from runtime import weights
+from archc.ir import ArchError, Layer, Net, infer_shapes
+from archc.ir.ops import BatchNorm, Convolution, InnerProduct, Pooling, ReLU, Scale
+from archc.runtime import weights
 from test_loader import SMALL
 
 
@@ -167,7 +167,7 @@ def test_generated_resnext50_weights_pass_and_a_renamed_layer_is_named(tmp_path)
 
 
 def test_weights_command_writes_lists_and_checks(tmp_path, capsys):
-    from archc import cmd_weights
+    from archc.cli import cmd_weights
     model = tmp_path / "small.prototxt"
     model.write_text(SMALL)
     out = tmp_path / "small.caffemodel"
@@ -189,7 +189,7 @@ def test_weights_command_writes_lists_and_checks(tmp_path, capsys):
 
 
 def test_weights_command_usage_errors(tmp_path, capsys):
-    from archc import cmd_weights
+    from archc.cli import cmd_weights
     assert cmd_weights.main([]) == 2
     assert cmd_weights.main(["--init", "x.prototxt"]) == 2
     assert "--init MODEL takes -o OUT.caffemodel" in capsys.readouterr().err
@@ -198,7 +198,7 @@ def test_weights_command_usage_errors(tmp_path, capsys):
 
 
 def test_a_negative_seed_is_a_usage_error(tmp_path, capsys):
-    from archc import cmd_weights
+    from archc.cli import cmd_weights
     model = tmp_path / "m.arch"
     model.write_text('net { input "data" [1, 3, 8, 8]  conv(4, 3) as "c" }\n')
     assert cmd_weights.main(["--init", str(model), "-o", str(tmp_path / "w.caffemodel"), "--seed", "-1"]) == 2

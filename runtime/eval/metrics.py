@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.eval.results import FORMAT
+from archc.runtime.eval.results import FORMAT
 
 
 def top_classes(scores: np.ndarray, k: int) -> list[int]:

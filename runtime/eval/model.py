@@ -5,9 +5,9 @@ import hashlib
 import math
 from pathlib import Path
 
-from ir import Net, ShapedNet
-from runtime.backends import reshaped
-from runtime.eval.errors import EvalError
+from archc.ir import Net, ShapedNet
+from archc.runtime.backends import reshaped
+from archc.runtime.eval.errors import EvalError
 
 
 def at_input_size(net: Net, size: int) -> ShapedNet:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from runtime.eval.crops import Preprocess
-from runtime.eval.errors import EvalError
-from runtime.eval.images import Unusable, decode, read_bytes
-from runtime.processes import exit_with_parent
+from archc.runtime.eval.crops import Preprocess
+from archc.runtime.eval.errors import EvalError
+from archc.runtime.eval.images import Unusable, decode, read_bytes
+from archc.runtime.processes import exit_with_parent
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-from runtime.eval.metrics import hits
+from archc.runtime.eval.metrics import hits
 
 BAR_WIDTH = 24
 

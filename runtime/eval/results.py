@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from archc.files import write_atomically
-from runtime.eval.errors import EvalError
+from archc.runtime.eval.errors import EvalError
 
 FORMAT = "archc-eval/1"
 # Settings that may differ between an interrupted run and its resumption: where things are, not

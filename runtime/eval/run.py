@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.backends import Forwarder
-from runtime.eval.errors import EvalError
-from runtime.eval.crops import Preprocess
-from runtime.eval.metrics import image_record, skipped_record
-from runtime.eval.pipeline import Loaded, load_in_order
-from runtime.eval.progress import Progress
-from runtime.eval.results import Journal
-from runtime.eval.vallist import Entry
+from archc.runtime.backends import Forwarder
+from archc.runtime.eval.errors import EvalError
+from archc.runtime.eval.crops import Preprocess
+from archc.runtime.eval.metrics import image_record, skipped_record
+from archc.runtime.eval.pipeline import Loaded, load_in_order
+from archc.runtime.eval.progress import Progress
+from archc.runtime.eval.results import Journal
+from archc.runtime.eval.vallist import Entry
 
 
 @dataclass(frozen=True)

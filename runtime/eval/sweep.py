@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.eval.errors import EvalError
+from archc.runtime.eval.errors import EvalError
 
 
 def results_path_for_size(results: Path, size: int) -> Path:

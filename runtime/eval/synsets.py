@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runtime.eval.errors import EvalError
+from archc.runtime.eval.errors import EvalError
 
 NAMED = {"2012": "synset2012.txt", "2015": "synset2015.txt"}
 # The published val lists, one per class order: a val list whose labels agree with one of them

@@ -5,7 +5,7 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.eval.errors import EvalError
+from archc.runtime.eval.errors import EvalError
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ir.diagnostics import ArchError
-from ir.net import Net
+from archc.errors import ArchError
+from archc.ir.net import Net
 
 
 class UsageError(ValueError):
@@ -66,8 +66,8 @@ def split_overrides(args: list[str]) -> dict[str, str]:
 
 def compile_arch(path: str, overrides: dict[str, str], pool_dialect: str = "ceil_mode") -> tuple[Net, str]:
     """An .arch file with its parameters -> (IR net, deploy prototxt text); raises ArchError."""
-    import codegen  # the compiler's libraries load only when something is compiled
-    import dsl
+    from archc import codegen  # the compiler's libraries load only when something is compiled
+    from archc import dsl
 
     if not Path(path).is_file():
         raise ArchError(f"no such file: {path}")

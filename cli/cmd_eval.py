@@ -8,25 +8,25 @@ import os
 import sys
 from pathlib import Path
 
-from archc.model import (ArgumentParser, UsageError, compile_arch, integer_at_least, print_error,
+from archc.cli.model import (ArgumentParser, UsageError, compile_arch, integer_at_least, print_error,
                          render_error, split_overrides)
-from codegen.parse import import_net
-from ir import ArchError, infer_shapes
-from runtime import fold_batchnorm, weights
-from runtime.processes import termination_interrupts
-from runtime.backends import BACKENDS, BackendSpec, Forwarder
-from runtime.caffe_env import CaffeError
-from runtime.eval import model as netinfo
-from runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
-from runtime.eval.errors import EvalError
-from runtime.eval.metrics import accuracy_key, results_document
-from runtime.eval.presets import PRESETS, preset_for_model
-from runtime.eval.progress import Progress
-from runtime.eval.results import Lock, open_journal, write_final
-from runtime.eval.run import Job, run
-from runtime.eval.sweep import plot_accuracy, plot_path, results_path_for_size
-from runtime.eval.synsets import parse_remap, remap_table, val_list_order
-from runtime.eval.vallist import label_entries, read_val_list
+from archc.codegen.parse import import_net
+from archc.ir import ArchError, infer_shapes
+from archc.runtime import fold_batchnorm, weights
+from archc.runtime.processes import termination_interrupts
+from archc.runtime.backends import BACKENDS, BackendSpec, Forwarder
+from archc.runtime.caffe_env import CaffeError
+from archc.runtime.eval import model as netinfo
+from archc.runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
+from archc.runtime.eval.errors import EvalError
+from archc.runtime.eval.metrics import accuracy_key, results_document
+from archc.runtime.eval.presets import PRESETS, preset_for_model
+from archc.runtime.eval.progress import Progress
+from archc.runtime.eval.results import Lock, open_journal, write_final
+from archc.runtime.eval.run import Job, run
+from archc.runtime.eval.sweep import plot_accuracy, plot_path, results_path_for_size
+from archc.runtime.eval.synsets import parse_remap, remap_table, val_list_order
+from archc.runtime.eval.vallist import label_entries, read_val_list
 
 SHOWN_SKIPS = 10
 

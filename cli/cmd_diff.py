@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import sys
 
-from analysis.diff import diff_nets, normalise
-from archc.model import ArgumentParser, print_error
-from codegen.parse import read_prototxt
-from ir import ArchError
+from archc.analysis.diff import diff_nets, normalise
+from archc.cli.model import ArgumentParser, print_error
+from archc.codegen.parse import read_prototxt
+from archc.ir import ArchError
 
 
 def main(argv: list[str]) -> int:

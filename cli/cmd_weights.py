@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import math
 
-from archc.model import (ArgumentParser, UsageError, integer_at_least, print_error, render_error,
+from archc.cli.model import (ArgumentParser, UsageError, integer_at_least, print_error, render_error,
                          split_overrides)
-from codegen.parse import import_net
-from ir import ArchError, ShapedNet, infer_shapes
-from runtime import weights
-from runtime.loader import read_model
+from archc.codegen.parse import import_net
+from archc.ir import ArchError, ShapedNet, infer_shapes
+from archc.runtime import weights
+from archc.runtime.loader import read_model
 
 
 def build_parser() -> argparse.ArgumentParser:

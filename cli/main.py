@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from archc.files import write_atomically
-from archc.model import UsageError, option_value, print_error, render_error
-from ir.diagnostics import ArchError
+from archc.cli.model import UsageError, option_value, print_error, render_error
+from archc.errors import ArchError
 
 # Kept here rather than imported from codegen so `archc doctor` and friends start without
 # loading the compiler (lark, jinja2); tests check it equals codegen.render.POOL_DIALECTS.
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args[0] in SUBCOMMANDS:
-            command = importlib.import_module(f"archc.cmd_{args[0]}")
+            command = importlib.import_module(f"archc.cli.cmd_{args[0]}")
             return command.main(args[1:])
         return compile_command(args)
     except UsageError as error:
@@ -67,7 +67,7 @@ def compile_command(args: list[str]) -> int:
     if show_help:
         print(_describe_params(path))
         return 0
-    from archc.model import compile_arch, split_overrides
+    from archc.cli.model import compile_arch, split_overrides
 
     if output is not None and Path(output).exists() and Path(output).samefile(path):
         raise UsageError(f"-o {output} is the source file itself: write the prototxt elsewhere")
@@ -107,8 +107,8 @@ def _options(args: list[str]):
 
 
 def _describe_params(path: str) -> str:
-    import dsl
-    from dsl.values import allowed_text, show
+    from archc import dsl
+    from archc.dsl.values import allowed_text, show
 
     lines = [f"usage: archc {path} [--PARAM VALUE ...] [-o OUT] [--pool-rounding ceil_mode|round_mode]",
              "", "parameters:"]

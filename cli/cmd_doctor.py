@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from runtime.doctor import format_checks, run_checks
+from archc.runtime.doctor import format_checks, run_checks
 
 USAGE = "usage: archc doctor\n\nReport the Caffe and OpenCV the runtime finds, and how to fix what is missing.\n"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from archc.model import (ArgumentParser, UsageError, integer_at_least, print_error, render_error,
+from archc.cli.model import (ArgumentParser, UsageError, integer_at_least, print_error, render_error,
                          split_overrides)
-from ir import ArchError
-from runtime.loader import load_net_text, read_model
-from runtime.timing import time_net
+from archc.ir import ArchError
+from archc.runtime.loader import load_net_text, read_model
+from archc.runtime.timing import time_net
 
 
 def _input_size(text: str) -> tuple[int, int]:

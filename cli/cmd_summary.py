@@ -9,11 +9,11 @@ import json
 import sys
 from pathlib import Path
 
-import dsl
-from analysis.summary import format_table, summarise, to_json
-from archc.model import UsageError, print_error, render_error, split_overrides
-from codegen.parse import import_file
-from ir import ArchError, infer_shapes
+from archc import dsl
+from archc.analysis.summary import format_table, summarise, to_json
+from archc.cli.model import UsageError, print_error, render_error, split_overrides
+from archc.codegen.parse import import_file
+from archc.ir import ArchError, infer_shapes
 
 USAGE = """usage: archc summary MODEL.prototxt [--json]
        archc summary MODEL.arch [--PARAM VALUE ...] [--json]
