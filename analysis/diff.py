@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from archc.codegen.parse import (TEST_PHASE, Prototxt, declared_inputs, deploy_stages,
-                           included_in_deploy_net, input_layer_shapes, pair, read_prototxt,
-                           short_float)
+                                 included_in_deploy_net, input_layer_shapes, read_prototxt)
 from archc.ir import OPS, ArchError
 from archc.ir.ops import format_shape
+from archc.ir.ops.base import read_pair, short_float
 
 # Wiring, phase and weight sharing are compared separately; include/exclude are resolved by the
 # deploy-net filter.
@@ -175,7 +175,7 @@ def _normalise_pairs(layer: Message, names, fields: dict[str, object]) -> None:
     params = getattr(layer, param_name)
     for name, default in names:
         base = "kernel" if name == "kernel_size" else name
-        value = pair(params, name, default)
+        value = read_pair(params, name, default)
         for key in (name, f"{base}_h", f"{base}_w"):
             fields.pop(f"{param_name}.{key}", None)
         if value is not None:

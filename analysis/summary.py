@@ -36,10 +36,11 @@ class Row:
     name: str
     type: str
     block: str
-    output: tuple[int, ...]   # per image: the batch axis dropped
+    output: tuple[int, ...]   # per image: the batch axis dropped; the first top's
     params: int
     macs: int
     activations: int          # output elements this layer adds (0 in place or for a view)
+    more_outputs: tuple[tuple[int, ...], ...] = ()  # the other tops' shapes (Slice, Split, ...)
 
     @property
     def activation_bytes(self) -> int:
@@ -89,13 +90,13 @@ def summarise(shaped: ShapedNet) -> Summary:
             block = block_of_blob.get(layer.bottoms[0], block_of[layer.name])
         else:
             block = block_of[layer.name]
-        # an in-place layer or a reshaped view allocates no activation memory of its own
-        activations = 0 if layer.in_place or layer.op.is_view(len(layer.bottoms)) else \
-            math.prod(entry.output[1:])
+        # an in-place top or a reshaped view allocates no activation memory of its own
+        shared = layer.in_place or layer.op.is_view(len(layer.bottoms), len(layer.tops))
+        activations = sum(math.prod(shape[1:]) for shape in entry.outputs[1 if shared else 0:])
         for top in layer.tops:
             block_of_blob[top] = block
         rows.append(Row(layer.name, layer.type, block, entry.output[1:], entry.params, entry.macs,
-                        activations))
+                        activations, tuple(shape[1:] for shape in entry.outputs[1:])))
     blocks = [_total(block, [row for row in rows if row.block == block])
               for block in dict.fromkeys(row.block for row in rows)]
     return Summary(rows, blocks, _total("total", rows))
@@ -144,7 +145,7 @@ def format_table(summary: Summary, model: str) -> str:
               f"{'activations':>11}")
     lines += [header, "-" * len(header)]
     for row in summary.rows:
-        shape = "x".join(str(d) for d in row.output)
+        shape = ", ".join("x".join(str(d) for d in output) for output in (row.output, *row.more_outputs))
         memory = human(row.activations) if row.activations else "(in place)" if row.type != "Input" else "0"
         lines.append(f"{row.name:<{name_width}}  {row.type:<12}  {shape:>16}  {human(row.params):>9}  "
                      f"{human(row.macs):>9}  {memory:>11}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 import re
-import struct
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
@@ -112,9 +111,6 @@ def net_from_prototxt(proto: Prototxt) -> Net:
             inputs.update(input_layer_shapes(layer, span))
             input_span = input_span or span
             continue
-        if len(layer.top) != 1:
-            raise ArchError(f"layer '{layer.name}' has {len(layer.top)} top blobs; archc models "
-                            f"layers with one", span)
         op = op_from_layer(layer, proto.dialect, span)
         param_blobs = len(op.param_shapes([(1, 1, 1, 1)]))
         if len(layer.param) > param_blobs:
@@ -217,154 +213,13 @@ def input_layer_shapes(layer: Message, span: Span | None) -> dict[str, tuple[int
     return _checked_shapes(dict(zip(tops, shapes)), span)
 
 
-def short_float(value: float) -> float:
-    """The shortest decimal that is the same float32 (protobuf stores Caffe's floats as float32)."""
-    target = struct.pack("<f", value)
-    for digits in range(1, 10):
-        candidate = float(f"{value:.{digits}g}")
-        if struct.pack("<f", candidate) == target:
-            return candidate
-    return value
-
-
-def pair(params: Message, name: str, default: int | None) -> tuple[int, int] | None:
-    """A (height, width) setting spelled `name` (single or repeated) or `name_h`/`name_w`."""
-    base = "kernel" if name == "kernel_size" else name
-    fields = params.DESCRIPTOR.fields_by_name
-    has_hw = f"{base}_h" in fields and (params.HasField(f"{base}_h") or params.HasField(f"{base}_w"))
-    if fields[name].is_repeated:
-        values = list(getattr(params, name))
-    else:
-        values = [getattr(params, name)] if params.HasField(name) else []
-    if has_hw:
-        if values:
-            raise ValueError(f"give either {name} or {base}_h/{base}_w, not both")
-        return getattr(params, f"{base}_h"), getattr(params, f"{base}_w")
-    if not values:
-        return None if default is None else (default, default)
-    if len(values) == 1:
-        return values[0], values[0]
-    if len(values) == 2:
-        return values[0], values[1]
-    raise ValueError(f"{name} has {len(values)} values; only 2-D (one or two values) is supported")
-
-
 def op_from_layer(layer: Message, dialect: str, span: Span | None) -> Op:
     """The typed IR op of one LayerParameter, Caffe defaults applied."""
-    if layer.type not in _CONVERTERS:
+    if layer.type not in OPS:
         supported = ", ".join(sorted(OPS) + ["Input"])
         raise ArchError(f"layer '{layer.name}' has type '{layer.type}', which archc does not "
                         f"support (supported: {supported})", span)
     try:
-        return _CONVERTERS[layer.type](layer, dialect)
+        return OPS[layer.type].from_caffe(layer, dialect)
     except ValueError as error:
         raise ArchError(f"{layer.type} layer '{layer.name}': {error}", span) from None
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-def _convolution(layer: Message, dialect: str) -> Op:
-    p = layer.convolution_param
-    _require(p.HasField("num_output"), "num_output is required")
-    _require(p.axis == 1 and not p.force_nd_im2col, "only 2-D convolution over axis 1 is supported")
-    kernel = pair(p, "kernel_size", None)
-    _require(kernel is not None, "kernel_size (or kernel_h and kernel_w) is required")
-    dilation = pair(p, "dilation", 1)
-    _require(dilation[0] == dilation[1], "different vertical and horizontal dilation is not supported")
-    (stride_h, stride_w), (pad_h, pad_w) = pair(p, "stride", 1), pair(p, "pad", 0)
-    return OPS["Convolution"](num_output=p.num_output, kernel_h=kernel[0], kernel_w=kernel[1],
-                              stride_h=stride_h, stride_w=stride_w, pad_h=pad_h, pad_w=pad_w,
-                              group=p.group, dilation=dilation[0], bias_term=p.bias_term)
-
-
-def _pooling(layer: Message, dialect: str) -> Op:
-    p = layer.pooling_param
-    method = p.DESCRIPTOR.fields_by_name["pool"].enum_type.values_by_number[p.pool].name
-    _require(method in ("MAX", "AVE"), f"pooling method {method} is not supported (MAX or AVE)")
-    if dialect == "round_mode":
-        rounding = "floor" if p.round_mode == p.FLOOR else "ceil"
-    else:
-        rounding = "ceil" if p.ceil_mode else "floor"
-    for base in ("kernel", "stride", "pad"):  # Caffe's pooling, unlike its convolution, needs both
-        _require(p.HasField(f"{base}_h") == p.HasField(f"{base}_w"),
-                 f"give both {base}_h and {base}_w, or neither")
-    stride, pad = pair(p, "stride", 1), pair(p, "pad", 0)
-    if p.global_pooling:
-        _require(pair(p, "kernel_size", None) is None, "global pooling takes no kernel size")
-        _require(stride == (1, 1) and pad == (0, 0), "global pooling takes no stride or pad")
-        kernel = (0, 0)
-    else:
-        kernel = pair(p, "kernel_size", None)
-        _require(kernel is not None, "kernel_size (or kernel_h and kernel_w, or global_pooling) is required")
-    return OPS["Pooling"](method=method, kernel_h=kernel[0], kernel_w=kernel[1], stride_h=stride[0],
-                          stride_w=stride[1], pad_h=pad[0], pad_w=pad[1],
-                          global_pooling=p.global_pooling, rounding=rounding)
-
-
-def _batch_norm(layer: Message, dialect: str) -> Op:
-    p = layer.batch_norm_param
-    # Caffe's default for use_global_stats is "phase == TEST", and a deploy net runs in TEST.
-    use_global_stats = p.use_global_stats if p.HasField("use_global_stats") else True
-    return OPS["BatchNorm"](use_global_stats=use_global_stats, eps=short_float(p.eps))
-
-
-def _scale(layer: Message, dialect: str) -> Op:
-    p = layer.scale_param
-    _require(len(layer.bottom) == 1, "a scale read from a second bottom is not supported")
-    _require(p.axis == 1 and p.num_axes == 1, "only per-channel scale (axis 1, num_axes 1) is supported")
-    return OPS["Scale"](bias_term=p.bias_term)
-
-
-def _relu(layer: Message, dialect: str) -> Op:
-    return OPS["ReLU"](negative_slope=short_float(layer.relu_param.negative_slope))
-
-
-def _dropout(layer: Message, dialect: str) -> Op:
-    return OPS["Dropout"](ratio=short_float(layer.dropout_param.dropout_ratio))
-
-
-def _inner_product(layer: Message, dialect: str) -> Op:
-    p = layer.inner_product_param
-    _require(p.HasField("num_output"), "num_output is required")
-    _require(p.axis == 1 and not p.transpose, "only axis 1 without transpose is supported")
-    return OPS["InnerProduct"](num_output=p.num_output, bias_term=p.bias_term)
-
-
-def _softmax(layer: Message, dialect: str) -> Op:
-    return OPS["Softmax"](axis=layer.softmax_param.axis)
-
-
-def _concat(layer: Message, dialect: str) -> Op:
-    p = layer.concat_param
-    _require(not (p.HasField("axis") and p.HasField("concat_dim")), "give axis or concat_dim, not both")
-    # concat_dim is the deprecated spelling of axis.
-    axis = p.concat_dim if p.HasField("concat_dim") and not p.HasField("axis") else p.axis
-    return OPS["Concat"](axis=axis)
-
-
-def _eltwise(layer: Message, dialect: str) -> Op:
-    p = layer.eltwise_param
-    operation = p.DESCRIPTOR.fields_by_name["operation"].enum_type.values_by_number[p.operation].name
-    return OPS["Eltwise"](operation=operation, coeff=tuple(short_float(c) for c in p.coeff))
-
-
-def _reshape(layer: Message, dialect: str) -> Op:
-    p = layer.reshape_param
-    _require(p.axis == 0 and p.num_axes == -1, "only a full reshape (axis 0, num_axes -1) is supported")
-    return OPS["Reshape"](dims=tuple(p.shape.dim))
-
-
-def _flatten(layer: Message, dialect: str) -> Op:
-    p = layer.flatten_param
-    _require(p.end_axis == -1, "only flattening to the last axis (end_axis -1) is supported")
-    return OPS["Flatten"](axis=p.axis)
-
-
-_CONVERTERS = {
-    "Convolution": _convolution, "Pooling": _pooling, "BatchNorm": _batch_norm, "Scale": _scale,
-    "ReLU": _relu, "Dropout": _dropout, "InnerProduct": _inner_product, "Softmax": _softmax,
-    "Concat": _concat, "Eltwise": _eltwise, "Reshape": _reshape, "Flatten": _flatten,
-}

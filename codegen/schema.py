@@ -139,6 +139,7 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _opt("ReLUParameter", "relu_param", 123),
         _opt("ReshapeParameter", "reshape_param", 133),
         _opt("ScaleParameter", "scale_param", 142),
+        _opt("SliceParameter", "slice_param", 126),
         _opt("SoftmaxParameter", "softmax_param", 125),
     )),
     # The pre-2015 layer format, still found in old .caffemodel files: only what loading
@@ -241,6 +242,11 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _opt("FillerParameter", "filler", 3),
         _opt("bool", "bias_term", 4, False),
         _opt("FillerParameter", "bias_filler", 5),
+    )),
+    "SliceParameter": MessageSpec((
+        _opt("int32", "axis", 3, 1),
+        _rep("uint32", "slice_point", 2),
+        _opt("uint32", "slice_dim", 1, 1),
     )),
     "SoftmaxParameter": MessageSpec((
         _opt("Engine", "engine", 1, "DEFAULT"),

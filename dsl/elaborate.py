@@ -17,7 +17,8 @@ import lark
 from archc.dsl import parser
 from archc.dsl.expressions import HANDLERS as _EXPRESSIONS
 from archc.dsl.expressions import MAX_LIST, range_of, value_size
-from archc.dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
+from archc.dsl.primitives import (PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive,
+                                  check_argument, ops_for_caffe_type)
 from archc.dsl.values import BlockDef, Scope, Tensor, allowed_text, brief, show, type_name
 from archc.errors import ArchError, Span
 from archc.ir.net import MAX_BLOB, Layer, Net, ShapeTracker
@@ -29,12 +30,6 @@ MAX_CALL_DEPTH = 64
 MAX_CALL_NOTES = 5  # "called at" notes on an error, innermost first
 # Statements a misspelt keyword was probably meant to be (an unknown name reads as an op).
 STATEMENT_KEYWORDS = ("from", "input", "let", "for", "if")
-# Caffe layer types, as a user who knows Caffe may write them, and the ops that emit them.
-CAFFE_TYPE_OPS = {"convolution": "conv", "innerproduct": "fc", "pooling": "maxpool or avepool",
-                  "eltwise": "sum, product or maximum (merges of branches)",
-                  "batchnorm": "bn (BatchNorm + Scale) or batchnorm", "softmax": "softmax",
-                  "dropout": "dropout", "scale": "scale", "relu": "relu",
-                  "concat": "concat (a merge of branches)"}
 MAX_NAME = 512
 # Work budget of one elaboration: one step per statement and per expression node, plus the size
 # of every value an expression yields. Loops whose bodies add no layers (`for i in 0..100000
@@ -449,8 +444,9 @@ class Elaborator:
     def _unknown_hint(name: str, scope: Scope) -> str:
         """The likely intent of an unknown statement name: a Caffe layer type's op, a nearby op,
         block or statement keyword, else the list of ops."""
-        if name.lower() in CAFFE_TYPE_OPS:
-            return f": for Caffe's {name}, write {CAFFE_TYPE_OPS[name.lower()]}"
+        caffe_type_ops = ops_for_caffe_type(name)
+        if caffe_type_ops:
+            return f": for Caffe's {name}, write {caffe_type_ops}"
         blocks = [n for n in scope.names() if isinstance(scope.lookup(n), BlockDef)]
         close = difflib.get_close_matches(name, [*PRIMITIVES, *blocks, *STATEMENT_KEYWORDS], n=1)
         if close:

@@ -46,7 +46,12 @@ class Net:
 class LayerShapes:
     layer: Layer
     inputs: tuple[Shape, ...]
-    output: Shape
+    outputs: tuple[Shape, ...]  # one per top
+
+    @property
+    def output(self) -> Shape:
+        """The first top's shape (a layer's only one, but for Slice, Split and MAX's mask)."""
+        return self.outputs[0]
 
     @property
     def param_shapes(self) -> list[Shape]:
@@ -104,13 +109,17 @@ class ShapeTracker:
             raise ArchError(f"duplicate layer name '{layer.name}'{where}: layer names must be unique, "
                             f"since Caffe loads weights by name", layer.span)
         op = layer.op
-        if len(layer.tops) != 1:
-            raise ArchError(f"{layer.type} layer '{layer.name}' has {len(layer.tops)} top blobs: "
-                            f"it writes exactly one", layer.span)
+        tops, most = len(layer.tops), op.max_tops()
+        if tops < op.min_tops or (most is not None and tops > most):
+            raise ArchError(f"{layer.type} layer '{layer.name}' has {tops} top blobs: it writes "
+                            f"{_count_range(op.min_tops, most)}", layer.span)
+        if len(set(layer.tops)) != tops:
+            raise ArchError(f"{layer.type} layer '{layer.name}' names a top blob twice", layer.span)
         count = len(layer.bottoms)
         if count < op.min_bottoms or (op.max_bottoms is not None and count > op.max_bottoms):
             raise ArchError(f"{layer.type} layer '{layer.name}' takes "
-                            f"{_arity(op)} inputs, got {count}", layer.span)
+                            f"{_count_range(op.min_bottoms, op.max_bottoms)} inputs, got {count}",
+                            layer.span)
         for bottom in layer.bottoms:
             if bottom not in self.blobs:
                 raise ArchError(f"layer '{layer.name}' reads blob '{bottom}', which no earlier layer "
@@ -133,8 +142,8 @@ class ShapeTracker:
                                 f"in place; give the layer a top of its own", layer.span)
         inputs = tuple(self.blobs[b] for b in layer.bottoms)
         try:
-            output = op.infer(list(inputs))
-            for shape in (output, *op.param_shapes(list(inputs))):
+            outputs = op.infer(list(inputs), tops)
+            for shape in (*outputs, *op.param_shapes(list(inputs))):
                 if math.prod(shape) > MAX_BLOB:
                     raise ShapeError(f"a blob of {format_shape(shape)} holds more than the "
                                      f"{MAX_BLOB} values Caffe allows: use a smaller input size "
@@ -146,15 +155,15 @@ class ShapeTracker:
         self._by_name[layer.name] = layer
         for bottom in layer.bottoms:
             self._first_reader.setdefault(bottom, layer.name)
-        for top in layer.tops:
-            self.blobs[top] = output
+        for top, shape in zip(layer.tops, outputs):
+            self.blobs[top] = shape
             self._first_reader.pop(top, None)
         if layer.in_place:
             memory = self._memory.get(layer.tops[0], layer.tops[0])
             self._rewrites.setdefault(memory, []).append(layer)
-        elif op.is_view(len(layer.bottoms)):
+        elif op.is_view(len(layer.bottoms), tops):
             self._memory[layer.tops[0]] = self._memory.get(layer.bottoms[0], layer.bottoms[0])
-        shaped = LayerShapes(layer, inputs, output)
+        shaped = LayerShapes(layer, inputs, outputs)
         self.layers.append(shaped)
         return shaped
 
@@ -167,9 +176,9 @@ def infer_shapes(net: Net) -> ShapedNet:
     return ShapedNet(net, tracker.blobs, tracker.layers)
 
 
-def _arity(op: Op) -> str:
-    if op.max_bottoms is None:
-        return f"at least {op.min_bottoms}"
-    if op.max_bottoms == op.min_bottoms:
-        return str(op.min_bottoms)
-    return f"{op.min_bottoms} to {op.max_bottoms}"
+def _count_range(least: int, most: int | None) -> str:
+    if most is None:
+        return f"at least {least}"
+    if most == least:
+        return str(least)
+    return f"{least} to {most}"

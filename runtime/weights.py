@@ -20,7 +20,7 @@ import numpy as np
 from archc.files import write_atomically
 from archc.codegen import schema
 from archc.ir import ArchError, ShapedNet
-from archc.ir.ops import Shape, format_shape
+from archc.ir.ops import ParamBlob, Shape, format_shape
 
 _LEGACY_AXES = ("num", "channels", "height", "width")
 
@@ -206,39 +206,16 @@ def write_caffemodel(path: str | Path, layers: list[LayerWeights], net_name: str
 
 
 def initial_weights(shaped: ShapedNet, seed: int = 0) -> list[LayerWeights]:
-    """Filler-initialised weights for every layer with parameters: He-normal convolution and
-    inner-product weights, zero biases, identity batch norm (mean 0, variance 1) and scale."""
+    """Filler-initialised weights for every layer with parameters, each blob filled as its op
+    definition says (`ParamBlob.filler`): He-normal weights, zero biases and means, ones for
+    variances and scales."""
     rng = np.random.default_rng(seed)
-    layers = []
-    for entry in shaped.layers:
-        shapes = entry.param_shapes
-        if not shapes:
-            continue
-        fill = _FILLERS.get(entry.layer.type)
-        if fill is None:
-            raise WeightsError(f"no initial values known for {entry.layer.type} layer "
-                               f"'{entry.layer.name}'")
-        layers.append((entry.layer.name, entry.layer.type, fill(shapes, rng)))
-    return layers
+    return [(entry.layer.name, entry.layer.type, [_filled(blob, rng) for blob in blobs])
+            for entry in shaped.layers if (blobs := entry.layer.op.param_blobs(list(entry.inputs)))]
 
 
-def _weights_and_bias(shapes: list[Shape], rng: np.random.Generator) -> list[np.ndarray]:
-    weight_shape = shapes[0]
-    fan_in = math.prod(weight_shape[1:])
-    blobs = [rng.normal(0.0, math.sqrt(2.0 / fan_in), weight_shape).astype(np.float32)]
-    blobs.extend(np.zeros(shape, np.float32) for shape in shapes[1:])
-    return blobs
-
-
-def _batch_norm(shapes: list[Shape], rng: np.random.Generator) -> list[np.ndarray]:
-    # mean, variance, and the moving-average factor Caffe divides both by
-    mean, variance, factor = shapes
-    return [np.zeros(mean, np.float32), np.ones(variance, np.float32), np.ones(factor, np.float32)]
-
-
-def _scale(shapes: list[Shape], rng: np.random.Generator) -> list[np.ndarray]:
-    return [np.ones(shapes[0], np.float32)] + [np.zeros(s, np.float32) for s in shapes[1:]]
-
-
-_FILLERS = {"Convolution": _weights_and_bias, "InnerProduct": _weights_and_bias,
-            "BatchNorm": _batch_norm, "Scale": _scale}
+def _filled(blob: ParamBlob, rng: np.random.Generator) -> np.ndarray:
+    if blob.filler == "he_normal":
+        fan_in = math.prod(blob.shape[1:])
+        return rng.normal(0.0, math.sqrt(2.0 / fan_in), blob.shape).astype(np.float32)
+    return (np.ones if blob.filler == "ones" else np.zeros)(blob.shape, np.float32)

@@ -12,7 +12,7 @@ def test_every_reference_prototxt_parses_in_the_ceil_mode_dialect(reference_cls)
     assert files, f"no prototxt under {reference_cls}"
     for path in files:
         net = schema.parse_prototxt(path.read_text(), "ceil_mode", str(path))
-        assert len(net.layer) > 100, path
+        assert len(net.layer) > 30, path  # the smallest, VGG-16, has 39
         assert list(net.input) == ["data"], path
 
 

@@ -61,9 +61,9 @@ def test_convolution_counts_the_windows_that_fit(case):
     out_w = conv_positions(w, op.kernel_w, op.stride_w, op.pad_w, op.dilation)
     if out_h == 0 or out_w == 0:
         with pytest.raises(ShapeError, match="window is larger than the padded"):
-            op.infer([(n, c, h, w)])
+            op.output_shape([(n, c, h, w)])
     else:
-        assert op.infer([(n, c, h, w)]) == (n, op.num_output, out_h, out_w)
+        assert op.output_shape([(n, c, h, w)]) == (n, op.num_output, out_h, out_w)
 
 
 @PROPERTY
@@ -71,11 +71,11 @@ def test_convolution_counts_the_windows_that_fit(case):
 def test_convolution_group_must_divide_both_channel_counts(c, num_output, group):
     op = Convolution(num_output, 1, 1, group=group)
     if c % group == 0 and num_output % group == 0:
-        assert op.infer([(1, c, 5, 5)]) == (1, num_output, 5, 5)
+        assert op.output_shape([(1, c, 5, 5)]) == (1, num_output, 5, 5)
         assert op.param_shapes([(1, c, 5, 5)])[0] == (num_output, c // group, 1, 1)
     else:
         with pytest.raises(ShapeError, match="must divide"):
-            op.infer([(1, c, 5, 5)])
+            op.output_shape([(1, c, 5, 5)])
 
 
 @st.composite
@@ -88,7 +88,7 @@ def pool_cases(draw):
 def test_pooling_counts_window_placements(case):
     (n, c, h, w), op = case
     if op.global_pooling:
-        assert op.infer([(n, c, h, w)]) == (n, c, 1, 1)
+        assert op.output_shape([(n, c, h, w)]) == (n, c, 1, 1)
         return
     # Where the kernel exceeds the padded input Caffe's formula has no window meaning.
     assume(op.kernel_h <= h + 2 * op.pad_h and op.kernel_w <= w + 2 * op.pad_w)
@@ -100,16 +100,16 @@ def test_pooling_counts_window_placements(case):
     empty = not padded and ((out_h - 1) * op.stride_h >= h or (out_w - 1) * op.stride_w >= w)
     if empty:
         with pytest.raises(ShapeError, match="the last pooling window would start past the input"):
-            op.infer([(n, c, h, w)])
+            op.output_shape([(n, c, h, w)])
     else:
-        assert op.infer([(n, c, h, w)]) == (n, c, out_h, out_w)
+        assert op.output_shape([(n, c, h, w)]) == (n, c, out_h, out_w)
 
 
 @PROPERTY
 @given(kernel=st.integers(1, 5), extra=st.integers(0, 3))
 def test_pooling_pad_must_stay_below_the_kernel(kernel, extra):
     with pytest.raises(ShapeError, match="smaller than the kernel"):
-        Pooling("MAX", kernel, kernel, pad_h=kernel + extra, pad_w=0).infer([(1, 1, 9, 9)])
+        Pooling("MAX", kernel, kernel, pad_h=kernel + extra, pad_w=0).output_shape([(1, 1, 9, 9)])
 
 
 @st.composite
@@ -136,9 +136,9 @@ def test_concat_agrees_with_numpy(case):
         expected = np.concatenate([np.zeros(s) for s in shapes], axis=axis).shape
     except ValueError:
         with pytest.raises(ShapeError, match="must agree"):
-            Concat(axis).infer(shapes)
+            Concat(axis).output_shape(shapes)
     else:
-        assert Concat(axis).infer(shapes) == expected
+        assert Concat(axis).output_shape(shapes) == expected
 
 
 @PROPERTY
@@ -147,10 +147,10 @@ def test_concat_agrees_with_numpy(case):
 def test_eltwise_needs_identical_shapes(shapes, operation):
     op = Eltwise(operation)
     if all(shape == shapes[0] for shape in shapes):
-        assert op.infer(shapes) == shapes[0]
+        assert op.output_shape(shapes) == shapes[0]
     else:
         with pytest.raises(ShapeError, match="same shape"):
-            op.infer(shapes)
+            op.output_shape(shapes)
 
 
 @PROPERTY
@@ -159,7 +159,7 @@ def test_eltwise_coefficients_one_per_input(inputs, coefficients):
     op = Eltwise("SUM", tuple(1.0 for _ in range(coefficients)))
     shapes = [(1, 2, 3, 3)] * inputs
     if coefficients in (0, inputs):
-        assert op.infer(shapes) == (1, 2, 3, 3)
+        assert op.output_shape(shapes) == (1, 2, 3, 3)
     else:
         with pytest.raises(ShapeError, match="one per input"):
-            op.infer(shapes)
+            op.output_shape(shapes)

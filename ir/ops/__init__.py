@@ -1,0 +1,21 @@
+"""The op definitions: one class per Caffe layer type archc models (see `base` for what a
+definition holds). Importing this package registers every definition in `OPS`."""
+# Importing a module registers its definitions; this order is the order the language lists its
+# ops in (`archc` error hints, docs): convolution first, merges last.
+from archc.ir.ops.convolution import Convolution  # isort: skip
+from archc.ir.ops.normalization import BatchNorm, Scale  # isort: skip
+from archc.ir.ops.activations import Dropout, ReLU, Softmax  # isort: skip
+from archc.ir.ops.pooling import POOL_METHODS, ROUNDINGS, Pooling  # isort: skip
+from archc.ir.ops.inner_product import InnerProduct  # isort: skip
+from archc.ir.ops.reshape import Flatten, Reshape, Slice  # isort: skip
+from archc.ir.ops.merge import ELTWISE_OPERATIONS, Concat, Eltwise  # isort: skip
+from archc.ir.ops.base import (INT_MAX, REGISTRY, ArgumentError, Op, Param, ParamBlob, Primitive,
+                               Shape, ShapeError, format_shape)
+
+#: Caffe type name -> op definition
+OPS: dict[str, type[Op]] = REGISTRY
+
+__all__ = ["INT_MAX", "OPS", "ArgumentError", "Op", "Param", "ParamBlob", "Primitive", "Shape",
+           "ShapeError", "format_shape", "Convolution", "Pooling", "BatchNorm", "Scale", "ReLU",
+           "Dropout", "Softmax", "InnerProduct", "Concat", "Eltwise", "Reshape", "Flatten", "Slice",
+           "ELTWISE_OPERATIONS", "POOL_METHODS", "ROUNDINGS"]

@@ -1,0 +1,125 @@
+"""Layers that change a blob's shape, not its values: Reshape, Flatten (views of their bottom)
+and Slice (`slice_layer.cpp`), which cuts one bottom into several tops along an axis."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from archc.ir.ops.base import (Op, Param, Primitive, ShapeError, Shape, axis_index, caffe,
+                               format_shape, prod, read_field, require, required)
+
+
+@dataclass(frozen=True)
+class Reshape(Op):
+    caffe_type: ClassVar[str] = "Reshape"
+    param_message: ClassVar[str] = "reshape_param"
+    views_input: ClassVar[bool] = True
+
+    dims: tuple[int, ...] = ()
+
+    primitives: ClassVar = (
+        Primitive("reshape", (required("dims", "ints", "0 copies an axis, -1 infers one"),),
+                  lambda a: [Reshape(tuple(a["dims"]))], "Reshape"),
+    )
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        source = inputs[0]
+        out = []
+        for i, dim in enumerate(self.dims):
+            if dim == 0:
+                if i >= len(source):
+                    raise ShapeError(f"reshape dim {i} is 0 (copy) but the input has only {len(source)} axes")
+                out.append(source[i])
+            elif dim == -1 or dim > 0:
+                out.append(dim)
+            else:
+                raise ShapeError(f"reshape dims must be positive, 0 (copy) or -1 (infer), got {dim}")
+        if out.count(-1) > 1:
+            raise ShapeError("reshape may infer (-1) at most one dimension")
+        total = prod(source)
+        known = prod(d for d in out if d != -1)
+        if -1 in out:
+            if known == 0 or total % known:
+                raise ShapeError(f"reshape cannot infer a dimension: {total} elements do not divide by {known}")
+            out[out.index(-1)] = total // known
+        elif known != total:
+            raise ShapeError(f"reshape to {format_shape(tuple(out))} changes the element count ({total})")
+        return tuple(out)
+
+    def caffe_fields(self, pool_dialect: str = "ceil_mode") -> dict:
+        return {"shape": {"dim": list(self.dims)}}
+
+    @classmethod
+    def from_caffe(cls, layer: Any, dialect: str) -> Reshape:
+        p = layer.reshape_param
+        require(p.axis == 0 and p.num_axes == -1,
+                "only a full reshape (axis 0, num_axes -1) is supported")
+        return cls(dims=tuple(p.shape.dim))
+
+
+@dataclass(frozen=True)
+class Flatten(Op):
+    caffe_type: ClassVar[str] = "Flatten"
+    param_message: ClassVar[str] = "flatten_param"
+    views_input: ClassVar[bool] = True
+
+    axis: int = caffe(1)
+
+    primitives: ClassVar = (
+        Primitive("flatten", (Param("axis", "int", 1),), lambda a: [Flatten(a["axis"])], "Flatten"),
+    )
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        source = inputs[0]
+        axis = axis_index(self.axis, source, "flatten")
+        return source[:axis] + (prod(source[axis:]),)
+
+    @classmethod
+    def from_caffe(cls, layer: Any, dialect: str) -> Flatten:
+        require(layer.flatten_param.end_axis == -1,
+                "only flattening to the last axis (end_axis -1) is supported")
+        return super().from_caffe(layer, dialect)
+
+
+@dataclass(frozen=True)
+class Slice(Op):
+    caffe_type: ClassVar[str] = "Slice"
+    param_message: ClassVar[str] = "slice_param"
+
+    axis: int = caffe(1)
+    slice_point: tuple[int, ...] = caffe(())
+
+    def max_tops(self) -> int | None:
+        return None
+
+    def is_view(self, bottoms: int, tops: int) -> bool:
+        return tops == 1  # Caffe shares the bottom's memory with a lone top
+
+    def infer(self, inputs: list[Shape], tops: int) -> tuple[Shape, ...]:
+        source = inputs[0]
+        axis = axis_index(self.axis, source, "slice")
+        extent = source[axis]
+        if self.slice_point:
+            if len(self.slice_point) != tops - 1:
+                raise ShapeError(f"slice has {len(self.slice_point)} slice points for {tops} tops: "
+                                 f"give one point fewer than tops")
+            bounds = (0, *self.slice_point, extent)
+            sizes = [end - start for start, end in zip(bounds, bounds[1:])]
+            if min(sizes) <= 0:
+                raise ShapeError(f"slice points {list(self.slice_point)} must increase strictly "
+                                 f"and stay inside axis {self.axis} (size {extent})")
+        else:
+            if extent % tops:
+                raise ShapeError(f"slice cannot cut axis {self.axis} (size {extent}) into {tops} "
+                                 f"equal parts: give slice points")
+            sizes = [extent // tops] * tops
+        return tuple(source[:axis] + (size,) + source[axis + 1:] for size in sizes)
+
+    @classmethod
+    def from_caffe(cls, layer: Any, dialect: str) -> Slice:
+        p = layer.slice_param
+        require(not (p.HasField("axis") and p.HasField("slice_dim")),
+                "give axis or slice_dim, not both")
+        # slice_dim is the deprecated spelling of axis.
+        axis = p.slice_dim if p.HasField("slice_dim") else p.axis
+        return cls(axis=axis, slice_point=read_field(p, "slice_point"))
