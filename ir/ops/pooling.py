@@ -57,6 +57,10 @@ class Pooling(Op):
     def output_shape(self, inputs: list[Shape]) -> Shape:
         (n, c, h, w) = checked_4d("pooling", inputs[0])
         if self.global_pooling:
+            if (self.kernel_h, self.kernel_w, self.stride_h, self.stride_w, self.pad_h, self.pad_w) \
+                    != (0, 0, 1, 1, 0, 0):
+                raise ShapeError("global pooling pools the whole plane: it takes no kernel, "
+                                 "stride or pad")
             return (n, c, 1, 1)
         if min(self.kernel_h, self.kernel_w) <= 0 or min(self.stride_h, self.stride_w) <= 0:
             raise ShapeError("pooling kernel and stride must be positive")

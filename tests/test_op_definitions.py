@@ -1,0 +1,243 @@
+"""Every op definition is complete and agrees with itself, with the schema and with real Caffe.
+
+For each op in `OPS`, instances are made from its defaults and with each of its fields changed
+alone; each one that infers on a sample input is rendered, imported back to the same op,
+rendered again byte for byte, initialised (`weights --init`) and, with Caffe, set up and timed.
+An op definition whose renderer forgets a field, whose importer reads another, or whose DSL
+spelling emits something the importer cannot read fails here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from archc.codegen import render, schema
+from archc.codegen.parse import import_net
+from archc.dsl.primitives import PRIMITIVES
+from archc.ir import ArchError, Layer, Net, infer_shapes
+from archc.ir.ops import ELTWISE_OPERATIONS, OPS, POOL_METHODS, ROUNDINGS
+from archc.ir.ops.base import FILLERS, caffe_field_names
+from archc.runtime.weights import initial_weights
+
+SAMPLE_INPUT = (2, 6, 12, 12)
+# Values for fields whose type says too little: strings are enums, tuples lists.
+FIELD_VALUES = {
+    ("Pooling", "method"): POOL_METHODS,
+    ("Pooling", "rounding"): ROUNDINGS,
+    ("Eltwise", "operation"): ELTWISE_OPERATIONS,
+    ("Eltwise", "coeff"): ((0.5, 2.0),),
+    ("Reshape", "dims"): ((0, -1), (0, 3, 2, -1)),
+    ("Slice", "slice_point"): ((2,), (1, 4)),
+}
+
+
+# Where an op's defaults are no valid layer, the sample its variants start from; and samples
+# that changing one field of it cannot reach.
+BASES = {
+    "Pooling": {"kernel_h": 3, "kernel_w": 3, "stride_h": 2, "stride_w": 2},
+    "Reshape": {"dims": (0, -1)},
+}
+EXTRA_SAMPLES = {"Pooling": [{"method": "AVE", "global_pooling": True}]}
+
+
+def _required_value(op_class, field) -> object:
+    return 3 if field.type in ("int", int) else FIELD_VALUES[(op_class.caffe_type, field.name)][0]
+
+
+def _variants(field, value, op_class) -> list:
+    key = (op_class.caffe_type, field.name)
+    if key in FIELD_VALUES:
+        return [v for v in FIELD_VALUES[key] if v != value]
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1, value + 2]
+    if isinstance(value, float):
+        return [0.25, value * 0.5 + 0.125]
+    raise AssertionError(f"{op_class.__name__}.{field.name}: add sample values to FIELD_VALUES")
+
+
+def instances(op_class) -> list:
+    """The op with its defaults, and with each field changed alone (where the result is valid)."""
+    fields = dataclasses.fields(op_class)
+    base = {f.name: _required_value(op_class, f) for f in fields
+            if f.default is dataclasses.MISSING}
+    base.update(BASES.get(op_class.caffe_type, {}))
+    made = [op_class(**base)] + [op_class(**extra) for extra in EXTRA_SAMPLES.get(op_class.caffe_type, [])]
+    for field in fields:
+        value = base.get(field.name, field.default)
+        made.extend(op_class(**{**base, field.name: variant})
+                    for variant in _variants(field, value, op_class))
+    return made
+
+
+def one_layer_net(op) -> Net | None:
+    """A net that runs `op` on sample inputs, with the first number of tops it accepts; None when
+    the op cannot take them (that variant is not a valid layer)."""
+    bottoms = max(op.min_bottoms, 1 if op.max_bottoms is None else min(op.max_bottoms, 2))
+    inputs = {f"in{i}": SAMPLE_INPUT for i in range(bottoms)}
+    most = op.max_tops()
+    for tops in range(op.min_tops, (3 if most is None else most) + 1):
+        net = Net(dict(inputs), [Layer("layer", op, tuple(inputs), tuple(f"out{i}" for i in range(tops)))])
+        try:
+            infer_shapes(net)
+        except ArchError:
+            continue
+        return net
+    return None
+
+
+def _wiring(net: Net) -> list:
+    """The layers without their source positions."""
+    return [(layer.name, layer.op, layer.bottoms, layer.tops) for layer in net.layers]
+
+
+# The valid samples only: the field-coverage test below says whether they are enough.
+CASES = [(op_class.caffe_type, index, op) for op_class in OPS.values()
+         for index, op in enumerate(instances(op_class)) if one_layer_net(op)]
+
+
+@pytest.mark.parametrize("caffe_type", sorted(OPS))
+def test_every_field_is_exercised_by_a_valid_instance(caffe_type):
+    """Each field of the op takes, in some valid sample, a value other than the first sample's."""
+    valid = [op for name, _, op in CASES if name == caffe_type]
+    assert valid, f"{caffe_type}: no valid sample instance"
+    first = valid[0]
+    for field in dataclasses.fields(first):
+        assert any(getattr(op, field.name) != getattr(first, field.name) for op in valid), \
+            f"{caffe_type}.{field.name}: no valid sample changes it; add values or a base"
+
+
+@pytest.mark.parametrize("caffe_type, index, op", CASES, ids=[f"{t}-{i}" for t, i, _ in CASES])
+@pytest.mark.parametrize("dialect", ["ceil_mode", "round_mode"])
+def test_render_import_render_is_identity(caffe_type, index, op, dialect):
+    net = one_layer_net(op)
+    text = render(net, dialect)
+    imported = import_net(text, "<rendered>")
+    assert _wiring(imported) == _wiring(net), text
+    assert render(imported, dialect) == text
+
+
+@pytest.mark.parametrize("caffe_type, index, op", CASES, ids=[f"{t}-{i}" for t, i, _ in CASES])
+def test_weights_init_fills_every_parameter_blob(caffe_type, index, op):
+    net = one_layer_net(op)
+    shaped = infer_shapes(net)
+    blobs = op.param_blobs(list(shaped.layers[0].inputs))
+    assert all(blob.filler in FILLERS for blob in blobs)
+    weights = initial_weights(shaped)
+    if not blobs:
+        assert weights == []
+        return
+    [(name, type_, arrays)] = weights
+    assert (name, type_) == ("layer", caffe_type)
+    assert [a.shape for a in arrays] == [blob.shape for blob in blobs]
+    assert all(a.dtype == np.float32 and np.isfinite(a).all() for a in arrays)
+
+
+@pytest.mark.parametrize("caffe_type", sorted(OPS))
+def test_caffe_fields_and_defaults_agree_with_the_schema(caffe_type):
+    op_class = OPS[caffe_type]
+    messages = schema.schema_messages("ceil_mode")
+    layer_fields = {f.name: f for f in messages["LayerParameter"].fields}
+    if op_class.param_message is None:
+        assert not caffe_field_names(op_class)
+        return
+    assert op_class.param_message in layer_fields, f"the schema has no {op_class.param_message}"
+    message = {f.name: f for f in messages[layer_fields[op_class.param_message].type].fields}
+    for field in dataclasses.fields(op_class):
+        if "caffe" not in field.metadata:
+            continue
+        name = field.metadata["caffe"] or field.name
+        assert name in message, f"{caffe_type}.{field.name}: the schema has no field {name}"
+        spec = message[name]
+        if field.default is dataclasses.MISSING:
+            continue
+        if spec.label == "repeated":
+            assert field.default == (), f"{caffe_type}.{name}: a repeated field defaults to empty"
+        elif isinstance(field.default, float):
+            assert math.isclose(field.default, float(spec.default or 0)), f"{caffe_type}.{name}"
+        else:
+            assert field.default == spec.default, f"{caffe_type}.{name}: default differs"
+
+
+def test_every_dsl_op_emits_ops_the_importer_reads():
+    emitted = set()
+    for primitive in PRIMITIVES.values():
+        arguments = {param.name: param.default for param in primitive.params}
+        arguments.update({param.name: 3 if param.kind in ("int", "pair") else [0, -1]
+                          for param in primitive.params if param.required or param.name == "kernel"})
+        for op in primitive.build(arguments):
+            emitted.add(op.caffe_type)
+            assert type(op) is OPS[op.caffe_type]
+    assert emitted <= set(OPS)
+
+
+def test_several_tops_shape_render_and_import():
+    from archc.ir.ops import Pooling, Slice
+
+    net = Net({"data": (1, 8, 6, 6)}, [
+        Layer("cut", Slice(axis=1, slice_point=(3,)), ("data",), ("a", "b")),
+        Layer("pool", Pooling("MAX", 2, 2, 2, 2), ("b",), ("pooled", "mask")),
+    ])
+    shaped = infer_shapes(net)
+    assert shaped.blobs == {"data": (1, 8, 6, 6), "a": (1, 3, 6, 6), "b": (1, 5, 6, 6),
+                            "pooled": (1, 5, 3, 3), "mask": (1, 5, 3, 3)}
+    text = render(net)
+    assert 'top: "a"\n  top: "b"' in text and "slice_point: 3" in text
+    assert _wiring(import_net(text)) == _wiring(net)
+
+
+def test_ave_pooling_has_no_mask_top():
+    from archc.ir.ops import Pooling
+
+    net = Net({"data": (1, 2, 4, 4)}, [Layer("pool", Pooling("AVE", 2, 2, 2, 2), ("data",), ("p", "m"))])
+    with pytest.raises(ArchError, match="has 2 top blobs: it writes 1"):
+        infer_shapes(net)
+
+
+@pytest.mark.parametrize("caffe_type, index, op", CASES, ids=[f"{t}-{i}" for t, i, _ in CASES])
+def test_caffe_sets_up_and_times_every_op(caffe, caffe_type, index, op):
+    """Real Caffe reads what archc writes for each op, allocates the inferred shapes, and times it."""
+    from archc.runtime.loader import load_net_text
+    from archc.runtime.timing import time_net
+
+    net = one_layer_net(op)
+    shaped = infer_shapes(net)
+    loaded = load_net_text(render(net), "<rendered>").net
+    assert {name: tuple(loaded.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
+    assert [tuple(b.data.shape) for b in loaded.params.get("layer", [])] == \
+        op.param_shapes(list(shaped.layers[0].inputs))
+    report = time_net(loaded, iterations=1, warmup=0)
+    assert "layer" in [layer.name for layer in report.layers]
+
+
+def test_schema_agrees_with_real_caffe(caffe):
+    """Every message and field archc's schema describes is Caffe's own: number, label, type and
+    default (BVLC master's caffe.proto, the round_mode dialect), as net_spec reflects on caffe_pb2."""
+    from caffe.proto import caffe_pb2
+
+    descriptor_types = {1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 8: "bool",
+                        9: "string", 12: "bytes", 13: "uint32"}
+    for name, spec in schema.schema_messages("round_mode").items():
+        real = caffe_pb2.DESCRIPTOR.message_types_by_name[name]
+        for field in spec.fields:
+            theirs = real.fields_by_name.get(field.name)
+            assert theirs is not None, f"{name}.{field.name} is not in Caffe's schema"
+            assert theirs.number == field.number, f"{name}.{field.name}"
+            assert theirs.is_repeated == (field.label == "repeated"), f"{name}.{field.name}"
+            if theirs.message_type is not None:
+                assert theirs.message_type.name == field.type, f"{name}.{field.name}"
+            elif theirs.enum_type is not None:
+                assert theirs.enum_type.name == field.type, f"{name}.{field.name}"
+                if field.default is not None:
+                    assert theirs.enum_type.values_by_number[theirs.default_value].name == field.default
+            else:
+                assert descriptor_types[theirs.type] == field.type, f"{name}.{field.name}"
+                if isinstance(field.default, str):
+                    assert theirs.default_value == field.default, f"{name}.{field.name}"
+                elif field.default is not None:
+                    assert math.isclose(theirs.default_value, field.default, rel_tol=1e-6), \
+                        f"{name}.{field.name}: default {theirs.default_value} in Caffe"
