@@ -170,6 +170,22 @@ def _scalar(descriptor, value: object) -> object:
     return value
 
 
+@dataclass(frozen=True)
+class HeightWidth:
+    """A setting Caffe spells `name` when square and `name_h`/`name_w` otherwise: one value to
+    compare, shown the way a file would write it."""
+
+    name: str
+    height: int
+    width: int
+
+    def __str__(self) -> str:
+        if self.height == self.width:
+            return str(self.height)
+        base = "kernel" if self.name == "kernel_size" else self.name
+        return f"{base}_h {self.height}, {base}_w {self.width}"
+
+
 def _normalise_pairs(layer: Message, names, fields: dict[str, object]) -> None:
     param_name = OPS[layer.type].param_message if layer.type in OPS else EXTRA_PARAM_MESSAGES[layer.type]
     params = getattr(layer, param_name)
@@ -179,7 +195,7 @@ def _normalise_pairs(layer: Message, names, fields: dict[str, object]) -> None:
         for key in (name, f"{base}_h", f"{base}_w"):
             fields.pop(f"{param_name}.{key}", None)
         if value is not None:
-            fields[f"{param_name}.{base}_h"], fields[f"{param_name}.{base}_w"] = value
+            fields[f"{param_name}.{name}"] = HeightWidth(name, *value)
 
 
 def _normalise_rounding(params: Message, dialect: str, fields: dict[str, object]) -> None:
@@ -245,7 +261,8 @@ def _layer_differences(a: NormalLayer, b: NormalLayer) -> list[str]:
     found = []
     blobs_a, blobs_b = [blob for blob, _ in a.bottoms], [blob for blob, _ in b.bottoms]
     if blobs_a != blobs_b:
-        order = " (operand order ignored: the sum is commutative)" if a.commutative else ""
+        operation = _OPERATION_NAMES.get(a.fields.get("eltwise_param.operation"), "the operation")
+        order = f" (operand order ignored: {operation} is commutative)" if a.commutative else ""
         found.append(f"bottoms {blobs_a} in A, {blobs_b} in B{order}")
     else:
         for (blob, version_a), (_, version_b) in zip(a.bottoms, b.bottoms):
@@ -259,6 +276,9 @@ def _layer_differences(a: NormalLayer, b: NormalLayer) -> list[str]:
         if value_a != value_b:
             found.append(f"{key}: {_show(value_a)} in A, {_show(value_b)} in B")
     return found
+
+
+_OPERATION_NAMES = {"SUM": "the sum", "PROD": "the product", "MAX": "the maximum"}
 
 
 def _show(value: object) -> str:

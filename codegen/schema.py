@@ -12,6 +12,7 @@ Two dialects differ in one field, number 13 of `PoolingParameter`:
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -22,6 +23,21 @@ from archc.errors import ArchError, Span
 
 DIALECTS = ("ceil_mode", "round_mode")
 PACKAGE = "caffe"
+# Every `*_param` field of Caffe's LayerParameter (BVLC master, as built): a file may use one
+# that this subset leaves out, for a layer type archc does not model.
+CAFFE_LAYER_PARAMS = frozenset({
+    "accuracy_param", "argmax_param", "batch_norm_param", "bias_param", "clip_param",
+    "concat_param", "contrastive_loss_param", "convolution_param", "crop_param", "data_param",
+    "dropout_param", "dummy_data_param", "eltwise_param", "elu_param", "embed_param", "exp_param",
+    "flatten_param", "hdf5_data_param", "hdf5_output_param", "hinge_loss_param",
+    "image_data_param", "infogain_loss_param", "inner_product_param", "input_param", "log_param",
+    "loss_param", "lrn_param", "memory_data_param", "mvn_param", "parameter_param",
+    "pooling_param", "power_param", "prelu_param", "python_param", "recurrent_param",
+    "reduction_param", "relu_param", "reshape_param", "scale_param", "sigmoid_param",
+    "slice_param", "softmax_param", "spp_param", "swish_param", "tanh_param", "threshold_param",
+    "tile_param", "transform_param", "window_data_param"})
+_NO_SUCH_LAYER_FIELD = re.compile(r'Message type "caffe\.LayerParameter" has no field named "(\w+)"')
+_LAYER_START = re.compile(r"^[ \t]*layers?\s*\{", re.MULTILINE)
 
 
 class FieldSpec(NamedTuple):
@@ -375,8 +391,24 @@ def parse_prototxt(text: str, dialect: str = "ceil_mode", path: str = "<prototxt
         if message.startswith(prefix):
             message = message[len(prefix):]
         span = Span(path, line, column) if line else None
+        unmodelled = _NO_SUCH_LAYER_FIELD.search(message)
+        if unmodelled and unmodelled.group(1) in CAFFE_LAYER_PARAMS and line:
+            raise ArchError(_unmodelled_layer(text, line, unmodelled.group(1)), span) from None
         raise ArchError(f"not a valid Caffe prototxt ({dialect} dialect): {message}", span) from None
     return net
+
+
+def _unmodelled_layer(text: str, line: int, field: str) -> str:
+    """The message for a standard Caffe `*_param` this subset does not carry: it belongs to a
+    layer type archc does not model, which is named, with the layer, from the text before it."""
+    before = "\n".join(text.split("\n")[:line])
+    starts = list(_LAYER_START.finditer(before))
+    block = before[starts[-1].start():] if starts else before
+    name = re.search(r'\bname\s*:\s*"([^"]*)"', block)
+    kind = re.search(r'\btype\s*:\s*"?(\w+)', block)
+    layer = f"layer '{name.group(1)}'" if name else "a layer"
+    what = f"has type '{kind.group(1)}', which" if kind else "uses a layer type that"
+    return f"{layer} {what} archc does not model (its {field} cannot be read)"
 
 
 def parse_caffemodel(data: bytes, dialect: str = "ceil_mode", path: str = "<caffemodel>") -> Message:

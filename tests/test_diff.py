@@ -202,3 +202,48 @@ def test_a_reader_that_stops_early_still_gets_status_1(resnext, tmp_path):
               f"{str(a)!r}, {str(b)!r}], stdout=subprocess.PIPE); "
               "p.stdout.close(); sys.exit(p.wait())")
     assert subprocess.run([sys.executable, "-c", script]).returncode == 1
+
+
+TWO_INPUTS = ('input: "x" input_shape { dim: 1 dim: 2 dim: 6 dim: 6 }\n'
+              'input: "y" input_shape { dim: 1 dim: 2 dim: 6 dim: 6 }\n')
+
+
+@pytest.mark.parametrize("operation, name", [("SUM", "the sum"), ("PROD", "the product"),
+                                             ("MAX", "the maximum")])
+def test_operand_order_is_explained_for_each_operation(run_diff, operation, name):
+    layer = ('layer { name: "e" type: "Eltwise" bottom: "%s" bottom: "%s" top: "e" '
+             'eltwise_param { operation: ' + operation + ' } }')
+    status, out = run_diff(TWO_INPUTS + layer % ("x", "y"), TWO_INPUTS + layer % ("x", "x"))
+    assert status == 1 and out[:1] == [f"layer 'e': bottoms ['x', 'y'] in A, ['x', 'x'] in B "
+                                   f"(operand order ignored: {name} is commutative)"]
+
+
+def test_differences_are_reported_in_the_files_spelling(run_diff):
+    conv = ('layer { name: "c" type: "Convolution" bottom: "x" top: "c" '
+            'convolution_param { num_output: 2 %s } }')
+    square = TWO_INPUTS + conv % "kernel_size: 3 stride: 2"
+    status, out = run_diff(square, TWO_INPUTS + conv % "kernel_size: 3 stride: 1")
+    assert status == 1 and out[:1] == ["layer 'c': convolution_param.stride: 2 in A, 1 in B"]
+    status, out = run_diff(square, TWO_INPUTS + conv % "kernel_h: 1 kernel_w: 3 stride: 2")
+    assert status == 1 and out[:1] == ["layer 'c': convolution_param.kernel_size: 3 in A, "
+                                   "kernel_h 1, kernel_w 3 in B"]
+    # the same values in either spelling are no difference
+    assert run_diff(square, TWO_INPUTS + conv % "kernel_h: 3 kernel_w: 3 stride_h: 2 stride_w: 2")[0] == 0
+
+
+def test_a_layer_type_archc_does_not_model_is_named_as_such(tmp_path, capsys):
+    path = tmp_path / "net.prototxt"
+    path.write_text(TWO_INPUTS + 'layer {\n  name: "t"\n  type: "TanH"\n  bottom: "x"\n  top: "t"\n'
+                    '  tanh_param { engine: CAFFE }\n}\n')
+    assert diff_main([str(path), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:8:3: error: layer 't' has type 'TanH', which archc does not model" in err
+    assert "has no field named" not in err
+
+
+def test_the_list_of_caffe_layer_params_is_caffes(caffe):
+    from caffe.proto import caffe_pb2
+
+    from archc.codegen.schema import CAFFE_LAYER_PARAMS
+    assert CAFFE_LAYER_PARAMS == {f.name for f in caffe_pb2.LayerParameter.DESCRIPTOR.fields
+                                  if f.name.endswith("_param")}
