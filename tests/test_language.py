@@ -130,6 +130,19 @@ def test_placement_top_and_inplace(tmp_path):
         (("data",), ("data",)), (("data",), ("r2",)), (("r2",), ("blob",)), (("blob",), ("blob",))]
 
 
+def test_sigmoid_runs_in_place_unless_told_otherwise(tmp_path):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 4, 8, 8]
+          sigmoid as "gate"
+          sigmoid(inplace = false) as "gate2"
+        }
+    """)
+    assert [(l.type, l.bottoms, l.tops) for l in net.layers] == [
+        ("Sigmoid", ("data",), ("data",)), ("Sigmoid", ("data",), ("gate2",))]
+    assert 'type: "Sigmoid"' in render(net) and "sigmoid_param" not in render(net)
+
+
 def test_import_is_relative_and_confined(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "blocks.arch").write_text('block cr(n) { conv(n, 1) as "c{n}"  relu as "r{n}" }\n')

@@ -22,6 +22,16 @@ class ReLU(Op):
 
 
 @dataclass(frozen=True)
+class Sigmoid(Op):
+    caffe_type: ClassVar[str] = "Sigmoid"
+    in_place_ok: ClassVar[bool] = True
+
+    primitives: ClassVar = (
+        Primitive("sigmoid", (), lambda a: [Sigmoid()], "Sigmoid, 1 / (1 + exp(-x))", in_place=True),
+    )
+
+
+@dataclass(frozen=True)
 class Dropout(Op):
     caffe_type: ClassVar[str] = "Dropout"
     param_message: ClassVar[str] = "dropout_param"
