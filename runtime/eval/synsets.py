@@ -2,7 +2,8 @@
 
 A synset file has one class per line, its WNID first (`n01440764 tench, Tinca tinca`); the line
 number is the class index. `2012` and `2015` name the two published files in the reference
-directory ($ARCHC_REFERENCE_DIR/cls, default ../shared/reference next to the repository).
+directory ($ARCHC_REFERENCE_DIR/cls; default ../shared/reference from the working directory,
+which is where it lies beside a clone of the repository run from its root).
 """
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ VAL_LISTS = {"2012": "ILSVRC2012_val.txt", "2015": "ILSVRC2015_val.txt"}
 
 
 def reference_dir() -> Path:
-    default = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-    return Path(os.environ.get("ARCHC_REFERENCE_DIR", default))
+    return Path(os.environ.get("ARCHC_REFERENCE_DIR", Path("..", "shared", "reference")))
 
 
 def synset_path(name: str) -> Path:
