@@ -115,3 +115,19 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
     assert summary_main([str(model), "--depth", "3"]) == 2
     assert "apply only to .arch files" in capsys.readouterr().err
     assert summary_main([]) == 2
+
+
+def test_layers_with_several_tops_show_each_shape_and_count_each_blob():
+    text = ('input: "data" input_shape { dim: 1 dim: 8 dim: 4 dim: 4 }\n'
+            'layer { name: "cut" type: "Slice" bottom: "data" top: "a" top: "b" '
+            'slice_param { slice_point: 3 } }\n'
+            'layer { name: "pool" type: "Pooling" bottom: "b" top: "p" top: "mask" '
+            'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n')
+    rows = {row.name: row for row in summarise(infer_shapes(import_net(text))).rows}
+    assert (rows["cut"].output, rows["cut"].more_outputs) == ((3, 4, 4), ((5, 4, 4),))
+    assert rows["cut"].activations == 8 * 4 * 4
+    assert rows["pool"].activations == 2 * 5 * 2 * 2  # the output and its mask
+    alone = ('input: "data" input_shape { dim: 1 dim: 8 dim: 4 dim: 4 }\n'
+             'layer { name: "cut" type: "Slice" bottom: "data" top: "a" }\n')
+    # one top: Caffe shares the bottom's memory
+    assert summarise(infer_shapes(import_net(alone))).rows[1].activations == 0
