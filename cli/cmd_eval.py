@@ -8,17 +8,16 @@ import os
 import sys
 from pathlib import Path
 
-from archc.cli.model import (ArgumentParser, UsageError, compile_arch, integer_at_least, print_error,
-                         render_error, split_overrides)
+from archc.cli.main import reports_errors
+from archc.cli.model import ArgumentParser, compile_arch, integer_at_least, split_overrides
 from archc.codegen.parse import import_net
-from archc.ir import ArchError, infer_shapes
+from archc.errors import UsageError
+from archc.ir import infer_shapes
 from archc.runtime import fold_batchnorm, weights
 from archc.runtime.processes import termination_interrupts
 from archc.runtime.backends import BACKENDS, BackendSpec, Forwarder
-from archc.runtime.caffe_env import CaffeError
 from archc.runtime.eval import model as netinfo
 from archc.runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
-from archc.runtime.eval.errors import EvalError
 from archc.runtime.eval.metrics import accuracy_key, results_document
 from archc.runtime.eval.presets import PRESETS, preset_for_model
 from archc.runtime.eval.progress import Progress
@@ -127,18 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors
 def main(argv: list[str]) -> int:
     try:
         with termination_interrupts():
             return evaluate(argv)
-    except (UsageError, EvalError, CaffeError) as error:
-        return print_error(f"archc: error: {error}")
-    except ArchError as error:
-        return print_error(render_error(error))
     except KeyboardInterrupt:
         print("\narchc: interrupted; finished images are kept: rerun the same command to resume",
               file=sys.stderr)
-        return 130
+        raise
 
 
 def evaluate(argv: list[str]) -> int:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from archc import dsl
 from archc.analysis.summary import format_table, summarise, to_json
-from archc.cli.model import UsageError, print_error, render_error, split_overrides
+from archc.cli.main import reports_errors
+from archc.cli.model import split_overrides
 from archc.codegen.parse import import_file
-from archc.ir import ArchError, infer_shapes
+from archc.errors import ArchError, UsageError
+from archc.ir import infer_shapes
 
 USAGE = """usage: archc summary MODEL.prototxt [--json]
        archc summary MODEL.arch [--PARAM VALUE ...] [--json]
@@ -25,19 +27,14 @@ block (layers grouped by name prefix, in-place layers with their producer) and f
 """
 
 
+@reports_errors
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="", file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     path, rest = argv[0], [arg for arg in argv[1:] if arg != "--json"]
     as_json = len(rest) != len(argv) - 1
-    try:
-        net = _load(path, rest)
-        summary = summarise(infer_shapes(net))
-    except UsageError as error:
-        return print_error(f"archc: error: {error}")
-    except ArchError as error:
-        return print_error(render_error(error))
+    summary = summarise(infer_shapes(_load(path, rest)))
     if as_json:
         print(json.dumps(to_json(summary, path), indent=1))
     else:

@@ -1,13 +1,18 @@
-"""`archc`: compile .arch files to deploy prototxt, and dispatch the other commands."""
+"""`archc`: compile .arch files to deploy prototxt, and dispatch the other commands.
+
+`reports_errors` is the one place where errors become messages and exit statuses; every command's
+`main` goes through it."""
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from archc.cli.model import option_value
+from archc.errors import ArchError, UsageError
 from archc.files import write_atomically
-from archc.cli.model import UsageError, option_value, print_error, render_error
-from archc.errors import ArchError
 
 # Kept here rather than imported from codegen so `archc doctor` and friends start without
 # loading the compiler (lark, jinja2); tests check it equals codegen.render.POOL_DIALECTS.
@@ -28,9 +33,56 @@ USAGE = """usage: archc FILE.arch [--PARAM VALUE ...] [-o OUT] [--pool-rounding 
        archc COMMAND ...               where COMMAND is one of:
 """ + "".join(f"         {name:<9} {text}\n" for name, text in SUBCOMMANDS.items())
 
+INTERRUPTED = 130   # a shell's status for SIGINT
+INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE
+
+
+def reports_errors(command: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """`command(argv)` returning its exit status, with every error it raises turned into a message
+    on stderr and the status for it: an ArchError's `exit_code`, 130 on Ctrl-C, 70 for a bug."""
+    @functools.wraps(command)
+    def run(argv: list[str]) -> int:
+        try:
+            return command(argv)
+        except ArchError as error:
+            return report(error)
+        except KeyboardInterrupt:
+            return INTERRUPTED
+        except BrokenPipeError:  # `archc ... | head`: the reader left, nothing to report
+            sys.stderr.close()
+            return 0
+        except Exception as error:  # a bug in archc, not the user's mistake: say so, briefly
+            return internal_error(error)
+    return run
+
+
+def report(error: ArchError) -> int:
+    print(render_error(error), file=sys.stderr)
+    return error.exit_code
+
+
+def internal_error(error: Exception) -> int:
+    print(f"archc: internal error (please report): {type(error).__name__}: {error}", file=sys.stderr)
+    return INTERNAL_ERROR
+
+
+def render_error(error: ArchError) -> str:
+    """The diagnostic with the offending source line, read from the file the span names."""
+    source = None
+    if error.span is not None:
+        try:
+            source = Path(error.span.path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            source = None
+    return error.render(source)
+
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    return dispatch(sys.argv[1:] if argv is None else argv)
+
+
+@reports_errors
+def dispatch(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE, end="", file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
@@ -39,24 +91,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"archc {version('archc')}")
         return 0
-    try:
-        if args[0] in SUBCOMMANDS:
-            command = importlib.import_module(f"archc.cli.cmd_{args[0]}")
-            return command.main(args[1:])
-        return compile_command(args)
-    except UsageError as error:
-        return print_error(f"archc: error: {error}")
-    except ArchError as error:
-        return print_error(render_error(error))
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `archc ... | head`: the reader left, nothing to report
-        sys.stderr.close()
-        return 0
-    except Exception as error:  # a bug in archc, not the user's mistake: say so, briefly
-        print(f"archc: internal error (please report): {type(error).__name__}: {error}",
-              file=sys.stderr)
-        return 70
+    if args[0] in SUBCOMMANDS:
+        command = importlib.import_module(f"archc.cli.cmd_{args[0]}")
+        return command.main(args[1:])
+    return compile_command(args)
 
 
 def compile_command(args: list[str]) -> int:

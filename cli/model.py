@@ -1,16 +1,11 @@
-"""Shared by the CLI commands that take a model: compile an .arch file, report errors."""
+"""Shared by the CLI commands that take a model: read the command line, compile an .arch file."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from archc.errors import ArchError
+from archc.errors import ArchError, UsageError
 from archc.ir.net import Net
-
-
-class UsageError(ValueError):
-    """A command-line mistake: printed as `archc: error: ...`, exit status 2."""
 
 
 def integer_at_least(minimum: int):
@@ -73,19 +68,3 @@ def compile_arch(path: str, overrides: dict[str, str], pool_dialect: str = "ceil
         raise ArchError(f"no such file: {path}")
     net = dsl.compile_file(path, overrides)
     return net, codegen.render(net, pool_dialect)
-
-
-def render_error(error: ArchError) -> str:
-    """The diagnostic with the offending source line, read from the file the span names."""
-    source = None
-    if error.span is not None:
-        try:
-            source = Path(error.span.path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            source = None
-    return error.render(source)
-
-
-def print_error(message: str) -> int:
-    print(message, file=sys.stderr)
-    return 2

@@ -1,0 +1,39 @@
+"""How the command line ends: one handler turns every error into a message and an exit status."""
+from __future__ import annotations
+
+import pytest
+
+from archc.cli.main import reports_errors
+from archc.errors import ArchError, Span, UsageError
+from archc.runtime.caffe_env import CaffeError
+from archc.runtime.eval.errors import EvalError
+from archc.runtime.weights import WeightsError
+
+
+def ending_with(error: BaseException):
+    @reports_errors
+    def command(argv: list[str]) -> int:
+        raise error
+    return command
+
+
+@pytest.mark.parametrize("error", [UsageError("u"), EvalError("e"), CaffeError("c"),
+                                   WeightsError("w"), ArchError("a")])
+def test_every_user_facing_error_is_an_arch_error_and_exits_2(capsys, error):
+    assert isinstance(error, ArchError)
+    assert ending_with(error)([]) == 2
+    assert capsys.readouterr().err == f"archc: error: {error}\n"
+
+
+def test_an_error_with_a_place_shows_it(tmp_path, capsys):
+    source = tmp_path / "m.arch"
+    source.write_text("net {\n  oops\n}\n")
+    assert ending_with(ArchError("what", Span(str(source), 2, 3)))([]) == 2
+    assert capsys.readouterr().err == f"{source}:2:3: error: what\n      oops\n      ^\n"
+
+
+def test_interrupts_and_bugs(capsys):
+    assert ending_with(KeyboardInterrupt())([]) == 130
+    assert ending_with(ZeroDivisionError("division by zero"))([]) == 70
+    assert capsys.readouterr().err == ("archc: internal error (please report): ZeroDivisionError: "
+                                       "division by zero\n")
