@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from archc.cli.cmd_eval import default_nets  # noqa: E402
-from archc.cli.model import compile_arch  # noqa: E402
+from archc.model import load_model  # noqa: E402
 from archc.runtime import weights  # noqa: E402
 from archc.runtime.backends import BackendSpec, Forwarder  # noqa: E402
 from archc.runtime.eval.crops import Preprocess  # noqa: E402
@@ -109,14 +109,14 @@ def main() -> int:
     args = parser.parse_args()
     nets = args.nets or default_nets(args.backend, None)
 
-    net, text = compile_arch(str(REPO / "archs" / "resnext.arch"), {"depth": "50", "card": "32"})
-    shaped = at_input_size(net, 224)
+    model = load_model(REPO / "archs" / "resnext.arch", {"depth": "50", "card": "32"})
+    shaped = at_input_size(model.net, 224)
     with tempfile.TemporaryDirectory(prefix="archc-bench-") as temporary:
         directory = Path(temporary)
         weights_path = directory / "resnext50.caffemodel"
         weights.write_caffemodel(weights_path, weights.initial_weights(shaped))
         entries = make_images(directory, ROUNDS * (args.images + args.seed_images))
-        spec = BackendSpec(args.backend, text, "resnext50-32x4d", str(weights_path), "prob", shaped)
+        spec = BackendSpec(args.backend, model.text, "resnext50-32x4d", str(weights_path), "prob", shaped)
         # the forward-only input: the first images exactly as eval feeds them
         batch = np.concatenate([PREPROCESS(cv2.imread(str(directory / entry.path)))
                                 for entry in entries[:BATCH]])

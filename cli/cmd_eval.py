@@ -8,11 +8,11 @@ import os
 import sys
 from pathlib import Path
 
+from archc.cli.arguments import ArgumentParser, integer_at_least, split_overrides
 from archc.cli.main import reports_errors
-from archc.cli.model import ArgumentParser, compile_arch, integer_at_least, split_overrides
-from archc.codegen.parse import import_net
 from archc.errors import UsageError
-from archc.ir import infer_shapes
+from archc.ir import Net, infer_shapes
+from archc.model import load_model
 from archc.runtime import fold_batchnorm, weights
 from archc.runtime.processes import termination_interrupts
 from archc.runtime.backends import BACKENDS, BackendSpec, Forwarder
@@ -139,7 +139,7 @@ def main(argv: list[str]) -> int:
 
 def evaluate(argv: list[str]) -> int:
     args, extra = build_parser().parse_known_args(argv)
-    model_text, net = load_model(args.model, extra)
+    model = load_model(args.model, split_overrides(extra))
     preset_name = args.preset or preset_for_model(Path(args.model).name)
     if preset_name is None and (args.mean is None or args.std is None):
         raise UsageError(f"no preset for {Path(args.model).name}: pass --preset "
@@ -149,7 +149,7 @@ def evaluate(argv: list[str]) -> int:
               f"another)", file=sys.stderr)
     preset = PRESETS.get(preset_name or "resnext")
     # Crops of the size the model declares (an .arch's --size), unless told otherwise.
-    sizes = args.sizes or [args.crop_size or netinfo.declared_crop_size(net) or preset.crop_size]
+    sizes = args.sizes or [args.crop_size or netinfo.declared_crop_size(model.net) or preset.crop_size]
     if args.base_size is not None and args.base_size < max(sizes):
         raise UsageError(f"--base-size {args.base_size} is smaller than the crop size {max(sizes)}")
     if args.gpu is not None and args.gpu < 0:
@@ -162,7 +162,7 @@ def evaluate(argv: list[str]) -> int:
 
     num_classes = None
     for size in sizes:  # every size is checked before any work starts
-        num_classes = netinfo.classes(netinfo.at_input_size(net, size), args.blob)
+        num_classes = netinfo.classes(netinfo.at_input_size(model.net, size), args.blob)
     if max(args.topk) > num_classes:
         raise UsageError(f"--topk {max(args.topk)} exceeds the model's {num_classes} classes")
     lines = read_val_list(args.val)
@@ -171,7 +171,7 @@ def evaluate(argv: list[str]) -> int:
     entries = label_entries(lines, num_classes, table, args.val)
 
     common = {
-        "model": netinfo.absolute(args.model), "model_sha256": netinfo.sha256_of_text(model_text),
+        "model": netinfo.absolute(model.path), "model_sha256": netinfo.sha256_of_text(model.text),
         "weights": netinfo.absolute(args.weights), "weights_sha256": netinfo.sha256_of_file(args.weights),
         "val": netinfo.absolute(args.val), "val_sha256": netinfo.sha256_of_file(args.val),
         "root": netinfo.absolute(args.root), "preset": preset_name,
@@ -180,16 +180,17 @@ def evaluate(argv: list[str]) -> int:
         "backend": args.backend, "device": "cpu" if args.gpu is None else f"gpu {args.gpu}",
         "synset": ":".join(remap) if remap else None, "nets": nets,
         "fold_batchnorm": args.backend == "caffe" and not args.keep_batchnorm,
-        "layers_without_weights": layers_without_weights(net, args) if args.allow_missing else [],
+        "layers_without_weights": layers_without_weights(model.net, args.weights)
+        if args.allow_missing else [],
     }
-    spec = BackendSpec(args.backend, model_text, args.model, args.weights, args.blob,
-                       netinfo.at_input_size(net, sizes[0]), args.gpu, args.allow_missing,
+    spec = BackendSpec(args.backend, model.text, model.source, args.weights, args.blob,
+                       netinfo.at_input_size(model.net, sizes[0]), args.gpu, args.allow_missing,
                        common["fold_batchnorm"])
-    folds = fold_batchnorm.plan(net) if common["fold_batchnorm"] else []
+    folds = fold_batchnorm.plan(model.net) if common["fold_batchnorm"] else []
     if folds:
         print(f"caffe runs {len(folds)} BatchNorm layer(s) folded into the convolutions before "
               f"them (--keep-batchnorm runs them as written)", file=sys.stderr)
-    results = Path(args.results or f"{Path(args.model).stem}.eval.json")
+    results = Path(args.results or f"{Path(model.path).stem}.eval.json")
     accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in args.topk}
     with Nets(spec, nets) as shared:
         for size in sizes:
@@ -206,7 +207,7 @@ def evaluate(argv: list[str]) -> int:
                 accuracies[key].append(document["accuracy"][key] or 0.0)
     if args.sizes:
         png = plot_path(results)
-        plot_accuracy(sizes, accuracies, f"{Path(args.model).name}, {args.crops} crop(s)", png)
+        plot_accuracy(sizes, accuracies, f"{Path(model.path).name}, {args.crops} crop(s)", png)
         print(sweep_table(sizes, accuracies))
         print(f"plot: {png}")
     return 0
@@ -229,11 +230,11 @@ def preset_remap(preset, lines, val: str) -> tuple[str, str] | None:
     return order, model
 
 
-def layers_without_weights(net, args) -> list[str]:
+def layers_without_weights(net: Net, weights_path: str) -> list[str]:
     """Under --allow-missing, the layers that will run on their fillers, said out loud (the
     results file records them too)."""
     report = weights.compare(weights.expected_from_ir(infer_shapes(net)),
-                             weights.read_caffemodel(args.weights))
+                             weights.read_caffemodel(weights_path))
     if report.missing:
         print(f"archc: warning: {len(report.missing)} layer(s) have no weights and run on their "
               f"random fillers: {', '.join(report.missing)}", file=sys.stderr)
@@ -280,21 +281,6 @@ def default_nets(backend: str, gpu: int | None) -> int:
     if backend != "caffe" or gpu is not None:
         return 1
     return max(1, min(4, os.cpu_count() or 1))
-
-
-def load_model(model: str, param_args: list[str]):
-    """(prototxt text, IR net) of a prototxt, or of an .arch file with its --PARAM VALUEs."""
-    if model.endswith(".arch"):
-        net, text = compile_arch(model, split_overrides(param_args))
-        return text, net
-    if param_args:
-        raise UsageError(f"unrecognised arguments: {' '.join(param_args)} (parameters apply only to "
-                         f".arch models)")
-    try:
-        text = Path(model).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read {model}: {getattr(error, 'strerror', None) or error}") from None
-    return text, import_net(text, model)
 
 
 def report(document: dict, results: Path) -> str:

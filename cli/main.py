@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from archc.cli.model import option_value
+from archc.cli.arguments import option_value, split_overrides
 from archc.errors import ArchError, UsageError
 from archc.files import write_atomically
 
@@ -98,18 +98,18 @@ def dispatch(args: list[str]) -> int:
 
 
 def compile_command(args: list[str]) -> int:
+    from archc.model import is_arch_file, load_model
+
     path, rest = args[0], args[1:]
     output, dialect, show_help, param_args = _options(rest)
-    if not path.endswith(".arch"):
+    if not is_arch_file(path):
         raise UsageError(f"'{path}' is not an .arch file (commands: {', '.join(SUBCOMMANDS)})")
     if show_help:
         print(_describe_params(path))
         return 0
-    from archc.cli.model import compile_arch, split_overrides
-
     if output is not None and Path(output).exists() and Path(output).samefile(path):
         raise UsageError(f"-o {output} is the source file itself: write the prototxt elsewhere")
-    _, text = compile_arch(path, split_overrides(param_args), dialect)
+    text = load_model(path, split_overrides(param_args), dialect).text
     if output is None:
         sys.stdout.write(text)
     else:

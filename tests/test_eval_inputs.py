@@ -15,8 +15,8 @@ from PIL import Image
 
 import evalkit
 from archc.cli import cmd_eval
-from archc.cli.model import compile_arch
 from archc.ir import infer_shapes
+from archc.model import load_model
 from archc.runtime.eval import results as results_module
 from archc.runtime.eval.errors import EvalError
 from archc.runtime.eval.presets import PRESETS, preset_for_model
@@ -162,7 +162,7 @@ def test_odd_images_are_counted_listed_and_skipped_where_unusable(eval_dataset, 
     (["--blob", "nope"], "the net has no blob 'nope'"),
     (["--crop-size", "24"], "--base-size 20 is smaller than the crop size 24"),
     (["--backend", "opencv", "--gpu", "0"], "--gpu needs --backend caffe"),
-    (["--depth", "50"], "unrecognised arguments: --depth 50"),
+    (["--depth", "50"], "--depth: parameters apply only to .arch files, and "),
     (["--synset", "missing.txt"], "cannot read synset list"),
     (["--root", "/nonexistent"], "--root /nonexistent is not a directory"),
     (["--std", "57,0,58"], "argument --std: a std divides the pixels: expected non-zero numbers"),
@@ -402,7 +402,7 @@ def test_an_arch_model_is_evaluated_at_the_size_it_was_compiled_for(eval_dataset
     arch.write_text('param size: int = 16\n'
                     'net {\n  input "data" [1, 3, size, size]\n  conv(4, 3) as "c"\n'
                     '  avepool(global = true) as "pool"\n  fc(10) as "fc"\n  softmax as "prob"\n}\n')
-    net, _ = compile_arch(str(arch), {"size": "24"})
+    net = load_model(arch, {"size": "24"}).net
     weights_path = tmp_path / "tiny.caffemodel"
     write_caffemodel(weights_path, initial_weights(infer_shapes(net)))
     results = tmp_path / "r.json"

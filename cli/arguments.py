@@ -1,11 +1,10 @@
-"""Shared by the CLI commands that take a model: read the command line, compile an .arch file."""
+"""Command-line reading shared by the commands: argparse that raises UsageError, bounded integers,
+`--option value` / `--option=value`, and a model's `--PARAM VALUE` overrides."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from archc.errors import ArchError, UsageError
-from archc.ir.net import Net
+from archc.errors import UsageError
 
 
 def integer_at_least(minimum: int):
@@ -57,14 +56,3 @@ def split_overrides(args: list[str]) -> dict[str, str]:
             raise UsageError(f"--{name} is given twice")
         overrides[name.replace("-", "_")] = value
     return overrides
-
-
-def compile_arch(path: str, overrides: dict[str, str], pool_dialect: str = "ceil_mode") -> tuple[Net, str]:
-    """An .arch file with its parameters -> (IR net, deploy prototxt text); raises ArchError."""
-    from archc import codegen  # the compiler's libraries load only when something is compiled
-    from archc import dsl
-
-    if not Path(path).is_file():
-        raise ArchError(f"no such file: {path}")
-    net = dsl.compile_file(path, overrides)
-    return net, codegen.render(net, pool_dialect)
