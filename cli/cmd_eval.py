@@ -3,6 +3,7 @@ evaluation protocol (see runtime/eval), batched, parallel, resumable, on Caffe o
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -14,7 +15,6 @@ from archc.errors import UsageError
 from archc.ir import Net, infer_shapes
 from archc.model import load_model
 from archc.runtime import fold_batchnorm, weights
-from archc.runtime.processes import termination_interrupts
 from archc.runtime.backends import BACKENDS, BackendSpec, Forwarder
 from archc.runtime.eval import model as netinfo
 from archc.runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
@@ -23,9 +23,11 @@ from archc.runtime.eval.presets import PRESETS, preset_for_model
 from archc.runtime.eval.progress import Progress
 from archc.runtime.eval.results import Lock, open_journal, write_final
 from archc.runtime.eval.run import Job, run
+from archc.runtime.eval.settings import EvalSettings
 from archc.runtime.eval.sweep import plot_accuracy, plot_path, results_path_for_size
 from archc.runtime.eval.synsets import parse_remap, remap_table, val_list_order
 from archc.runtime.eval.vallist import label_entries, read_val_list
+from archc.runtime.processes import termination_interrupts
 
 SHOWN_SKIPS = 10
 
@@ -163,43 +165,42 @@ def evaluate(argv: list[str]) -> int:
     num_classes = None
     for size in sizes:  # every size is checked before any work starts
         num_classes = netinfo.classes(netinfo.at_input_size(model.net, size), args.blob)
-    if max(args.topk) > num_classes:
-        raise UsageError(f"--topk {max(args.topk)} exceeds the model's {num_classes} classes")
+    topk = tuple(args.topk)
+    if max(topk) > num_classes:
+        raise UsageError(f"--topk {max(topk)} exceeds the model's {num_classes} classes")
     lines = read_val_list(args.val)
     remap = parse_remap(args.synset) if args.synset is not None else preset_remap(preset, lines, args.val)
     table = remap_table(*remap) if remap else None
     entries = label_entries(lines, num_classes, table, args.val)
 
-    common = {
-        "model": netinfo.absolute(model.path), "model_sha256": netinfo.sha256_of_text(model.text),
-        "weights": netinfo.absolute(args.weights), "weights_sha256": netinfo.sha256_of_file(args.weights),
-        "val": netinfo.absolute(args.val), "val_sha256": netinfo.sha256_of_file(args.val),
-        "root": netinfo.absolute(args.root), "preset": preset_name,
-        "mean": list(args.mean or preset.mean), "std": list(args.std or preset.std),
-        "crops": args.crops, "batch": args.batch, "topk": list(args.topk), "blob": args.blob,
-        "backend": args.backend, "device": "cpu" if args.gpu is None else f"gpu {args.gpu}",
-        "synset": ":".join(remap) if remap else None, "nets": nets,
-        "fold_batchnorm": args.backend == "caffe" and not args.keep_batchnorm,
-        "layers_without_weights": layers_without_weights(model.net, args.weights)
-        if args.allow_missing else [],
-    }
+    fold = args.backend == "caffe" and not args.keep_batchnorm
+    # everything but the crop size and what follows from it
+    settings_at = functools.partial(
+        EvalSettings,
+        model=netinfo.absolute(model.path), model_sha256=netinfo.sha256_of_text(model.text),
+        weights=netinfo.absolute(args.weights), weights_sha256=netinfo.sha256_of_file(args.weights),
+        val=netinfo.absolute(args.val), val_sha256=netinfo.sha256_of_file(args.val),
+        root=netinfo.absolute(args.root), preset=preset_name,
+        mean=args.mean or preset.mean, std=args.std or preset.std, crops=args.crops,
+        batch=args.batch, topk=topk, blob=args.blob,
+        backend=args.backend, device="cpu" if args.gpu is None else f"gpu {args.gpu}",
+        nets=nets, synset=":".join(remap) if remap else None, fold_batchnorm=fold,
+        layers_without_weights=layers_without_weights(model.net, args.weights)
+        if args.allow_missing else ())
     spec = BackendSpec(args.backend, model.text, model.source, args.weights, args.blob,
-                       netinfo.at_input_size(model.net, sizes[0]), args.gpu, args.allow_missing,
-                       common["fold_batchnorm"])
-    folds = fold_batchnorm.plan(model.net) if common["fold_batchnorm"] else []
+                       netinfo.at_input_size(model.net, sizes[0]), args.gpu, args.allow_missing, fold)
+    folds = fold_batchnorm.plan(model.net) if fold else []
     if folds:
         print(f"caffe runs {len(folds)} BatchNorm layer(s) folded into the convolutions before "
               f"them (--keep-batchnorm runs them as written)", file=sys.stderr)
     results = Path(args.results or f"{Path(model.path).stem}.eval.json")
-    accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in args.topk}
+    accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in topk}
     with Nets(spec, nets) as shared:
         for size in sizes:
-            base = args.base_size or preset.base_for(size)
-            settings = {**common, "crop_size": size, "base_size": base,
-                        "scales": scales_for(size) if args.crops == 144 else None}
-            preprocess = Preprocess(tuple(settings["mean"]), tuple(settings["std"]), base, size,
-                                    args.crops)
-            job = Job(entries, args.root, preprocess, args.batch, max(args.topk), args.workers)
+            settings = settings_at(crop_size=size, base_size=args.base_size or preset.base_for(size),
+                                   scales=protocol_scales(args.crops, size))
+            preprocess = Preprocess(settings.mean, settings.std, settings.base_size, size, args.crops)
+            job = Job(entries, args.root, preprocess, args.batch, max(topk), args.workers)
             target = results_path_for_size(results, size) if args.sizes else results
             document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "")
             print(report(document, target))
@@ -211,6 +212,10 @@ def evaluate(argv: list[str]) -> int:
         print(sweep_table(sizes, accuracies))
         print(f"plot: {png}")
     return 0
+
+
+def protocol_scales(crops: int, crop: int) -> tuple[int, ...] | None:
+    return tuple(scales_for(crop)) if crops == 144 else None
 
 
 def preset_remap(preset, lines, val: str) -> tuple[str, str] | None:
@@ -230,7 +235,7 @@ def preset_remap(preset, lines, val: str) -> tuple[str, str] | None:
     return order, model
 
 
-def layers_without_weights(net: Net, weights_path: str) -> list[str]:
+def layers_without_weights(net: Net, weights_path: str) -> tuple[str, ...]:
     """Under --allow-missing, the layers that will run on their fillers, said out loud (the
     results file records them too)."""
     report = weights.compare(weights.expected_from_ir(infer_shapes(net)),
@@ -238,7 +243,7 @@ def layers_without_weights(net: Net, weights_path: str) -> list[str]:
     if report.missing:
         print(f"archc: warning: {len(report.missing)} layer(s) have no weights and run on their "
               f"random fillers: {', '.join(report.missing)}", file=sys.stderr)
-    return report.missing
+    return tuple(report.missing)
 
 
 class Nets:
@@ -261,16 +266,15 @@ class Nets:
             self.forwarder.close()
 
 
-def evaluate_size(job: Job, settings: dict, target: Path, nets: Nets, label: str) -> dict:
+def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, label: str) -> dict:
     """The results document of one crop size: computed, resumed, or read back when complete."""
-    topk = tuple(settings["topk"])
     with Lock(target.with_name(target.name + ".lock"), target):
         state = open_journal(target, settings)
         if isinstance(state, dict):
             print(f"{target} is already complete for these settings", file=sys.stderr)
             return state
-        run(job, nets.get(), state, Progress(len(job.entries), topk, label))
-        document = results_document(state.settings, state.records(), topk)
+        run(job, nets.get(), state, Progress(len(job.entries), settings.topk, label))
+        document = results_document(state.settings, state.records())
         write_final(state, document)
     return document
 
@@ -284,12 +288,13 @@ def default_nets(backend: str, gpu: int | None) -> int:
 
 
 def report(document: dict, results: Path) -> str:
-    settings, counts = document["settings"], document["counts"]
-    lines = [f"{Path(settings['model']).name}: {settings['crops']} crop(s) of {settings['crop_size']} "
-             f"from {settings['base_size']}, {settings['backend']} {settings['device']}"
-             + (f", labels remapped {settings['synset']}" if settings["synset"] else ""),
-             f"  preprocessing (BGR): mean {_triple(settings['mean'])}, std {_triple(settings['std'])}"
-             + (f" (preset {settings['preset']})" if settings["preset"] else ""),
+    settings = EvalSettings.from_json(document["settings"], results)
+    counts = document["counts"]
+    lines = [f"{Path(settings.model).name}: {settings.crops} crop(s) of {settings.crop_size} "
+             f"from {settings.base_size}, {settings.backend} {settings.device}"
+             + (f", labels remapped {settings.synset}" if settings.synset else ""),
+             f"  preprocessing (BGR): mean {_triple(settings.mean)}, std {_triple(settings.std)}"
+             + (f" (preset {settings.preset})" if settings.preset else ""),
              f"  images {counts['images']}: evaluated {counts['evaluated']}, skipped "
              f"{counts['skipped']}, evaluated with notes {counts['with_notes']}"]
     for key, accuracy in document["accuracy"].items():
