@@ -107,9 +107,10 @@ def compile_command(args: list[str]) -> int:
     if show_help:
         print(_describe_params(path))
         return 0
+    # Loaded first: a missing source is "no such file", before it is compared with the output.
+    text = load_model(path, split_overrides(param_args), dialect).text
     if output is not None and Path(output).exists() and Path(output).samefile(path):
         raise UsageError(f"-o {output} is the source file itself: write the prototxt elsewhere")
-    text = load_model(path, split_overrides(param_args), dialect).text
     if output is None:
         sys.stdout.write(text)
     else:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from archc.cli.main import reports_errors
+from archc.cli.main import main, reports_errors
 from archc.errors import ArchError, Span, UsageError
 from archc.runtime.caffe_env import CaffeError
 from archc.runtime.eval.errors import EvalError
@@ -37,3 +37,11 @@ def test_interrupts_and_bugs(capsys):
     assert ending_with(ZeroDivisionError("division by zero"))([]) == 70
     assert capsys.readouterr().err == ("archc: internal error (please report): ZeroDivisionError: "
                                        "division by zero\n")
+
+
+def test_a_missing_source_is_no_such_file_even_when_the_output_exists(tmp_path, capsys):
+    output = tmp_path / "existing.prototxt"
+    output.write_text("kept\n")
+    assert main([str(tmp_path / "missing.arch"), "-o", str(output)]) == 2
+    assert capsys.readouterr().err == f"archc: error: no such file: {tmp_path / 'missing.arch'}\n"
+    assert output.read_text() == "kept\n"
