@@ -41,18 +41,20 @@ def option_value(args: list[str], index: int) -> tuple[str, str, int]:
 
 
 def split_overrides(args: list[str]) -> dict[str, str]:
-    """`--depth 101 --card=64` -> {"depth": "101", "card": "64"}."""
+    """`--depth 101 --card=64` -> {"depth": "101", "card": "64"}; `--size-x` is `--size_x`."""
     overrides: dict[str, str] = {}
+    spellings: dict[str, str] = {}
     index = 0
     while index < len(args):
         arg = args[index]
         if not arg.startswith("--") or arg == "--":
             raise UsageError(f"expected --PARAM VALUE, got '{arg}'")
         option, value, index = option_value(args, index)
-        name = option[2:]
-        if not name:
+        if option == "--":
             raise UsageError(f"expected --PARAM VALUE, got '{arg}'")
+        name = option[2:].replace("-", "_")
         if name in overrides:
-            raise UsageError(f"--{name} is given twice")
-        overrides[name.replace("-", "_")] = value
+            also = "" if spellings[name] == option else f" (as {spellings[name]} and {option})"
+            raise UsageError(f"--{name} is given twice{also}: give each parameter once")
+        overrides[name], spellings[name] = value, option
     return overrides

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import pytest
 
+from archc.cli.arguments import split_overrides
 from archc.cli.main import main, reports_errors
 from archc.errors import ArchError, Span, UsageError
 from archc.runtime.caffe_env import CaffeError
 from archc.runtime.eval.errors import EvalError
 from archc.runtime.weights import WeightsError
+
+NET = 'param size_x: int = 8\nnet { input "data" [1, 3, size_x, size_x]  relu as "r" }\n'
 
 
 def ending_with(error: BaseException):
@@ -45,3 +48,15 @@ def test_a_missing_source_is_no_such_file_even_when_the_output_exists(tmp_path, 
     assert main([str(tmp_path / "missing.arch"), "-o", str(output)]) == 2
     assert capsys.readouterr().err == f"archc: error: no such file: {tmp_path / 'missing.arch'}\n"
     assert output.read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size_x", "1", "--size-x", "2"], "--size_x is given twice (as --size_x and --size-x)"),
+    (["--size-x=1", "--size-x", "2"], "--size_x is given twice: give each parameter once"),
+])
+def test_a_parameter_given_twice_in_any_spelling_is_refused(tmp_path, capsys, args, message):
+    source = tmp_path / "m.arch"
+    source.write_text(NET)
+    assert main([str(source), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert split_overrides(["--size-x", "3"]) == {"size_x": "3"}
