@@ -13,13 +13,13 @@ from archc.cli.arguments import ArgumentParser, integer_at_least, split_override
 from archc.cli.main import reports_errors
 from archc.errors import UsageError
 from archc.ir import Net, infer_shapes
-from archc.model import load_model
+from archc.model import Model, load_model
 from archc.runtime import fold_batchnorm, weights
 from archc.runtime.backends import BACKENDS, BackendSpec, Forwarder
 from archc.runtime.eval import model as netinfo
 from archc.runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
 from archc.runtime.eval.metrics import accuracy_key, results_document
-from archc.runtime.eval.presets import PRESETS, preset_for_model
+from archc.runtime.eval.presets import PRESETS, Preset, preset_for_model
 from archc.runtime.eval.progress import Progress
 from archc.runtime.eval.results import Lock, open_journal, write_final
 from archc.runtime.eval.run import Job, run
@@ -89,12 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val", required=True, help="val list: 'relative/path label' per line")
     parser.add_argument("--root", default=".", help="directory the val list's paths are under")
     parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="preprocessing of a model family (default: from the model's file name)")
-    parser.add_argument("--mean", type=_bgr, help="per-channel mean, B,G,R")
-    parser.add_argument("--std", type=_std, help="per-channel std, B,G,R")
+                        help="preprocessing of a model family (default: the family the model's "
+                             "file name names, if any; else no preset, and --mean and --std are "
+                             "needed)")
+    parser.add_argument("--mean", type=_bgr, help="per-channel mean, B,G,R (default: the preset's)")
+    parser.add_argument("--std", type=_std, help="per-channel std, B,G,R (default: the preset's)")
     parser.add_argument("--base-size", type=integer_at_least(1),
-                        help="shorter side is resized to this first")
-    parser.add_argument("--crop-size", type=integer_at_least(1), help="side of the square crops")
+                        help="shorter side is resized to this first (default: the preset's base "
+                             "for the crop size, as listed below, else the crop size itself)")
+    parser.add_argument("--crop-size", type=integer_at_least(1),
+                        help="side of the square crops (default: the model's input size, else the "
+                             "preset's)")
     parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1,
                         help="1: centre crop; 12: corners, centre and whole of the image squashed "
                              "to base x base, and mirrors; 144: the 12 of three squares at each of "
@@ -142,16 +147,9 @@ def main(argv: list[str]) -> int:
 def evaluate(argv: list[str]) -> int:
     args, extra = build_parser().parse_known_args(argv)
     model = load_model(args.model, split_overrides(extra))
-    preset_name = args.preset or preset_for_model(Path(args.model).name)
-    if preset_name is None and (args.mean is None or args.std is None):
-        raise UsageError(f"no preset for {Path(args.model).name}: pass --preset "
-                         f"({', '.join(sorted(PRESETS))}) or both --mean and --std")
-    if args.preset is None and preset_name is not None:
-        print(f"archc: note: preset '{preset_name}' chosen from the file name (--preset sets "
-              f"another)", file=sys.stderr)
-    preset = PRESETS.get(preset_name or "resnext")
-    # Crops of the size the model declares (an .arch's --size), unless told otherwise.
-    sizes = args.sizes or [args.crop_size or netinfo.declared_crop_size(model.net) or preset.crop_size]
+    preset_name = choose_preset(args)
+    preset = PRESETS[preset_name] if preset_name else None
+    sizes = args.sizes or [crop_size(args, model, preset)]
     if args.base_size is not None and args.base_size < max(sizes):
         raise UsageError(f"--base-size {args.base_size} is smaller than the crop size {max(sizes)}")
     if args.gpu is not None and args.gpu < 0:
@@ -197,7 +195,7 @@ def evaluate(argv: list[str]) -> int:
     accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in topk}
     with Nets(spec, nets) as shared:
         for size in sizes:
-            settings = settings_at(crop_size=size, base_size=args.base_size or preset.base_for(size),
+            settings = settings_at(crop_size=size, base_size=base_size(args, preset, size),
                                    scales=protocol_scales(args.crops, size))
             preprocess = Preprocess(settings.mean, settings.std, settings.base_size, size, args.crops)
             job = Job(entries, args.root, preprocess, args.batch, max(topk), args.workers)
@@ -214,15 +212,46 @@ def evaluate(argv: list[str]) -> int:
     return 0
 
 
+def choose_preset(args) -> str | None:
+    """--preset, else the family the model's file name names (said out loud), else none: then the
+    preprocessing is the user's --mean and --std alone."""
+    if args.preset is not None:
+        return args.preset
+    name = Path(args.model).name
+    guessed = preset_for_model(name)
+    if guessed is None:
+        if args.mean is None or args.std is None:
+            raise UsageError(f"no preset for {name}: pass --preset ({', '.join(sorted(PRESETS))}) "
+                             f"or both --mean and --std")
+        return None
+    print(f"archc: note: preset '{guessed}' chosen from the file name (--preset sets another)",
+          file=sys.stderr)
+    return guessed
+
+
+def crop_size(args, model: Model, preset: Preset | None) -> int:
+    """--crop-size, else the size the model declares (an .arch's --size), else the preset's."""
+    size = args.crop_size or netinfo.declared_crop_size(model.net) or (preset and preset.crop_size)
+    if not size:
+        raise UsageError(f"{model.path} declares no square input and no preset names a crop size: "
+                         f"pass --crop-size")
+    return size
+
+
+def base_size(args, preset: Preset | None, crop: int) -> int:
+    """--base-size, else the preset's base for the crop size, else the crop size itself."""
+    return args.base_size or (preset.base_for(crop) if preset else crop)
+
+
 def protocol_scales(crops: int, crop: int) -> tuple[int, ...] | None:
     return tuple(scales_for(crop)) if crops == 144 else None
 
 
-def preset_remap(preset, lines, val: str) -> tuple[str, str] | None:
+def preset_remap(preset: Preset | None, lines, val: str) -> tuple[str, str] | None:
     """A preset's label remap (VAL:MODEL), its VAL order taken from the val list itself where its
     labels match a published list: the seed evaluates Inception-v3 with ILSVRC2015_val.txt, already
     in the model's order, while the usual list is in ILSVRC2012 order."""
-    if not preset.synset:
+    if preset is None or not preset.synset:
         return None
     assumed, model = parse_remap(preset.synset)
     order = val_list_order([(line.path, line.label) for line in lines])

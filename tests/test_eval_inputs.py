@@ -288,6 +288,26 @@ def test_a_model_without_preset_needs_mean_and_std(eval_dataset, tmp_path, capsy
     fails_with(capsys, args, "no preset for tiny.prototxt: pass --preset")
 
 
+def test_mean_and_std_without_a_preset_take_nothing_from_one(eval_dataset, tmp_path, capsys):
+    # tiny.prototxt names no family: its preprocessing is --mean and --std alone, and the base
+    # size follows the crop size rather than a preset's pairing (224 from 256)
+    results = tmp_path / "r.json"
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0")
+    del args[args.index("--base-size"):args.index("--base-size") + 2]
+    args[args.index("--crop-size") + 1] = "224"
+    assert cmd_eval.main(args) == 0
+    settings = json.loads(results.read_text())["settings"]
+    assert (settings["preset"], settings["crop_size"], settings["base_size"]) == (None, 224, 224)
+    assert "preset" not in capsys.readouterr().err
+    # nor a crop size, where the net declares none
+    wide = tmp_path / "wide.prototxt"
+    wide.write_text((eval_dataset / "tiny.prototxt").read_text()
+                    .replace("dim: 16 dim: 16", "dim: 16 dim: 20"))
+    del args[args.index("--crop-size"):args.index("--crop-size") + 2]
+    fails_with(capsys, [str(wide), *args[1:]],
+               f"{wide} declares no square input and no preset names a crop size: pass --crop-size")
+
+
 def test_the_inception_v3_preset_remaps_2012_labels(eval_dataset, tmp_path, capsys, reference_cls,
                                                     monkeypatch):
     monkeypatch.setenv("ARCHC_REFERENCE_DIR", str(reference_cls.parent))
