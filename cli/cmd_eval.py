@@ -30,6 +30,7 @@ from archc.runtime.eval.vallist import label_entries, read_val_list
 from archc.runtime.processes import termination_interrupts
 
 SHOWN_SKIPS = 10
+DEFAULT_TOPK = (1, 5)
 
 
 def _int_list(text: str) -> list[int]:
@@ -106,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "four scales (default 1)")
     parser.add_argument("--batch", type=integer_at_least(1), default=8,
                         help="crops per forward pass (default 8)")
-    parser.add_argument("--topk", type=_int_list, default=[1, 5], help="accuracies to report "
-                                                                        "(default 1,5)")
+    parser.add_argument("--topk", type=_int_list,
+                        help="accuracies to report (default 1,5, those of them up to the model's "
+                             "number of classes)")
     parser.add_argument("--blob", default="prob", help="output blob holding the class scores "
                                                        "(default prob)")
     parser.add_argument("--results", help="results JSON (default: MODEL-stem.eval.json); an "
@@ -163,7 +165,7 @@ def evaluate(argv: list[str]) -> int:
     num_classes = None
     for size in sizes:  # every size is checked before any work starts
         num_classes = netinfo.classes(netinfo.at_input_size(model.net, size), args.blob)
-    topk = tuple(args.topk)
+    topk = tuple(args.topk or [k for k in DEFAULT_TOPK if k <= num_classes])
     if max(topk) > num_classes:
         raise UsageError(f"--topk {max(topk)} exceeds the model's {num_classes} classes")
     lines = read_val_list(args.val)

@@ -308,6 +308,24 @@ def test_mean_and_std_without_a_preset_take_nothing_from_one(eval_dataset, tmp_p
                f"{wide} declares no square input and no preset names a crop size: pass --crop-size")
 
 
+def test_a_net_of_fewer_than_5_classes_reports_the_accuracies_it_has(eval_dataset, tmp_path):
+    model = tmp_path / "two.prototxt"
+    model.write_text((eval_dataset / "tiny.prototxt").read_text()
+                     .replace(f"num_output: {evalkit.CLASSES}", "num_output: 2"))
+    weights_path = tmp_path / "two.caffemodel"  # class 0 always wins
+    write_caffemodel(weights_path, [("fc", "InnerProduct", [np.zeros((2, 3), np.float32),
+                                                            np.array([1, 0], np.float32)])])
+    val = tmp_path / "val.txt"
+    evalkit.write_val(val, [("img/00.png", 0), ("img/01.png", 0), ("img/02.png", 1)])
+    results = tmp_path / "r.json"
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0")
+    args[0] = str(model)
+    args[args.index("--weights") + 1], args[args.index("--val") + 1] = str(weights_path), str(val)
+    assert cmd_eval.main(args) == 0
+    document = json.loads(results.read_text())
+    assert document["settings"]["topk"] == [1] and document["correct"] == {"top1": 2}
+
+
 def test_the_inception_v3_preset_remaps_2012_labels(eval_dataset, tmp_path, capsys, reference_cls,
                                                     monkeypatch):
     monkeypatch.setenv("ARCHC_REFERENCE_DIR", str(reference_cls.parent))
