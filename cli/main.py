@@ -33,13 +33,18 @@ USAGE = """usage: archc FILE.arch [--PARAM VALUE ...] [-o OUT] [--pool-rounding 
        archc COMMAND ...               where COMMAND is one of:
 """ + "".join(f"         {name:<9} {text}\n" for name, text in SUBCOMMANDS.items())
 
+# The modules of the `runtime` extra (pyproject.toml) that archc imports itself; pycaffe's own
+# (scipy, six, scikit-image) are reported by runtime.caffe_env.
+RUNTIME_EXTRA_MODULES = ("cv2", "matplotlib")
+RUNTIME_EXTRA_FIX = "pip install 'archc[runtime]'"
 INTERRUPTED = 130   # a shell's status for SIGINT
 INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE
 
 
 def reports_errors(command: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
     """`command(argv)` returning its exit status, with every error it raises turned into a message
-    on stderr and the status for it: an ArchError's `exit_code`, 130 on Ctrl-C, 70 for a bug."""
+    on stderr and the status for it: an ArchError's `exit_code`, 130 on Ctrl-C, 2 and the install
+    command for a missing runtime extra, 70 for a bug."""
     @functools.wraps(command)
     def run(argv: list[str]) -> int:
         try:
@@ -51,6 +56,11 @@ def reports_errors(command: Callable[[list[str]], int]) -> Callable[[list[str]],
         except BrokenPipeError:  # `archc ... | head`: the reader left, nothing to report
             sys.stderr.close()
             return 0
+        except ModuleNotFoundError as error:
+            if (error.name or "").partition(".")[0] in RUNTIME_EXTRA_MODULES:
+                return report(ArchError(f"this command needs archc's runtime extras, which are "
+                                        f"not installed ({error}): {RUNTIME_EXTRA_FIX}"))
+            return internal_error(error)
         except Exception as error:  # a bug in archc, not the user's mistake: say so, briefly
             return internal_error(error)
     return run

@@ -1,6 +1,9 @@
 """How the command line ends: one handler turns every error into a message and an exit status."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from archc.cli.arguments import split_overrides
@@ -60,3 +63,27 @@ def test_a_parameter_given_twice_in_any_spelling_is_refused(tmp_path, capsys, ar
     assert main([str(source), *args]) == 2
     assert message in capsys.readouterr().err
     assert split_overrides(["--size-x", "3"]) == {"size_x": "3"}
+
+
+# Hides OpenCV from the interpreter, as an install without the runtime extras would.
+WITHOUT_OPENCV = """
+import importlib.abc, sys
+
+class NoOpenCV(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "cv2" or name.startswith("cv2."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NoOpenCV())
+from archc.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_eval_without_the_runtime_extras_names_the_install_command(tmp_path):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_OPENCV, "eval", "m.prototxt",
+                             "--weights", "w", "--val", "v"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("archc: error: this command needs archc's runtime extras, which are "
+                             "not installed (No module named 'cv2'): pip install 'archc[runtime]'\n")
