@@ -129,9 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-missing", action="store_true",
                         help="load even if some layers have no weights")
     parser.add_argument("--keep-batchnorm", action="store_true",
-                        help="run Caffe's BatchNorm and Scale layers as written (default: folded "
-                             "into the convolutions before them, the same scores up to float "
-                             "rounding and about 1.4x faster on a CPU)")
+                        help="with --backend caffe: run BatchNorm and Scale layers as written "
+                             "(default: folded into the convolutions before them, the same scores "
+                             "up to float rounding and about 1.4x faster on a CPU)")
     return parser
 
 
@@ -148,6 +148,9 @@ def main(argv: list[str]) -> int:
 
 def evaluate(argv: list[str]) -> int:
     args, extra = build_parser().parse_known_args(argv)
+    if args.keep_batchnorm and args.backend != "caffe":
+        raise UsageError(f"--keep-batchnorm applies to --backend caffe; the {args.backend} backend "
+                         f"runs BatchNorm its own way: drop --keep-batchnorm")
     model = load_model(args.model, split_overrides(extra))
     preset_name = choose_preset(args)
     preset = PRESETS[preset_name] if preset_name else None

@@ -167,6 +167,8 @@ def test_odd_images_are_counted_listed_and_skipped_where_unusable(eval_dataset, 
     (["--root", "/nonexistent"], "--root /nonexistent is not a directory"),
     (["--std", "57,0,58"], "argument --std: a std divides the pixels: expected non-zero numbers"),
     (["--mean", "nan"], "argument --mean: expected finite numbers"),
+    (["--keep-batchnorm"], "--keep-batchnorm applies to --backend caffe; the opencv backend runs "
+                           "BatchNorm its own way: drop --keep-batchnorm"),
 ])
 def test_user_errors_are_one_line(eval_dataset, tmp_path, capsys, change, fragment):
     fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), *change),
