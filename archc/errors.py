@@ -1,8 +1,10 @@
-"""One source-span type and one error type, from syntax errors through shape errors.
+"""One source-span type and one error family, from syntax errors through a failed evaluation.
 
-Every stage (parser, elaboration, shape inference, prototxt import) reports problems as an
-`ArchError` carrying the `Span` of the construct at fault, so the CLI prints them all the same way:
-``FILE:LINE:COL: error: MESSAGE`` followed by the source line and a caret.
+Every stage (parser, elaboration, shape inference, prototxt import, runtime, command line) reports
+problems as an `ArchError` or a subclass of it, carrying the `Span` of the construct at fault where
+there is one, so the CLI prints them all the same way: ``FILE:LINE:COL: error: MESSAGE`` followed
+by the source line and a caret, or ``archc: error: MESSAGE``, and ends with the error's
+`exit_code`.
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ class Span:
 
 class ArchError(Exception):
     """A user-facing error at a place in a source file (or nowhere, when `span` is None)."""
+
+    #: the exit status of a command that ends with this error
+    exit_code = 2
 
     def __init__(self, message: str, span: Span | None = None, notes: tuple[str, ...] = ()):
         super().__init__(message)
@@ -51,3 +56,7 @@ class ArchError(Exception):
                 lines.append("    " + " " * (caret_col - 1) + "^" + "~" * (width - 1))
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
+
+
+class UsageError(ArchError):
+    """A command-line mistake: an unknown or malformed option, options that do not go together."""

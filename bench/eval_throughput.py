@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from archc.cli.cmd_eval import default_nets  # noqa: E402
-from archc.cli.model import compile_arch  # noqa: E402
+from archc.model import load_model  # noqa: E402
 from archc.runtime import weights  # noqa: E402
 from archc.runtime.backends import BackendSpec, Forwarder  # noqa: E402
 from archc.runtime.eval.crops import Preprocess  # noqa: E402
@@ -47,6 +47,7 @@ from archc.runtime.eval.presets import PRESETS  # noqa: E402
 from archc.runtime.eval.progress import Progress  # noqa: E402
 from archc.runtime.eval.results import open_journal  # noqa: E402
 from archc.runtime.eval.run import Job, run  # noqa: E402
+from archc.runtime.eval.settings import EvalSettings  # noqa: E402
 from archc.runtime.eval.vallist import Entry  # noqa: E402
 
 BATCH = 8
@@ -89,11 +90,21 @@ def seed_loop(backend, directory: Path, entries: list[Entry]) -> float:
     return len(entries) / (time.perf_counter() - start)
 
 
+def eval_settings(spec: BackendSpec, nets: int) -> EvalSettings:
+    """What the results journal of an eval round records (nothing reads it back)."""
+    return EvalSettings(
+        model=spec.source, model_sha256="", weights=spec.weights_path, weights_sha256="",
+        val="<synthetic>", val_sha256="", root="", preset="resnext", mean=PRESET.mean,
+        std=PRESET.std, crop_size=PREPROCESS.crop_size, base_size=PREPROCESS.base_size, crops=1, scales=None,
+        batch=BATCH, topk=(1, 5), blob=spec.blob, backend=spec.kind, device="cpu", nets=nets,
+        synset=None, fold_batchnorm=spec.fold, layers_without_weights=())
+
+
 def eval_run(forwarder: Forwarder, directory: Path, entries: list[Entry], workers: int,
-             results: Path) -> float:
+             results: Path, settings: EvalSettings) -> float:
     """Images/s of the whole loop, starting its loading workers included."""
     job = Job(entries, str(directory), PREPROCESS, BATCH, 5, workers)
-    journal = open_journal(results, {"bench": "eval_throughput"})
+    journal = open_journal(results, settings)
     start = time.perf_counter()
     run(job, forwarder, journal, Progress(len(entries), (1, 5), "eval "))
     return len(entries) / (time.perf_counter() - start)
@@ -109,14 +120,14 @@ def main() -> int:
     args = parser.parse_args()
     nets = args.nets or default_nets(args.backend, None)
 
-    net, text = compile_arch(str(REPO / "archs" / "resnext.arch"), {"depth": "50", "card": "32"})
-    shaped = at_input_size(net, 224)
+    model = load_model(REPO / "archs" / "resnext.arch", {"depth": "50", "card": "32"})
+    shaped = at_input_size(model.net, 224)
     with tempfile.TemporaryDirectory(prefix="archc-bench-") as temporary:
         directory = Path(temporary)
         weights_path = directory / "resnext50.caffemodel"
         weights.write_caffemodel(weights_path, weights.initial_weights(shaped))
         entries = make_images(directory, ROUNDS * (args.images + args.seed_images))
-        spec = BackendSpec(args.backend, text, "resnext50-32x4d", str(weights_path), "prob", shaped)
+        spec = BackendSpec(args.backend, model.text, "resnext50-32x4d", str(weights_path), "prob", shaped)
         # the forward-only input: the first images exactly as eval feeds them
         batch = np.concatenate([PREPROCESS(cv2.imread(str(directory / entry.path)))
                                 for entry in entries[:BATCH]])
@@ -136,7 +147,8 @@ def main() -> int:
             rates["forward1"].append(forward_only(single, batch, 3))
             rates["forwardN"].append(forward_only(replicated, batch, 3 * nets))
             rates["eval"].append(eval_run(replicated, directory, evals, args.workers,
-                                          directory / f"results-{number}.json"))
+                                          directory / f"results-{number}.json",
+                                          eval_settings(spec, nets)))
         for forwarder in (written, single, replicated):
             forwarder.close()
 

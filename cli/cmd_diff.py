@@ -7,11 +7,14 @@ from __future__ import annotations
 import sys
 
 from archc.analysis.diff import diff_nets, normalise
-from archc.cli.model import ArgumentParser, print_error
+from archc.cli.arguments import ArgumentParser
+from archc.cli.main import reports_errors
 from archc.codegen.parse import read_prototxt
-from archc.ir import ArchError
+from archc.errors import UsageError
+from archc.model import is_arch_file, load_model
 
 
+@reports_errors
 def main(argv: list[str]) -> int:
     parser = ArgumentParser(
         prog="archc diff",
@@ -22,19 +25,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     nets = []
     for path in (args.a, args.b):
-        if path.endswith(".arch"):
-            return print_error(f"archc: error: {path}: diff compares prototxts; compile the model "
-                               f"first (archc {path} [--PARAM VALUE ...] -o FILE.prototxt)")
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as error:
-            return print_error(f"archc: error: cannot read {path}: "
-                               f"{getattr(error, 'strerror', None) or error}")
-        try:
-            nets.append(normalise(read_prototxt(text, path)))
-        except ArchError as error:
-            return print_error(error.render(text))
+        if is_arch_file(path):
+            raise UsageError(f"{path}: diff compares prototxts; compile the model first "
+                             f"(archc {path} [--PARAM VALUE ...] -o FILE.prototxt)")
+        model = load_model(path)
+        nets.append(normalise(read_prototxt(model.text, model.source)))
     differences = diff_nets(*nets)
     if not differences:
         print(f"no differences: {len(nets[0].layers)} layers and {len(nets[0].inputs)} input(s) "

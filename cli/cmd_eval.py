@@ -3,32 +3,34 @@ evaluation protocol (see runtime/eval), batched, parallel, resumable, on Caffe o
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
 from pathlib import Path
 
-from archc.cli.model import (ArgumentParser, UsageError, compile_arch, integer_at_least, print_error,
-                         render_error, split_overrides)
-from archc.codegen.parse import import_net
-from archc.ir import ArchError, infer_shapes
+from archc.cli.arguments import ArgumentParser, integer_at_least, split_overrides
+from archc.cli.main import reports_errors
+from archc.errors import UsageError
+from archc.ir import Net, infer_shapes
+from archc.model import Model, load_model
 from archc.runtime import fold_batchnorm, weights
-from archc.runtime.processes import termination_interrupts
 from archc.runtime.backends import BACKENDS, BackendSpec, Forwarder
-from archc.runtime.caffe_env import CaffeError
 from archc.runtime.eval import model as netinfo
 from archc.runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
-from archc.runtime.eval.errors import EvalError
 from archc.runtime.eval.metrics import accuracy_key, results_document
-from archc.runtime.eval.presets import PRESETS, preset_for_model
+from archc.runtime.eval.presets import PRESETS, Preset, preset_for_model
 from archc.runtime.eval.progress import Progress
 from archc.runtime.eval.results import Lock, open_journal, write_final
 from archc.runtime.eval.run import Job, run
+from archc.runtime.eval.settings import EvalSettings
 from archc.runtime.eval.sweep import plot_accuracy, plot_path, results_path_for_size
 from archc.runtime.eval.synsets import parse_remap, remap_table, val_list_order
 from archc.runtime.eval.vallist import label_entries, read_val_list
+from archc.runtime.processes import termination_interrupts
 
 SHOWN_SKIPS = 10
+DEFAULT_TOPK = (1, 5)
 
 
 def _int_list(text: str) -> list[int]:
@@ -88,20 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val", required=True, help="val list: 'relative/path label' per line")
     parser.add_argument("--root", default=".", help="directory the val list's paths are under")
     parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="preprocessing of a model family (default: from the model's file name)")
-    parser.add_argument("--mean", type=_bgr, help="per-channel mean, B,G,R")
-    parser.add_argument("--std", type=_std, help="per-channel std, B,G,R")
+                        help="preprocessing of a model family (default: the family the model's "
+                             "file name names, if any; else no preset, and --mean and --std are "
+                             "needed)")
+    parser.add_argument("--mean", type=_bgr, help="per-channel mean, B,G,R (default: the preset's)")
+    parser.add_argument("--std", type=_std, help="per-channel std, B,G,R (default: the preset's)")
     parser.add_argument("--base-size", type=integer_at_least(1),
-                        help="shorter side is resized to this first")
-    parser.add_argument("--crop-size", type=integer_at_least(1), help="side of the square crops")
+                        help="shorter side is resized to this first (default: the preset's base "
+                             "for the crop size, as listed below, else the crop size itself)")
+    parser.add_argument("--crop-size", type=integer_at_least(1),
+                        help="side of the square crops (default: the model's input size, else the "
+                             "preset's)")
     parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1,
                         help="1: centre crop; 12: corners, centre and whole of the image squashed "
                              "to base x base, and mirrors; 144: the 12 of three squares at each of "
                              "four scales (default 1)")
     parser.add_argument("--batch", type=integer_at_least(1), default=8,
                         help="crops per forward pass (default 8)")
-    parser.add_argument("--topk", type=_int_list, default=[1, 5], help="accuracies to report "
-                                                                        "(default 1,5)")
+    parser.add_argument("--topk", type=_int_list,
+                        help="accuracies to report (default 1,5, those of them up to the model's "
+                             "number of classes)")
     parser.add_argument("--blob", default="prob", help="output blob holding the class scores "
                                                        "(default prob)")
     parser.add_argument("--results", help="results JSON (default: MODEL-stem.eval.json); an "
@@ -121,39 +129,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-missing", action="store_true",
                         help="load even if some layers have no weights")
     parser.add_argument("--keep-batchnorm", action="store_true",
-                        help="run Caffe's BatchNorm and Scale layers as written (default: folded "
-                             "into the convolutions before them, the same scores up to float "
-                             "rounding and about 1.4x faster on a CPU)")
+                        help="with --backend caffe: run BatchNorm and Scale layers as written "
+                             "(default: folded into the convolutions before them, the same scores "
+                             "up to float rounding and about 1.4x faster on a CPU)")
     return parser
 
 
+@reports_errors
 def main(argv: list[str]) -> int:
     try:
         with termination_interrupts():
             return evaluate(argv)
-    except (UsageError, EvalError, CaffeError) as error:
-        return print_error(f"archc: error: {error}")
-    except ArchError as error:
-        return print_error(render_error(error))
     except KeyboardInterrupt:
         print("\narchc: interrupted; finished images are kept: rerun the same command to resume",
               file=sys.stderr)
-        return 130
+        raise
 
 
 def evaluate(argv: list[str]) -> int:
     args, extra = build_parser().parse_known_args(argv)
-    model_text, net = load_model(args.model, extra)
-    preset_name = args.preset or preset_for_model(Path(args.model).name)
-    if preset_name is None and (args.mean is None or args.std is None):
-        raise UsageError(f"no preset for {Path(args.model).name}: pass --preset "
-                         f"({', '.join(sorted(PRESETS))}) or both --mean and --std")
-    if args.preset is None and preset_name is not None:
-        print(f"archc: note: preset '{preset_name}' chosen from the file name (--preset sets "
-              f"another)", file=sys.stderr)
-    preset = PRESETS.get(preset_name or "resnext")
-    # Crops of the size the model declares (an .arch's --size), unless told otherwise.
-    sizes = args.sizes or [args.crop_size or netinfo.declared_crop_size(net) or preset.crop_size]
+    if args.keep_batchnorm and args.backend != "caffe":
+        raise UsageError(f"--keep-batchnorm applies to --backend caffe; the {args.backend} backend "
+                         f"runs BatchNorm its own way: drop --keep-batchnorm")
+    model = load_model(args.model, split_overrides(extra))
+    preset_name = choose_preset(args)
+    preset = PRESETS[preset_name] if preset_name else None
+    sizes = args.sizes or [crop_size(args, model, preset)]
     if args.base_size is not None and args.base_size < max(sizes):
         raise UsageError(f"--base-size {args.base_size} is smaller than the crop size {max(sizes)}")
     if args.gpu is not None and args.gpu < 0:
@@ -166,43 +167,43 @@ def evaluate(argv: list[str]) -> int:
 
     num_classes = None
     for size in sizes:  # every size is checked before any work starts
-        num_classes = netinfo.classes(netinfo.at_input_size(net, size), args.blob)
-    if max(args.topk) > num_classes:
-        raise UsageError(f"--topk {max(args.topk)} exceeds the model's {num_classes} classes")
+        num_classes = netinfo.classes(netinfo.at_input_size(model.net, size), args.blob)
+    topk = tuple(args.topk or [k for k in DEFAULT_TOPK if k <= num_classes])
+    if max(topk) > num_classes:
+        raise UsageError(f"--topk {max(topk)} exceeds the model's {num_classes} classes")
     lines = read_val_list(args.val)
     remap = parse_remap(args.synset) if args.synset is not None else preset_remap(preset, lines, args.val)
     table = remap_table(*remap) if remap else None
     entries = label_entries(lines, num_classes, table, args.val)
 
-    common = {
-        "model": netinfo.absolute(args.model), "model_sha256": netinfo.sha256_of_text(model_text),
-        "weights": netinfo.absolute(args.weights), "weights_sha256": netinfo.sha256_of_file(args.weights),
-        "val": netinfo.absolute(args.val), "val_sha256": netinfo.sha256_of_file(args.val),
-        "root": netinfo.absolute(args.root), "preset": preset_name,
-        "mean": list(args.mean or preset.mean), "std": list(args.std or preset.std),
-        "crops": args.crops, "batch": args.batch, "topk": list(args.topk), "blob": args.blob,
-        "backend": args.backend, "device": "cpu" if args.gpu is None else f"gpu {args.gpu}",
-        "synset": ":".join(remap) if remap else None, "nets": nets,
-        "fold_batchnorm": args.backend == "caffe" and not args.keep_batchnorm,
-        "layers_without_weights": layers_without_weights(net, args) if args.allow_missing else [],
-    }
-    spec = BackendSpec(args.backend, model_text, args.model, args.weights, args.blob,
-                       netinfo.at_input_size(net, sizes[0]), args.gpu, args.allow_missing,
-                       common["fold_batchnorm"])
-    folds = fold_batchnorm.plan(net) if common["fold_batchnorm"] else []
+    fold = args.backend == "caffe" and not args.keep_batchnorm
+    # everything but the crop size and what follows from it
+    settings_at = functools.partial(
+        EvalSettings,
+        model=netinfo.absolute(model.path), model_sha256=netinfo.sha256_of_text(model.text),
+        weights=netinfo.absolute(args.weights), weights_sha256=netinfo.sha256_of_file(args.weights),
+        val=netinfo.absolute(args.val), val_sha256=netinfo.sha256_of_file(args.val),
+        root=netinfo.absolute(args.root), preset=preset_name,
+        mean=args.mean or preset.mean, std=args.std or preset.std, crops=args.crops,
+        batch=args.batch, topk=topk, blob=args.blob,
+        backend=args.backend, device="cpu" if args.gpu is None else f"gpu {args.gpu}",
+        nets=nets, synset=":".join(remap) if remap else None, fold_batchnorm=fold,
+        layers_without_weights=layers_without_weights(model.net, args.weights)
+        if args.allow_missing else ())
+    spec = BackendSpec(args.backend, model.text, model.source, args.weights, args.blob,
+                       netinfo.at_input_size(model.net, sizes[0]), args.gpu, args.allow_missing, fold)
+    folds = fold_batchnorm.plan(model.net) if fold else []
     if folds:
         print(f"caffe runs {len(folds)} BatchNorm layer(s) folded into the convolutions before "
               f"them (--keep-batchnorm runs them as written)", file=sys.stderr)
-    results = Path(args.results or f"{Path(args.model).stem}.eval.json")
-    accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in args.topk}
+    results = Path(args.results or f"{Path(model.path).stem}.eval.json")
+    accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in topk}
     with Nets(spec, nets) as shared:
         for size in sizes:
-            base = args.base_size or preset.base_for(size)
-            settings = {**common, "crop_size": size, "base_size": base,
-                        "scales": scales_for(size) if args.crops == 144 else None}
-            preprocess = Preprocess(tuple(settings["mean"]), tuple(settings["std"]), base, size,
-                                    args.crops)
-            job = Job(entries, args.root, preprocess, args.batch, max(args.topk), args.workers)
+            settings = settings_at(crop_size=size, base_size=base_size(args, preset, size),
+                                   scales=protocol_scales(args.crops, size))
+            preprocess = Preprocess(settings.mean, settings.std, settings.base_size, size, args.crops)
+            job = Job(entries, args.root, preprocess, args.batch, max(topk), args.workers)
             target = results_path_for_size(results, size) if args.sizes else results
             document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "")
             print(report(document, target))
@@ -210,17 +211,52 @@ def evaluate(argv: list[str]) -> int:
                 accuracies[key].append(document["accuracy"][key] or 0.0)
     if args.sizes:
         png = plot_path(results)
-        plot_accuracy(sizes, accuracies, f"{Path(args.model).name}, {args.crops} crop(s)", png)
+        plot_accuracy(sizes, accuracies, f"{Path(model.path).name}, {args.crops} crop(s)", png)
         print(sweep_table(sizes, accuracies))
         print(f"plot: {png}")
     return 0
 
 
-def preset_remap(preset, lines, val: str) -> tuple[str, str] | None:
+def choose_preset(args) -> str | None:
+    """--preset, else the family the model's file name names (said out loud), else none: then the
+    preprocessing is the user's --mean and --std alone."""
+    if args.preset is not None:
+        return args.preset
+    name = Path(args.model).name
+    guessed = preset_for_model(name)
+    if guessed is None:
+        if args.mean is None or args.std is None:
+            raise UsageError(f"no preset for {name}: pass --preset ({', '.join(sorted(PRESETS))}) "
+                             f"or both --mean and --std")
+        return None
+    print(f"archc: note: preset '{guessed}' chosen from the file name (--preset sets another)",
+          file=sys.stderr)
+    return guessed
+
+
+def crop_size(args, model: Model, preset: Preset | None) -> int:
+    """--crop-size, else the size the model declares (an .arch's --size), else the preset's."""
+    size = args.crop_size or netinfo.declared_crop_size(model.net) or (preset and preset.crop_size)
+    if not size:
+        raise UsageError(f"{model.path} declares no square input and no preset names a crop size: "
+                         f"pass --crop-size")
+    return size
+
+
+def base_size(args, preset: Preset | None, crop: int) -> int:
+    """--base-size, else the preset's base for the crop size, else the crop size itself."""
+    return args.base_size or (preset.base_for(crop) if preset else crop)
+
+
+def protocol_scales(crops: int, crop: int) -> tuple[int, ...] | None:
+    return tuple(scales_for(crop)) if crops == 144 else None
+
+
+def preset_remap(preset: Preset | None, lines, val: str) -> tuple[str, str] | None:
     """A preset's label remap (VAL:MODEL), its VAL order taken from the val list itself where its
     labels match a published list: the seed evaluates Inception-v3 with ILSVRC2015_val.txt, already
     in the model's order, while the usual list is in ILSVRC2012 order."""
-    if not preset.synset:
+    if preset is None or not preset.synset:
         return None
     assumed, model = parse_remap(preset.synset)
     order = val_list_order([(line.path, line.label) for line in lines])
@@ -233,15 +269,15 @@ def preset_remap(preset, lines, val: str) -> tuple[str, str] | None:
     return order, model
 
 
-def layers_without_weights(net, args) -> list[str]:
+def layers_without_weights(net: Net, weights_path: str) -> tuple[str, ...]:
     """Under --allow-missing, the layers that will run on their fillers, said out loud (the
     results file records them too)."""
     report = weights.compare(weights.expected_from_ir(infer_shapes(net)),
-                             weights.read_caffemodel(args.weights))
+                             weights.read_caffemodel(weights_path))
     if report.missing:
         print(f"archc: warning: {len(report.missing)} layer(s) have no weights and run on their "
               f"random fillers: {', '.join(report.missing)}", file=sys.stderr)
-    return report.missing
+    return tuple(report.missing)
 
 
 class Nets:
@@ -264,16 +300,15 @@ class Nets:
             self.forwarder.close()
 
 
-def evaluate_size(job: Job, settings: dict, target: Path, nets: Nets, label: str) -> dict:
+def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, label: str) -> dict:
     """The results document of one crop size: computed, resumed, or read back when complete."""
-    topk = tuple(settings["topk"])
     with Lock(target.with_name(target.name + ".lock"), target):
         state = open_journal(target, settings)
         if isinstance(state, dict):
             print(f"{target} is already complete for these settings", file=sys.stderr)
             return state
-        run(job, nets.get(), state, Progress(len(job.entries), topk, label))
-        document = results_document(state.settings, state.records(), topk)
+        run(job, nets.get(), state, Progress(len(job.entries), settings.topk, label))
+        document = results_document(state.settings, state.records())
         write_final(state, document)
     return document
 
@@ -286,28 +321,14 @@ def default_nets(backend: str, gpu: int | None) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def load_model(model: str, param_args: list[str]):
-    """(prototxt text, IR net) of a prototxt, or of an .arch file with its --PARAM VALUEs."""
-    if model.endswith(".arch"):
-        net, text = compile_arch(model, split_overrides(param_args))
-        return text, net
-    if param_args:
-        raise UsageError(f"unrecognised arguments: {' '.join(param_args)} (parameters apply only to "
-                         f".arch models)")
-    try:
-        text = Path(model).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read {model}: {getattr(error, 'strerror', None) or error}") from None
-    return text, import_net(text, model)
-
-
 def report(document: dict, results: Path) -> str:
-    settings, counts = document["settings"], document["counts"]
-    lines = [f"{Path(settings['model']).name}: {settings['crops']} crop(s) of {settings['crop_size']} "
-             f"from {settings['base_size']}, {settings['backend']} {settings['device']}"
-             + (f", labels remapped {settings['synset']}" if settings["synset"] else ""),
-             f"  preprocessing (BGR): mean {_triple(settings['mean'])}, std {_triple(settings['std'])}"
-             + (f" (preset {settings['preset']})" if settings["preset"] else ""),
+    settings = EvalSettings.from_json(document["settings"], results)
+    counts = document["counts"]
+    lines = [f"{Path(settings.model).name}: {settings.crops} crop(s) of {settings.crop_size} "
+             f"from {settings.base_size}, {settings.backend} {settings.device}"
+             + (f", labels remapped {settings.synset}" if settings.synset else ""),
+             f"  preprocessing (BGR): mean {_triple(settings.mean)}, std {_triple(settings.std)}"
+             + (f" (preset {settings.preset})" if settings.preset else ""),
              f"  images {counts['images']}: evaluated {counts['evaluated']}, skipped "
              f"{counts['skipped']}, evaluated with notes {counts['with_notes']}"]
     for key, accuracy in document["accuracy"].items():

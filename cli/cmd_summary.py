@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
-from archc import dsl
 from archc.analysis.summary import format_table, summarise, to_json
-from archc.cli.model import UsageError, print_error, render_error, split_overrides
-from archc.codegen.parse import import_file
-from archc.ir import ArchError, infer_shapes
+from archc.cli.arguments import split_overrides
+from archc.cli.main import reports_errors
+from archc.ir import infer_shapes
+from archc.model import load_model
 
 USAGE = """usage: archc summary MODEL.prototxt [--json]
        archc summary MODEL.arch [--PARAM VALUE ...] [--json]
@@ -25,31 +24,17 @@ block (layers grouped by name prefix, in-place layers with their producer) and f
 """
 
 
+@reports_errors
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="", file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
-    path, rest = argv[0], [arg for arg in argv[1:] if arg != "--json"]
+    rest = [arg for arg in argv[1:] if arg != "--json"]
     as_json = len(rest) != len(argv) - 1
-    try:
-        net = _load(path, rest)
-        summary = summarise(infer_shapes(net))
-    except UsageError as error:
-        return print_error(f"archc: error: {error}")
-    except ArchError as error:
-        return print_error(render_error(error))
+    model = load_model(argv[0], split_overrides(rest))
+    summary = summarise(infer_shapes(model.net))
     if as_json:
-        print(json.dumps(to_json(summary, path), indent=1))
+        print(json.dumps(to_json(summary, model.path), indent=1))
     else:
-        print(format_table(summary, path))
+        print(format_table(summary, model.name))
     return 0
-
-
-def _load(path: str, param_args: list[str]):
-    if path.endswith(".arch"):
-        if not Path(path).is_file():
-            raise ArchError(f"no such file: {path}")
-        return dsl.compile_file(path, split_overrides(param_args))
-    if param_args:
-        raise UsageError(f"parameters ({' '.join(param_args)}) apply only to .arch files")
-    return import_file(path)

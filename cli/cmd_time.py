@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from archc.cli.model import (ArgumentParser, UsageError, integer_at_least, print_error, render_error,
-                         split_overrides)
-from archc.ir import ArchError
-from archc.runtime.loader import load_net_text, read_model
+from archc.cli.arguments import ArgumentParser, integer_at_least, split_overrides
+from archc.cli.main import reports_errors
+from archc.model import load_model
+from archc.runtime.loader import load_net_text
 from archc.runtime.timing import time_net
 
 
@@ -42,17 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors
 def main(argv: list[str]) -> int:
-    try:
-        args, rest = build_parser().parse_known_args(argv)
-        text, source = read_model(args.model, split_overrides(rest))
-        net = load_net_text(text, source, gpu=args.gpu, batch=args.batch,
-                            input_size=args.input_size, force_backward=True).net
-        report = time_net(net, args.iterations, args.warmup)
-    except UsageError as error:
-        return print_error(f"archc: error: {error}")
-    except ArchError as error:
-        return print_error(render_error(error))
+    args, rest = build_parser().parse_known_args(argv)
+    model = load_model(args.model, split_overrides(rest))
+    net = load_net_text(model.text, model.source, gpu=args.gpu, batch=args.batch,
+                        input_size=args.input_size, force_backward=True).net
+    report = time_net(net, args.iterations, args.warmup)
     device = "CPU" if args.gpu is None else f"GPU {args.gpu}"
-    print(report.format(f"archc time {args.model} on {device}"))
+    print(report.format(f"archc time {model.name} on {device}"))
     return 0

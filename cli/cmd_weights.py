@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import math
 
-from archc.cli.model import (ArgumentParser, UsageError, integer_at_least, print_error, render_error,
-                         split_overrides)
-from archc.codegen.parse import import_net
-from archc.ir import ArchError, ShapedNet, infer_shapes
+from archc.cli.arguments import ArgumentParser, integer_at_least, split_overrides
+from archc.cli.main import reports_errors
+from archc.errors import UsageError
+from archc.ir import infer_shapes
+from archc.model import Model, load_model
 from archc.runtime import weights
-from archc.runtime.loader import read_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,50 +37,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors
 def main(argv: list[str]) -> int:
     # The caffemodel comes first; every argument the parser does not know is a --PARAM VALUE of
     # the model, so the parser has no positional argument that could swallow a VALUE.
     caffemodel = argv[0] if argv and not argv[0].startswith("-") else None
-    try:
-        args, rest = build_parser().parse_known_args(argv[1:] if caffemodel else argv)
-        overrides = split_overrides(rest)
-        if args.init:
-            if caffemodel or args.check or not args.output:
-                raise UsageError("--init MODEL takes -o OUT.caffemodel and no other file")
-            return _init(args.init, overrides, args.output, args.seed)
-        if not caffemodel:
-            raise UsageError("give a FILE.caffemodel to list or check, or --init MODEL -o OUT")
-        if args.check:
-            return _check(caffemodel, args.check, overrides, args.allow_missing)
-        if overrides:
-            raise UsageError(f"unexpected arguments: {' '.join(rest)}")
-        print(format_listing(caffemodel, weights.read_caffemodel(caffemodel)))
-        return 0
-    except UsageError as error:
-        return print_error(f"archc: error: {error}")
-    except ArchError as error:
-        return print_error(render_error(error))
+    args, rest = build_parser().parse_known_args(argv[1:] if caffemodel else argv)
+    overrides = split_overrides(rest)
+    if args.init:
+        if caffemodel or args.check or not args.output:
+            raise UsageError("--init MODEL takes -o OUT.caffemodel and no other file")
+        return _init(load_model(args.init, overrides), args.output, args.seed)
+    if not caffemodel:
+        raise UsageError("give a FILE.caffemodel to list or check, or --init MODEL -o OUT")
+    if args.check:
+        return _check(caffemodel, load_model(args.check, overrides), args.allow_missing)
+    if overrides:
+        raise UsageError(f"unexpected arguments: {' '.join(rest)}")
+    print(format_listing(caffemodel, weights.read_caffemodel(caffemodel)))
+    return 0
 
 
-def shaped_model(model: str, overrides: dict[str, str]) -> ShapedNet:
-    text, source = read_model(model, overrides)
-    return infer_shapes(import_net(text, source))
-
-
-def _check(caffemodel: str, model: str, overrides: dict[str, str], allow_missing: bool) -> int:
-    expected = weights.expected_from_ir(shaped_model(model, overrides))
+def _check(caffemodel: str, model: Model, allow_missing: bool) -> int:
+    expected = weights.expected_from_ir(infer_shapes(model.net))
     report = weights.compare(expected, weights.read_caffemodel(caffemodel))
     print(report.describe())
     if report.acceptable(allow_missing):
-        print(f"ok: {caffemodel} fits {model}")
+        print(f"ok: {caffemodel} fits {model.name}")
         return 0
-    print(f"refused: {caffemodel} does not fit {model}"
+    print(f"refused: {caffemodel} does not fit {model.name}"
           + ("" if report.mismatched or allow_missing else " (--allow-missing accepts missing layers)"))
     return 1
 
 
-def _init(model: str, overrides: dict[str, str], output: str, seed: int) -> int:
-    shaped = shaped_model(model, overrides)
+def _init(model: Model, output: str, seed: int) -> int:
+    shaped = infer_shapes(model.net)
     layers = weights.initial_weights(shaped, seed)
     weights.write_caffemodel(output, layers, shaped.net.name or "")
     total = sum(blob.size for _, _, blobs in layers for blob in blobs)

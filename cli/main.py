@@ -1,13 +1,18 @@
-"""`archc`: compile .arch files to deploy prototxt, and dispatch the other commands."""
+"""`archc`: compile .arch files to deploy prototxt, and dispatch the other commands.
+
+`reports_errors` is the one place where errors become messages and exit statuses; every command's
+`main` goes through it."""
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from archc.cli.arguments import option_value, split_overrides
+from archc.errors import ArchError, UsageError
 from archc.files import write_atomically
-from archc.cli.model import UsageError, option_value, print_error, render_error
-from archc.errors import ArchError
 
 # Kept here rather than imported from codegen so `archc doctor` and friends start without
 # loading the compiler (lark, jinja2); tests check it equals codegen.render.POOL_DIALECTS.
@@ -28,9 +33,66 @@ USAGE = """usage: archc FILE.arch [--PARAM VALUE ...] [-o OUT] [--pool-rounding 
        archc COMMAND ...               where COMMAND is one of:
 """ + "".join(f"         {name:<9} {text}\n" for name, text in SUBCOMMANDS.items())
 
+# The modules of the `runtime` extra (pyproject.toml) that archc imports itself; pycaffe's own
+# (scipy, six, scikit-image) are reported by runtime.caffe_env.
+RUNTIME_EXTRA_MODULES = ("cv2", "matplotlib")
+RUNTIME_EXTRA_FIX = "pip install 'archc[runtime]'"
+INTERRUPTED = 130   # a shell's status for SIGINT
+INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE
+
+
+def reports_errors(command: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """`command(argv)` returning its exit status, with every error it raises turned into a message
+    on stderr and the status for it: an ArchError's `exit_code`, 130 on Ctrl-C, 2 and the install
+    command for a missing runtime extra, 70 for a bug."""
+    @functools.wraps(command)
+    def run(argv: list[str]) -> int:
+        try:
+            return command(argv)
+        except ArchError as error:
+            return report(error)
+        except KeyboardInterrupt:
+            return INTERRUPTED
+        except BrokenPipeError:  # `archc ... | head`: the reader left, nothing to report
+            sys.stderr.close()
+            return 0
+        except ModuleNotFoundError as error:
+            if (error.name or "").partition(".")[0] in RUNTIME_EXTRA_MODULES:
+                return report(ArchError(f"this command needs archc's runtime extras, which are "
+                                        f"not installed ({error}): {RUNTIME_EXTRA_FIX}"))
+            return internal_error(error)
+        except Exception as error:  # a bug in archc, not the user's mistake: say so, briefly
+            return internal_error(error)
+    return run
+
+
+def report(error: ArchError) -> int:
+    print(render_error(error), file=sys.stderr)
+    return error.exit_code
+
+
+def internal_error(error: Exception) -> int:
+    print(f"archc: internal error (please report): {type(error).__name__}: {error}", file=sys.stderr)
+    return INTERNAL_ERROR
+
+
+def render_error(error: ArchError) -> str:
+    """The diagnostic with the offending source line, read from the file the span names."""
+    source = None
+    if error.span is not None:
+        try:
+            source = Path(error.span.path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            source = None
+    return error.render(source)
+
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    return dispatch(sys.argv[1:] if argv is None else argv)
+
+
+@reports_errors
+def dispatch(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE, end="", file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
@@ -39,39 +101,26 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"archc {version('archc')}")
         return 0
-    try:
-        if args[0] in SUBCOMMANDS:
-            command = importlib.import_module(f"archc.cli.cmd_{args[0]}")
-            return command.main(args[1:])
-        return compile_command(args)
-    except UsageError as error:
-        return print_error(f"archc: error: {error}")
-    except ArchError as error:
-        return print_error(render_error(error))
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `archc ... | head`: the reader left, nothing to report
-        sys.stderr.close()
-        return 0
-    except Exception as error:  # a bug in archc, not the user's mistake: say so, briefly
-        print(f"archc: internal error (please report): {type(error).__name__}: {error}",
-              file=sys.stderr)
-        return 70
+    if args[0] in SUBCOMMANDS:
+        command = importlib.import_module(f"archc.cli.cmd_{args[0]}")
+        return command.main(args[1:])
+    return compile_command(args)
 
 
 def compile_command(args: list[str]) -> int:
+    from archc.model import is_arch_file, load_model
+
     path, rest = args[0], args[1:]
     output, dialect, show_help, param_args = _options(rest)
-    if not path.endswith(".arch"):
+    if not is_arch_file(path):
         raise UsageError(f"'{path}' is not an .arch file (commands: {', '.join(SUBCOMMANDS)})")
     if show_help:
         print(_describe_params(path))
         return 0
-    from archc.cli.model import compile_arch, split_overrides
-
+    # Loaded first: a missing source is "no such file", before it is compared with the output.
+    text = load_model(path, split_overrides(param_args), dialect).text
     if output is not None and Path(output).exists() and Path(output).samefile(path):
         raise UsageError(f"-o {output} is the source file itself: write the prototxt elsewhere")
-    _, text = compile_arch(path, split_overrides(param_args), dialect)
     if output is None:
         sys.stdout.write(text)
     else:

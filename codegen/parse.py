@@ -78,15 +78,6 @@ def top_level_fields(text: str, path: str) -> dict[str, list[Span]]:
     return found
 
 
-def import_file(path: str) -> Net:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ArchError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
-    return import_net(text, path)
-
-
 def import_net(text: str, path: str = "<prototxt>") -> Net:
     return net_from_prototxt(read_prototxt(text, path))
 

@@ -1,5 +1,7 @@
 """Load a prototxt (generated or hand-written) and its weights into real Caffe, safely.
 
+The prototxt comes as text (an .arch model is compiled by `archc.model` before it gets here).
+
 Caffe aborts the whole process (glog fatal, SIGABRT) on a prototxt it cannot parse, on a layer
 whose setup check fails, and on weights of the wrong shape; and it silently leaves layers without
 weights at their random fillers. So before Caffe sees anything:
@@ -38,37 +40,12 @@ class LoadedNet:
     prototxt_text: str                           # what Caffe was given (rounding translated)
 
 
-def read_model(model: str | Path, overrides: dict[str, str] | None = None) -> tuple[str, str]:
-    """(prototxt text, name for messages) of MODEL: a prototxt file, or an .arch file compiled
-    with `overrides` (its text is generated, so messages name it `<FILE.arch, generated>`)."""
-    path = Path(model)
-    if path.suffix == ".arch":
-        from archc import codegen
-        from archc import dsl
-        if not path.is_file():
-            raise ArchError(f"no such file: {model}")
-        return codegen.render(dsl.compile_file(str(path), overrides or {})), f"<{model}, generated>"
-    if overrides:
-        names = ", ".join(f"--{name}" for name in overrides)
-        raise ArchError(f"{names}: parameters apply to .arch files, and {model} is a prototxt")
-    try:
-        return path.read_text(encoding="utf-8"), str(model)
-    except (OSError, UnicodeDecodeError) as error:
-        raise ArchError(f"cannot read {model}: {getattr(error, 'strerror', None) or error}") from None
-
-
-def load_net(prototxt: str | Path, weights_path: str | Path | None = None, **options) -> LoadedNet:
-    """Load a prototxt file (and weights) into Caffe; every problem raises ArchError.
-    `options` are those of `load_net_text`."""
-    text, source = read_model(prototxt)
-    return load_net_text(text, source, weights_path, **options)
-
-
 def load_net_text(text: str, source: str = "<prototxt>", weights_path: str | Path | None = None, *,
                   allow_missing: bool = False, gpu: int | None = None,
                   batch: int | None = None, input_size: tuple[int, int] | None = None,
                   force_backward: bool = False) -> LoadedNet:
-    """As `load_net`, for prototxt text; `source` names it in messages.
+    """Load prototxt text (a `Model`'s, say) and its weights into Caffe, in TEST phase; `source`
+    names the text in messages, and every problem raises ArchError.
 
     `batch` and `input_size` (height, width) replace those of every input before any check, so
     a size the net cannot take is an error here rather than an abort in Caffe's reshape.

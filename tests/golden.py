@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from archc.analysis.diff import diff_nets, normalise
-from archc.cli.model import compile_arch
 from archc.codegen.parse import read_prototxt
 from archc.ir.net import infer_shapes
+from archc.model import load_model
 from archc.runtime.loader import expected_from_caffe, load_net_text
 from archc.runtime.weights import expected_from_ir
 
@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def generate(arch: str, **params) -> tuple:
     """Compile archs/<arch> with `--name value` params; returns (IR net, prototxt text)."""
-    return compile_arch(str(REPO / "archs" / arch), {k: str(v) for k, v in params.items()})
+    model = load_model(REPO / "archs" / arch, {k: str(v) for k, v in params.items()})
+    return model.net, model.text
 
 
 def assert_matches(text: str, reference: Path) -> None:

@@ -10,8 +10,9 @@ import pytest
 
 import evalkit
 from archc.cli import cmd_eval
-from archc.cli.model import compile_arch, split_overrides
+from archc.cli.arguments import split_overrides
 from archc.ir import infer_shapes
+from archc.model import load_model
 from archc.runtime import weights
 
 
@@ -101,7 +102,7 @@ def test_a_generated_resnext50_scores_the_same_on_caffe_and_opencv(caffe, tmp_pa
     in size) within a relative 1e-5."""
     arch = str(Path(__file__).resolve().parents[1] / "archs" / "resnext.arch")
     params = ["--depth", "50", "--card", "32"]
-    net, _ = compile_arch(arch, split_overrides(params))
+    net = load_model(arch, split_overrides(params)).net
     weights_path = tmp_path / "resnext50.caffemodel"
     weights.write_caffemodel(weights_path, weights.initial_weights(infer_shapes(net)))
     rng = np.random.default_rng(3)

@@ -15,8 +15,8 @@ from PIL import Image
 
 import evalkit
 from archc.cli import cmd_eval
-from archc.cli.model import compile_arch
 from archc.ir import infer_shapes
+from archc.model import load_model
 from archc.runtime.eval import results as results_module
 from archc.runtime.eval.errors import EvalError
 from archc.runtime.eval.presets import PRESETS, preset_for_model
@@ -162,11 +162,13 @@ def test_odd_images_are_counted_listed_and_skipped_where_unusable(eval_dataset, 
     (["--blob", "nope"], "the net has no blob 'nope'"),
     (["--crop-size", "24"], "--base-size 20 is smaller than the crop size 24"),
     (["--backend", "opencv", "--gpu", "0"], "--gpu needs --backend caffe"),
-    (["--depth", "50"], "unrecognised arguments: --depth 50"),
+    (["--depth", "50"], "--depth: parameters apply only to .arch files, and "),
     (["--synset", "missing.txt"], "cannot read synset list"),
     (["--root", "/nonexistent"], "--root /nonexistent is not a directory"),
     (["--std", "57,0,58"], "argument --std: a std divides the pixels: expected non-zero numbers"),
     (["--mean", "nan"], "argument --mean: expected finite numbers"),
+    (["--keep-batchnorm"], "--keep-batchnorm applies to --backend caffe; the opencv backend runs "
+                           "BatchNorm its own way: drop --keep-batchnorm"),
 ])
 def test_user_errors_are_one_line(eval_dataset, tmp_path, capsys, change, fragment):
     fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), *change),
@@ -288,6 +290,44 @@ def test_a_model_without_preset_needs_mean_and_std(eval_dataset, tmp_path, capsy
     fails_with(capsys, args, "no preset for tiny.prototxt: pass --preset")
 
 
+def test_mean_and_std_without_a_preset_take_nothing_from_one(eval_dataset, tmp_path, capsys):
+    # tiny.prototxt names no family: its preprocessing is --mean and --std alone, and the base
+    # size follows the crop size rather than a preset's pairing (224 from 256)
+    results = tmp_path / "r.json"
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0")
+    del args[args.index("--base-size"):args.index("--base-size") + 2]
+    args[args.index("--crop-size") + 1] = "224"
+    assert cmd_eval.main(args) == 0
+    settings = json.loads(results.read_text())["settings"]
+    assert (settings["preset"], settings["crop_size"], settings["base_size"]) == (None, 224, 224)
+    assert "preset" not in capsys.readouterr().err
+    # nor a crop size, where the net declares none
+    wide = tmp_path / "wide.prototxt"
+    wide.write_text((eval_dataset / "tiny.prototxt").read_text()
+                    .replace("dim: 16 dim: 16", "dim: 16 dim: 20"))
+    del args[args.index("--crop-size"):args.index("--crop-size") + 2]
+    fails_with(capsys, [str(wide), *args[1:]],
+               f"{wide} declares no square input and no preset names a crop size: pass --crop-size")
+
+
+def test_a_net_of_fewer_than_5_classes_reports_the_accuracies_it_has(eval_dataset, tmp_path):
+    model = tmp_path / "two.prototxt"
+    model.write_text((eval_dataset / "tiny.prototxt").read_text()
+                     .replace(f"num_output: {evalkit.CLASSES}", "num_output: 2"))
+    weights_path = tmp_path / "two.caffemodel"  # class 0 always wins
+    write_caffemodel(weights_path, [("fc", "InnerProduct", [np.zeros((2, 3), np.float32),
+                                                            np.array([1, 0], np.float32)])])
+    val = tmp_path / "val.txt"
+    evalkit.write_val(val, [("img/00.png", 0), ("img/01.png", 0), ("img/02.png", 1)])
+    results = tmp_path / "r.json"
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0")
+    args[0] = str(model)
+    args[args.index("--weights") + 1], args[args.index("--val") + 1] = str(weights_path), str(val)
+    assert cmd_eval.main(args) == 0
+    document = json.loads(results.read_text())
+    assert document["settings"]["topk"] == [1] and document["correct"] == {"top1": 2}
+
+
 def test_the_inception_v3_preset_remaps_2012_labels(eval_dataset, tmp_path, capsys, reference_cls,
                                                     monkeypatch):
     monkeypatch.setenv("ARCHC_REFERENCE_DIR", str(reference_cls.parent))
@@ -402,7 +442,7 @@ def test_an_arch_model_is_evaluated_at_the_size_it_was_compiled_for(eval_dataset
     arch.write_text('param size: int = 16\n'
                     'net {\n  input "data" [1, 3, size, size]\n  conv(4, 3) as "c"\n'
                     '  avepool(global = true) as "pool"\n  fc(10) as "fc"\n  softmax as "prob"\n}\n')
-    net, _ = compile_arch(str(arch), {"size": "24"})
+    net = load_model(arch, {"size": "24"}).net
     weights_path = tmp_path / "tiny.caffemodel"
     write_caffemodel(weights_path, initial_weights(infer_shapes(net)))
     results = tmp_path / "r.json"

@@ -8,11 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from archc.cli.model import compile_arch
 from archc.codegen.render import render
 from conftest import REPO
 from archc.ir import Layer, Net, infer_shapes
 from archc.ir.ops import BatchNorm, Convolution, Eltwise, InnerProduct, Pooling, ReLU, Scale
+from archc.model import load_model
 from archc.runtime import weights
 from archc.runtime.backends import BackendSpec
 from archc.runtime.fold_batchnorm import Fold, folded_net, folded_parameters, plan
@@ -72,7 +72,7 @@ def test_chains_that_would_change_what_a_layer_sees_are_kept(case):
 
 
 def test_every_resnext50_convolution_folds():
-    net, _ = compile_arch(str(REPO / "archs" / "resnext.arch"), {"depth": "50", "card": "32"})
+    net = load_model(REPO / "archs" / "resnext.arch", {"depth": "50", "card": "32"}).net
     folds = plan(net)
     convolutions = [layer for layer in net.layers if layer.type == "Convolution"]
     assert len(folds) == len(convolutions) == 53

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from archc.ir import ArchError, infer_shapes
+from archc.model import load_model
 from archc.runtime import caffe_env, weights
-from archc.runtime.loader import expected_from_caffe, load_net, load_net_text
+from archc.runtime.loader import expected_from_caffe, load_net_text
 
 SMALL = """name: "small"
 input: "data"
@@ -34,7 +35,8 @@ def open_nsfw_files() -> tuple[Path, Path]:
 
 def test_open_nsfw_through_the_runtime_equals_direct_pycaffe(caffe):
     prototxt, caffemodel = open_nsfw_files()
-    loaded = load_net(prototxt, caffemodel)
+    model = load_model(prototxt)
+    loaded = load_net_text(model.text, model.source, caffemodel)
     assert loaded.weights_report.matched == len(loaded.net.params)
     assert not (loaded.weights_report.missing or loaded.weights_report.mismatched)
     direct = caffe.Net(str(prototxt), str(caffemodel), caffe.TEST)
@@ -131,21 +133,6 @@ def test_gpu_on_a_cpu_only_caffe_is_a_clear_error(caffe):
         pytest.skip("this Caffe has GPU support")
     with pytest.raises(caffe_env.CaffeError, match=r"--gpu 0: the Caffe at .* without GPU support \(CPU_ONLY\)"):
         load_net_text(SMALL, "small.prototxt", gpu=0)
-
-
-def test_a_model_is_a_prototxt_or_an_arch_file_with_its_parameters(tmp_path):
-    from conftest import REPO
-    from archc.runtime.loader import read_model
-    text, source = read_model(REPO / "archs" / "resnext.arch", {"depth": "50", "size": "64"})
-    assert source.endswith("resnext.arch, generated>")
-    assert "dim: 64" in text and 'name: "resx16_conv3"' in text
-    prototxt = tmp_path / "small.prototxt"
-    prototxt.write_text(SMALL)
-    assert read_model(prototxt) == (SMALL, str(prototxt))
-    with pytest.raises(ArchError, match="--depth: parameters apply to .arch files"):
-        read_model(prototxt, {"depth": "50"})
-    with pytest.raises(ArchError, match="cannot read .*absent.prototxt"):
-        read_model(tmp_path / "absent.prototxt")
 
 
 def test_a_device_caffe_cannot_use_is_an_error_not_an_abort(caffe):

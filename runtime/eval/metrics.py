@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from archc.runtime.eval.results import FORMAT
+from archc.runtime.eval.settings import EvalSettings
 
 
 def top_classes(scores: np.ndarray, k: int) -> list[int]:
@@ -43,12 +44,12 @@ def summarise(records: list[dict], topk: tuple[int, ...]) -> dict:
     }
 
 
-def results_document(settings: dict, records: list[dict], topk: tuple[int, ...]) -> dict:
+def results_document(settings: EvalSettings, records: list[dict]) -> dict:
     ordered = sorted(records, key=lambda r: r["index"])
     return {
         "format": FORMAT,
-        "settings": settings,
-        **summarise(ordered, topk),
+        "settings": settings.to_json(),
+        **summarise(ordered, settings.topk),
         "skipped": [r for r in ordered if "skipped" in r],
         "images": [r for r in ordered if "skipped" not in r],
     }

@@ -19,11 +19,9 @@ from pathlib import Path
 
 from archc.files import write_atomically
 from archc.runtime.eval.errors import EvalError
+from archc.runtime.eval.settings import EvalSettings
 
 FORMAT = "archc-eval/1"
-# Settings that may differ between an interrupted run and its resumption: where things are, not
-# what they contain (contents are compared through their hashes).
-LOCATION_KEYS = ("model", "weights", "val", "root")
 
 
 def _reason(error: OSError) -> str:
@@ -32,23 +30,6 @@ def _reason(error: OSError) -> str:
 
 def dump_line(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True) + "\n"
-
-
-# Settings added after the first files of this format were written, with the value every run
-# before them had (no folding; no layers allowed to miss weights).
-ADDED_SETTINGS = {"fold_batchnorm": False, "layers_without_weights": []}
-# How to ask for a setting's other value, where a flag does it.
-SETTING_FLAGS = {"fold_batchnorm": "--keep-batchnorm runs BatchNorm as written"}
-
-
-def settings_difference(old: dict, new: dict) -> str | None:
-    """The first setting (other than a location) whose value differs, described; None if none."""
-    old = {**ADDED_SETTINGS, **old}
-    for key in sorted(set(old) | set(new)):
-        if key not in LOCATION_KEYS and old.get(key) != new.get(key):
-            flag = f"; {SETTING_FLAGS[key]}" if key in SETTING_FLAGS else ""
-            return f"{key} {json.dumps(old.get(key))} there, {json.dumps(new.get(key))} now{flag}"
-    return None
 
 
 class Lock:
@@ -101,7 +82,7 @@ class Journal:
     """The partial results of one run: settings plus the finished groups' records."""
 
     results: Path
-    settings: dict
+    settings: EvalSettings
     groups: dict[int, list[dict]] = field(default_factory=dict)
 
     @property
@@ -146,7 +127,7 @@ def read_journal(partial: Path) -> tuple[dict | None, dict[int, list[dict]], int
     return header["settings"], groups, len(intact)
 
 
-def open_journal(results: Path, settings: dict) -> Journal | dict:
+def open_journal(results: Path, settings: EvalSettings) -> Journal | dict:
     """The finished document if `results` is already complete for these settings, else the journal
     to continue (created, or resumed after checking its settings)."""
     if results.exists():
@@ -158,7 +139,7 @@ def open_journal(results: Path, settings: dict) -> Journal | dict:
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise EvalError(f"{results} exists and is not an archc results file: remove it or "
                             f"choose another --results")
-        _check_same(results, document["settings"], settings)
+        _check_same(results, EvalSettings.from_json(document["settings"], results), settings)
         # a run killed between writing the document and removing its journal
         results.with_name(results.name + ".partial").unlink(missing_ok=True)
         return document
@@ -169,12 +150,13 @@ def open_journal(results: Path, settings: dict) -> Journal | dict:
             # a journal of a run that finished nothing (it failed to start, say) holds nothing
             # to keep: a corrected command starts afresh over it
             if old_settings is not None and groups:
-                _check_same(journal.partial, old_settings, settings)
+                resumed = EvalSettings.from_json(old_settings, journal.partial)
+                _check_same(journal.partial, resumed, settings)
                 os.truncate(journal.partial, intact)
-                journal.settings, journal.groups = old_settings, groups
+                journal.settings, journal.groups = resumed, groups
                 return journal
         with open(journal.partial, "w", encoding="utf-8") as handle:
-            handle.write(dump_line({"format": FORMAT, "settings": settings}))
+            handle.write(dump_line({"format": FORMAT, "settings": settings.to_json()}))
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as error:
@@ -182,8 +164,8 @@ def open_journal(results: Path, settings: dict) -> Journal | dict:
     return journal
 
 
-def _check_same(where: Path, old: dict, new: dict) -> None:
-    difference = settings_difference(old, new)
+def _check_same(where: Path, old: EvalSettings, new: EvalSettings) -> None:
+    difference = old.difference(new)
     if difference:
         raise EvalError(f"{where} holds a run with other settings ({difference}): rerun with the "
                         f"same settings to resume it, or choose another --results")

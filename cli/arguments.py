@@ -1,16 +1,10 @@
-"""Shared by the CLI commands that take a model: compile an .arch file, report errors."""
+"""Command-line reading shared by the commands: argparse that raises UsageError, bounded integers,
+`--option value` / `--option=value`, and a model's `--PARAM VALUE` overrides."""
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from archc.errors import ArchError
-from archc.ir.net import Net
-
-
-class UsageError(ValueError):
-    """A command-line mistake: printed as `archc: error: ...`, exit status 2."""
+from archc.errors import UsageError
 
 
 def integer_at_least(minimum: int):
@@ -47,45 +41,20 @@ def option_value(args: list[str], index: int) -> tuple[str, str, int]:
 
 
 def split_overrides(args: list[str]) -> dict[str, str]:
-    """`--depth 101 --card=64` -> {"depth": "101", "card": "64"}."""
+    """`--depth 101 --card=64` -> {"depth": "101", "card": "64"}; `--size-x` is `--size_x`."""
     overrides: dict[str, str] = {}
+    spellings: dict[str, str] = {}
     index = 0
     while index < len(args):
         arg = args[index]
         if not arg.startswith("--") or arg == "--":
             raise UsageError(f"expected --PARAM VALUE, got '{arg}'")
         option, value, index = option_value(args, index)
-        name = option[2:]
-        if not name:
+        if option == "--":
             raise UsageError(f"expected --PARAM VALUE, got '{arg}'")
+        name = option[2:].replace("-", "_")
         if name in overrides:
-            raise UsageError(f"--{name} is given twice")
-        overrides[name.replace("-", "_")] = value
+            also = "" if spellings[name] == option else f" (as {spellings[name]} and {option})"
+            raise UsageError(f"--{name} is given twice{also}: give each parameter once")
+        overrides[name], spellings[name] = value, option
     return overrides
-
-
-def compile_arch(path: str, overrides: dict[str, str], pool_dialect: str = "ceil_mode") -> tuple[Net, str]:
-    """An .arch file with its parameters -> (IR net, deploy prototxt text); raises ArchError."""
-    from archc import codegen  # the compiler's libraries load only when something is compiled
-    from archc import dsl
-
-    if not Path(path).is_file():
-        raise ArchError(f"no such file: {path}")
-    net = dsl.compile_file(path, overrides)
-    return net, codegen.render(net, pool_dialect)
-
-
-def render_error(error: ArchError) -> str:
-    """The diagnostic with the offending source line, read from the file the span names."""
-    source = None
-    if error.span is not None:
-        try:
-            source = Path(error.span.path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            source = None
-    return error.render(source)
-
-
-def print_error(message: str) -> int:
-    print(message, file=sys.stderr)
-    return 2

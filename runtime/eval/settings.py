@@ -1,0 +1,81 @@
+"""What one evaluation ran with: every setting that decides its results, as one typed value.
+
+It travels from the command line to the results file, where it is written under `settings` with
+one JSON key per field (lists for tuples), and read back to resume a run: a resumed run must have
+the same settings, locations aside, so that it computes what an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+from archc.runtime.eval.errors import EvalError
+
+# Settings that may differ between an interrupted run and its resumption: where things are, not
+# what they contain (contents are compared through their hashes).
+LOCATIONS = ("model", "weights", "val", "root")
+# Settings added after the first files of this format were written, with the value every run
+# before them had (no folding; no layers allowed to miss weights).
+ADDED = {"fold_batchnorm": False, "layers_without_weights": []}
+# How to ask for a setting's other value, where a flag does it.
+FLAGS = {"fold_batchnorm": "--keep-batchnorm runs BatchNorm as written"}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    model: str                          # absolute paths, and the SHA-256 of what they hold
+    model_sha256: str                   # (of the prototxt text, for a model)
+    weights: str
+    weights_sha256: str
+    val: str
+    val_sha256: str
+    root: str
+    preset: str | None                  # the preset used, None when none was
+    mean: tuple[float, float, float]    # B, G, R
+    std: tuple[float, float, float]
+    crop_size: int
+    base_size: int                      # the shorter side is resized to this first
+    crops: int                          # 1, 12 or 144
+    scales: tuple[int, ...] | None      # the shorter sides of the 144-crop protocol
+    batch: int
+    topk: tuple[int, ...]
+    blob: str
+    backend: str
+    device: str                         # "cpu" or "gpu N"
+    nets: int
+    synset: str | None                  # the label remap, VAL:MODEL
+    fold_batchnorm: bool
+    layers_without_weights: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict, where: object) -> EvalSettings:
+        """The settings a results file or journal at `where` records; those added since it was
+        written take the value they had then."""
+        if not isinstance(data, dict):
+            raise EvalError(f"{where} holds no settings: remove it or choose another --results")
+        data = {**ADDED, **data}
+        names = [field.name for field in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        missing = [name for name in names if name not in data]
+        if unknown or missing:
+            raise EvalError(f"{where} holds settings this archc does not write ("
+                            + ", ".join([*(f"{key} there" for key in unknown),
+                                         *(f"no {key}" for key in missing)])
+                            + "): remove it or choose another --results")
+        return cls(**{key: tuple(value) if isinstance(value, list) else value
+                      for key, value in data.items()})
+
+    def difference(self, new: EvalSettings) -> str | None:
+        """The first setting (other than a location) whose value differs from `new`, described,
+        as `KEY OLD there, NEW now`; None if none does."""
+        old_values, new_values = self.to_json(), new.to_json()
+        for key in sorted(old_values):
+            if key not in LOCATIONS and old_values[key] != new_values[key]:
+                flag = f"; {FLAGS[key]}" if key in FLAGS else ""
+                return (f"{key} {json.dumps(old_values[key])} there, "
+                        f"{json.dumps(new_values[key])} now{flag}")
+        return None

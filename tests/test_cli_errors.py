@@ -1,0 +1,89 @@
+"""How the command line ends: one handler turns every error into a message and an exit status."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from archc.cli.arguments import split_overrides
+from archc.cli.main import main, reports_errors
+from archc.errors import ArchError, Span, UsageError
+from archc.runtime.caffe_env import CaffeError
+from archc.runtime.eval.errors import EvalError
+from archc.runtime.weights import WeightsError
+
+NET = 'param size_x: int = 8\nnet { input "data" [1, 3, size_x, size_x]  relu as "r" }\n'
+
+
+def ending_with(error: BaseException):
+    @reports_errors
+    def command(argv: list[str]) -> int:
+        raise error
+    return command
+
+
+@pytest.mark.parametrize("error", [UsageError("u"), EvalError("e"), CaffeError("c"),
+                                   WeightsError("w"), ArchError("a")])
+def test_every_user_facing_error_is_an_arch_error_and_exits_2(capsys, error):
+    assert isinstance(error, ArchError)
+    assert ending_with(error)([]) == 2
+    assert capsys.readouterr().err == f"archc: error: {error}\n"
+
+
+def test_an_error_with_a_place_shows_it(tmp_path, capsys):
+    source = tmp_path / "m.arch"
+    source.write_text("net {\n  oops\n}\n")
+    assert ending_with(ArchError("what", Span(str(source), 2, 3)))([]) == 2
+    assert capsys.readouterr().err == f"{source}:2:3: error: what\n      oops\n      ^\n"
+
+
+def test_interrupts_and_bugs(capsys):
+    assert ending_with(KeyboardInterrupt())([]) == 130
+    assert ending_with(ZeroDivisionError("division by zero"))([]) == 70
+    assert capsys.readouterr().err == ("archc: internal error (please report): ZeroDivisionError: "
+                                       "division by zero\n")
+
+
+def test_a_missing_source_is_no_such_file_even_when_the_output_exists(tmp_path, capsys):
+    output = tmp_path / "existing.prototxt"
+    output.write_text("kept\n")
+    assert main([str(tmp_path / "missing.arch"), "-o", str(output)]) == 2
+    assert capsys.readouterr().err == f"archc: error: no such file: {tmp_path / 'missing.arch'}\n"
+    assert output.read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size_x", "1", "--size-x", "2"], "--size_x is given twice (as --size_x and --size-x)"),
+    (["--size-x=1", "--size-x", "2"], "--size_x is given twice: give each parameter once"),
+])
+def test_a_parameter_given_twice_in_any_spelling_is_refused(tmp_path, capsys, args, message):
+    source = tmp_path / "m.arch"
+    source.write_text(NET)
+    assert main([str(source), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert split_overrides(["--size-x", "3"]) == {"size_x": "3"}
+
+
+# Hides OpenCV from the interpreter, as an install without the runtime extras would.
+WITHOUT_OPENCV = """
+import importlib.abc, sys
+
+class NoOpenCV(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "cv2" or name.startswith("cv2."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NoOpenCV())
+from archc.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_eval_without_the_runtime_extras_names_the_install_command(tmp_path):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_OPENCV, "eval", "m.prototxt",
+                             "--weights", "w", "--val", "v"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("archc: error: this command needs archc's runtime extras, which are "
+                             "not installed (No module named 'cv2'): pip install 'archc[runtime]'\n")
