@@ -82,12 +82,12 @@ def test_shape_errors_are_caught_by_the_ir_before_caffe(caffe):
 
 
 def test_a_net_outside_the_ir_is_probed_in_a_child_process(caffe):
-    # Sigmoid is not an IR op, so Caffe itself must judge this net; its abort names the layer.
-    outside_ir = SMALL.replace('type: "ReLU"', 'type: "Sigmoid"')
-    assert load_net_text(outside_ir, "sigmoid.prototxt").net.blobs["fc"].data.shape == (2, 3)
-    with pytest.raises(ArchError, match=r"Caffe cannot set up the net in sigmoid.prototxt at layer "
+    # Swish is not an IR op, so Caffe itself must judge this net; its abort names the layer.
+    outside_ir = SMALL.replace('type: "ReLU"', 'type: "Swish"')
+    assert load_net_text(outside_ir, "swish.prototxt").net.blobs["fc"].data.shape == (2, 3)
+    with pytest.raises(ArchError, match=r"Caffe cannot set up the net in swish.prototxt at layer "
                                         r"'conv1': Check failed"):
-        load_net_text(outside_ir.replace("kernel_size: 3", "kernel_size: 11"), "sigmoid.prototxt")
+        load_net_text(outside_ir.replace("kernel_size: 3", "kernel_size: 11"), "swish.prototxt")
 
 
 def test_caffe_needs_the_parameter_shapes_the_ir_computes(caffe):
