@@ -58,12 +58,12 @@ def test_missing_and_unreadable_files_are_errors_naming_them(tmp_path):
 
 
 def test_a_prototxt_outside_the_ir_loads_and_says_so_only_when_its_net_is_needed(tmp_path):
-    # Sigmoid is no IR op: `archc time` runs such a net through Caffe alone
-    prototxt = tmp_path / "sigmoid.prototxt"
-    prototxt.write_text(SMALL.replace('type: "ReLU"', 'type: "Sigmoid"'))
+    # Swish is no IR op: `archc time` runs such a net through Caffe alone
+    prototxt = tmp_path / "swish.prototxt"
+    prototxt.write_text(SMALL.replace('type: "ReLU"', 'type: "Swish"'))
     model = load_model(prototxt)
-    assert 'type: "Sigmoid"' in model.text
-    with pytest.raises(ArchError, match="Sigmoid"):
+    assert 'type: "Swish"' in model.text
+    with pytest.raises(ArchError, match="Swish"):
         model.net
 
 
