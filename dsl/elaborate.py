@@ -16,9 +16,9 @@ import lark
 
 from archc.dsl import parser
 from archc.dsl.expressions import HANDLERS as _EXPRESSIONS
-from archc.dsl.expressions import MAX_LIST, range_of, value_size
+from archc.dsl.expressions import MAX_LIST, condition, range_of, value_size
 from archc.dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
-from archc.dsl.values import BlockDef, Scope, Tensor, allowed_text, brief, show, type_name
+from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_text, brief, show, type_name
 from archc.errors import ArchError, Span
 from archc.ir.net import MAX_BLOB, Layer, Net, ShapeTracker
 
@@ -64,15 +64,6 @@ class Module:
     scope: Scope
     params: list[ParamInfo] = field(default_factory=list)
     net_body: lark.Tree | None = None
-
-
-@dataclass
-class Frame:
-    """Where a body runs: the cursor (current blob) and the body's input blob."""
-
-    cursor: Tensor | None
-    input: Tensor | None
-    depth: int = 0
 
 
 class Loader:
@@ -193,7 +184,7 @@ class Elaborator:
     def _import(self, item: lark.Tree, module: Module) -> None:
         token = item.children[0]
         span = self.span(token)
-        target = self._string(token, module.scope, None)
+        target = self.string(token, module.scope, None)
         resolved = self.loader.resolve_import(target, module.path, span)
         if resolved in self.loader.loading:
             raise ArchError(f"import '{target}' is circular", span)
@@ -236,7 +227,7 @@ class Elaborator:
             source = f"--{name} {overrides[name]}" if name in overrides else f"the default {brief(value)}"
             raise ArchError(f"{source} is not an allowed value of '{name}': choose one of "
                             f"{allowed_text(allowed)}", self.span(allowed_tree))
-        doc = self._string(doc_token, module.scope, None) if doc_token is not None else ""
+        doc = self.string(doc_token, module.scope, None) if doc_token is not None else ""
         module.params.append(ParamInfo(name, kind, default, allowed, doc, span))
         module.scope.values[name] = value
         module.scope.params.add(name)
@@ -329,9 +320,9 @@ class Elaborator:
             self._apply(stmt, scope, frame)
         elif kind == "if_stmt":
             # Lark gives no placeholder for an absent inlined `else` part.
-            condition, then_body, *rest = stmt.children
+            test, then_body, *rest = stmt.children
             else_part = rest[0] if rest else None
-            if self._condition(condition, scope, frame):
+            if condition(self, test, scope, frame):
                 self.run_body(then_body, Scope(scope), frame)
             elif else_part is not None:
                 if else_part.data == "if_stmt":
@@ -392,7 +383,7 @@ class Elaborator:
 
     def _input(self, stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
         name_token, shape_tree = stmt.children
-        name = self._string(name_token, scope, frame)
+        name = self.string(name_token, scope, frame)
         shape = self.eval(shape_tree, scope, frame)
         if not (isinstance(shape, list) and shape and all(type_name(d) == "int" and d > 0 for d in shape)):
             raise self.error("an input's shape is a list of positive integers, e.g. "
@@ -409,13 +400,6 @@ class Elaborator:
         frame.cursor = Tensor(name, tuple(shape))
         if frame.input is None:
             frame.input = frame.cursor
-
-    def _condition(self, tree: Any, scope: Scope, frame: Frame | None) -> bool:
-        value = self.eval(tree, scope, frame)
-        if not isinstance(value, bool):
-            raise self.error(f"a condition must be true or false, got {type_name(value)} "
-                             f"{brief(value)}: compare it, e.g. `x != 0`", tree)
-        return value
 
     # ----- applying ops and blocks ----------------------------------------------------------
 
@@ -656,7 +640,7 @@ class Elaborator:
 
     def eval(self, tree: Any, scope: Scope, frame: Frame | None) -> Any:
         if isinstance(tree, lark.Token):  # a bare terminal can only be a string in a declaration
-            return self._string(tree, scope, frame)
+            return self.string(tree, scope, frame)
         handler = _EXPRESSIONS.get(tree.data)
         if handler is None:  # pragma: no cover - the grammar has no other expressions
             raise self.error(f"unsupported expression {tree.data}", tree)
@@ -684,7 +668,8 @@ class Elaborator:
             raise self.error(f"elaboration takes more than {MAX_STEPS} steps: is a repeat count "
                              f"or a list too large?", node)
 
-    def _string(self, token: lark.Token, scope: Scope, frame: Frame | None) -> str:
+    def string(self, token: lark.Token, scope: Scope, frame: Frame | None) -> str:
+        """A string literal's text, its `{expressions}` evaluated."""
         key = (self.path, token.line, token.column)
         parts = self.interpolations.get(key)
         if parts is None:

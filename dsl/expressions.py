@@ -2,6 +2,7 @@
 
 Integers stay within +-2**53 and lists within a fixed length, so no expression can make the
 compiler run away; every failure is an `ArchError` at the sub-expression that caused it.
+Handlers reach the elaborator running them only through `Evaluator`.
 """
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ import difflib
 import math
 import operator
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import lark
 
-from archc.dsl.values import BlockDef, Scope, Tensor, brief, show, type_name
-
-if TYPE_CHECKING:
-    from archc.dsl.elaborate import Elaborator, Frame
+from archc.dsl.values import BlockDef, Frame, Scope, Tensor, brief, show, type_name
+from archc.errors import ArchError
 
 MAX_INT = 2 ** 53
 MAX_LIST = 100_000
@@ -24,6 +23,19 @@ MAX_LIST = 100_000
 
 class EvalError(Exception):
     """Raised by helpers without a node at hand; the caller attaches the position."""
+
+
+class Evaluator(Protocol):
+    """What evaluating an expression needs from the elaborator running it."""
+
+    def eval(self, tree: Any, scope: Scope, frame: Frame | None) -> Any:
+        """The value of an expression node, charged to the elaboration's work budget."""
+
+    def string(self, token: lark.Token, scope: Scope, frame: Frame | None) -> str:
+        """A string literal's text, its `{expressions}` evaluated."""
+
+    def error(self, message: str, node: Any) -> ArchError:
+        """An error at a node of the file being evaluated."""
 
 
 def _number(value: Any) -> bool:
@@ -206,9 +218,18 @@ BUILTINS: dict[str, tuple[Callable[..., Any], int, int]] = {
 }
 
 
-# ----- node handlers: (elaborator, tree, scope, frame) -> value ----------------------------------
+def condition(e: Evaluator, tree: Any, scope: Scope, frame: Frame | None) -> bool:
+    """The value of an expression that must be true or false (`if`, `?:`, `and`, `or`, `not`)."""
+    value = e.eval(tree, scope, frame)
+    if not isinstance(value, bool):
+        raise e.error(f"a condition must be true or false, got {type_name(value)} "
+                      f"{brief(value)}: compare it, e.g. `x != 0`", tree)
+    return value
 
-def _literal_int(e: "Elaborator", tree, scope, frame) -> int:
+
+# ----- node handlers: (evaluator, tree, scope, frame) -> value -----------------------------------
+
+def _literal_int(e: Evaluator, tree, scope, frame) -> int:
     digits = str(tree.children[0]).lstrip("0") or "0"
     # Count digits first: int() refuses literals of over 4300 digits with a ValueError.
     if len(digits) > len(str(MAX_INT)) or int(digits) > MAX_INT:
@@ -216,14 +237,14 @@ def _literal_int(e: "Elaborator", tree, scope, frame) -> int:
     return int(digits)
 
 
-def _literal_float(e, tree, scope, frame) -> float:
+def _literal_float(e: Evaluator, tree, scope, frame) -> float:
     try:
         return checked(float(tree.children[0]))
     except EvalError as error:  # `1e999`
         raise e.error(str(error), tree) from None
 
 
-def _name(e: "Elaborator", tree, scope: Scope, frame) -> Any:
+def _name(e: Evaluator, tree, scope: Scope, frame) -> Any:
     name = str(tree.children[0])
     try:
         return scope.lookup(name)
@@ -237,7 +258,7 @@ def _name(e: "Elaborator", tree, scope: Scope, frame) -> Any:
 
 
 def _tensor_ref(which: str):
-    def handler(e: "Elaborator", tree, scope, frame: "Frame | None") -> Tensor:
+    def handler(e: Evaluator, tree, scope, frame: Frame | None) -> Tensor:
         value = getattr(frame, which, None) if frame is not None else None
         if value is None:
             word = "input" if which == "input" else "current"
@@ -247,11 +268,11 @@ def _tensor_ref(which: str):
     return handler
 
 
-def _list(e: "Elaborator", tree, scope, frame) -> list:
+def _list(e: Evaluator, tree, scope, frame) -> list:
     return checked([e.eval(child, scope, frame) for child in tree.children if child is not None])
 
 
-def _dict(e: "Elaborator", tree, scope, frame) -> dict:
+def _dict(e: Evaluator, tree, scope, frame) -> dict:
     table: dict = {}
     for entry in tree.children:
         if entry is None:
@@ -270,27 +291,27 @@ def _dict(e: "Elaborator", tree, scope, frame) -> dict:
     return table
 
 
-def _ternary(e: "Elaborator", tree, scope, frame) -> Any:
-    condition, then_tree, else_tree = tree.children
-    return e.eval(then_tree if e._condition(condition, scope, frame) else else_tree, scope, frame)
+def _ternary(e: Evaluator, tree, scope, frame) -> Any:
+    test, then_tree, else_tree = tree.children
+    return e.eval(then_tree if condition(e, test, scope, frame) else else_tree, scope, frame)
 
 
 def _logic(is_or: bool):
-    def handler(e: "Elaborator", tree, scope, frame) -> bool:
+    def handler(e: Evaluator, tree, scope, frame) -> bool:
         for child in tree.children:
-            if e._condition(child, scope, frame) == is_or:
+            if condition(e, child, scope, frame) == is_or:
                 return is_or
         return not is_or
     return handler
 
 
-def _not(e: "Elaborator", tree, scope, frame) -> bool:
-    return not e._condition(tree.children[0], scope, frame)
+def _not(e: Evaluator, tree, scope, frame) -> bool:
+    return not condition(e, tree.children[0], scope, frame)
 
 
 def _binary_chain(apply: Callable[[str, Any, Any], Any]):
     """`a + b - c` arrives as [a, '+', b, '-', c]: fold left to right."""
-    def handler(e: "Elaborator", tree, scope, frame) -> Any:
+    def handler(e: Evaluator, tree, scope, frame) -> Any:
         children = tree.children
         value = e.eval(children[0], scope, frame)
         for index in range(1, len(children), 2):
@@ -304,11 +325,11 @@ def _binary_chain(apply: Callable[[str, Any, Any], Any]):
     return handler
 
 
-def _range_node(e: "Elaborator", tree, scope, frame) -> list[int]:
+def _range_node(e: Evaluator, tree, scope, frame) -> list[int]:
     return list(range_of(e, tree, scope, frame))
 
 
-def range_of(e: "Elaborator", tree, scope, frame) -> range:
+def range_of(e: Evaluator, tree, scope, frame) -> range:
     """A `range_expr` node's integers as a Python range, never materialised: what a parameter's
     `in 1..=100000` needs."""
     start, symbol, stop = tree.children
@@ -319,7 +340,7 @@ def range_of(e: "Elaborator", tree, scope, frame) -> range:
         raise e.error(str(error), tree) from None
 
 
-def _unary(e: "Elaborator", tree, scope, frame) -> Any:
+def _unary(e: Evaluator, tree, scope, frame) -> Any:
     sign, operand = tree.children
     value = e.eval(operand, scope, frame)
     if not _number(value):
@@ -327,7 +348,7 @@ def _unary(e: "Elaborator", tree, scope, frame) -> Any:
     return -value if str(sign) == "-" else value
 
 
-def _index(e: "Elaborator", tree, scope, frame) -> Any:
+def _index(e: Evaluator, tree, scope, frame) -> Any:
     container_tree, key_tree = tree.children
     container = e.eval(container_tree, scope, frame)
     key = e.eval(key_tree, scope, frame)
@@ -347,7 +368,7 @@ def _index(e: "Elaborator", tree, scope, frame) -> Any:
     raise e.error(f"cannot index a {type_name(container)}", container_tree)
 
 
-def _slice(e: "Elaborator", tree, scope, frame) -> Any:
+def _slice(e: Evaluator, tree, scope, frame) -> Any:
     container_tree, start_tree, stop_tree = tree.children
     container = e.eval(container_tree, scope, frame)
     if not isinstance(container, (list, str)):
@@ -361,7 +382,7 @@ def _slice(e: "Elaborator", tree, scope, frame) -> Any:
     return container[bounds[0]:bounds[1]]
 
 
-def _attribute(e: "Elaborator", tree, scope, frame) -> Any:
+def _attribute(e: Evaluator, tree, scope, frame) -> Any:
     target_tree, name_token = tree.children
     target = e.eval(target_tree, scope, frame)
     name = str(name_token)
@@ -378,7 +399,7 @@ def _attribute(e: "Elaborator", tree, scope, frame) -> Any:
                       f"(attributes: {', '.join(Tensor.ATTRIBUTES)})", name_token) from None
 
 
-def _call(e: "Elaborator", tree, scope: Scope, frame) -> Any:
+def _call(e: Evaluator, tree, scope: Scope, frame) -> Any:
     callee, args_tree = tree.children
     name = str(callee.children[0]) if isinstance(callee, lark.Tree) and callee.data == "name_ref" else None
     if name is None or name not in BUILTINS or name in scope.names():
@@ -413,7 +434,7 @@ def _lookup(scope: Scope, name: str) -> Any:
 HANDLERS: dict[str, Callable[..., Any]] = {
     "int_lit": _literal_int,
     "float_lit": _literal_float,
-    "string_lit": lambda e, tree, scope, frame: e._string(tree.children[0], scope, frame),
+    "string_lit": lambda e, tree, scope, frame: e.string(tree.children[0], scope, frame),
     "true_lit": lambda e, tree, scope, frame: True,
     "false_lit": lambda e, tree, scope, frame: False,
     "input_ref": _tensor_ref("input"),
