@@ -14,11 +14,11 @@ from typing import Any
 
 import lark
 
-from archc.dsl import parser
+from archc.dsl import interpolation, parser
 from archc.dsl.expressions import HANDLERS as _EXPRESSIONS
 from archc.dsl.expressions import MAX_LIST, condition, range_of, value_size
 from archc.dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
-from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_text, brief, show, type_name
+from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_text, brief, type_name
 from archc.errors import ArchError, Span
 from archc.ir.net import MAX_BLOB, Layer, Net, ShapeTracker
 
@@ -142,7 +142,7 @@ class Elaborator:
         self.inputs: dict[str, tuple[int, ...]] = {}
         self.input_span: Span | None = None
         self.auto_names: dict[str, int] = {}
-        self.interpolations: dict[tuple[str, int, int], list[Any]] = {}
+        self.string_parts: dict[tuple[str, int, int], list[str | lark.Tree]] = {}
         # The file whose nodes are being evaluated: parse trees carry no path, and a block
         # defined in an imported library runs with that library's path.
         self.path = ""
@@ -669,65 +669,12 @@ class Elaborator:
                              f"or a list too large?", node)
 
     def string(self, token: lark.Token, scope: Scope, frame: Frame | None) -> str:
-        """A string literal's text, its `{expressions}` evaluated."""
+        """A string literal's text, its `{expressions}` evaluated; each literal is split once."""
         key = (self.path, token.line, token.column)
-        parts = self.interpolations.get(key)
+        parts = self.string_parts.get(key)
         if parts is None:
-            parts = self._split_interpolation(token)
-            self.interpolations[key] = parts
-        out = []
-        for part in parts:
-            if isinstance(part, str):
-                out.append(part)
-            else:
-                value = self.eval(part, scope, frame)
-                if isinstance(value, (list, dict, BlockDef)) or value is None:
-                    raise self.error(f"cannot put a {type_name(value)} into a name: use a number or "
-                                     f"a string", part)
-                out.append(show(value))
-        text = "".join(out)
-        if len(text) > 4 * MAX_NAME:
-            raise self.error(f"string longer than {4 * MAX_NAME} characters", token)
-        return text
-
-    def _split_interpolation(self, token: lark.Token) -> list[Any]:
-        """`"res{n}_conv{i + 1}"` -> ["res", <expr n>, "_conv", <expr i + 1>]."""
-        raw = str(token)[1:-1]
-        parts: list[Any] = []
-        literal: list[str] = []
-        i = 0
-        base = self.span(token)
-        while i < len(raw):
-            char = raw[i]
-            if char == "\\" and i + 1 < len(raw):
-                literal.append({"n": "\n", "t": "\t"}.get(raw[i + 1], raw[i + 1]))
-                i += 2
-            elif raw.startswith("{{", i) or raw.startswith("}}", i):
-                literal.append(char)
-                i += 2
-            elif char == "{":
-                end = _matching_brace(raw, i)
-                if end is None:
-                    raise ArchError("unclosed '{' in string: write '{{' for a literal brace",
-                                    Span(base.path, base.line, base.column + 1 + i))
-                inner_span = Span(base.path, base.line, base.column + 2 + i)
-                if not raw[i + 1:end].strip():
-                    raise ArchError("empty '{}' in string: put an expression inside, or write "
-                                    "'{{}}' for literal braces", inner_span)
-                if literal:
-                    parts.append("".join(literal))
-                    literal = []
-                parts.append(parser.parse_expression(raw[i + 1:end], inner_span))
-                i = end + 1
-            elif char == "}":
-                raise ArchError("unmatched '}' in string: write '}}' for a literal brace",
-                                Span(base.path, base.line, base.column + 1 + i))
-            else:
-                literal.append(char)
-                i += 1
-        if literal:
-            parts.append("".join(literal))
-        return parts
+            parts = self.string_parts[key] = interpolation.split(token, self.span(token))
+        return interpolation.join(parts, self, scope, frame, token)
 
     # ----- diagnostics ---------------------------------------------------------------------
 
@@ -758,21 +705,3 @@ def _byte_span(path: str, data: bytes, offset: int) -> Span:
     line_start = data.rfind(b"\n", 0, offset) + 1
     column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
     return Span(path, data.count(b"\n", 0, offset) + 1, column)
-
-
-def _matching_brace(text: str, start: int) -> int | None:
-    depth = 0
-    in_string = False
-    for index in range(start, len(text)):
-        char = text[index]
-        if char == '"' and text[index - 1] != "\\":
-            in_string = not in_string
-        elif not in_string and char == "{":
-            depth += 1
-        elif not in_string and char == "}":
-            depth -= 1
-            if depth == 0:
-                return index
-    return None
-
-
