@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from archc.dsl.elaborate import Loader, Module, ParamInfo, elaborate, load_module
+from archc.dsl.elaborate import Module, ParamInfo, elaborate
+from archc.dsl.loading import Loader, load_module
 from archc.ir.net import Net
 
 

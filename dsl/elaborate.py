@@ -9,12 +9,11 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lark
 
-from archc.dsl import interpolation, parser
+from archc.dsl import interpolation
 from archc.dsl.expressions import HANDLERS as _EXPRESSIONS
 from archc.dsl.expressions import MAX_LIST, condition, range_of, value_size
 from archc.dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
@@ -66,65 +65,19 @@ class Module:
     net_body: lark.Tree | None = None
 
 
-class Loader:
-    """Reads files for `import`, confined to the directories of the files the user named."""
+class Libraries(Protocol):
+    """Where declarations get the library an `import` names (dsl.loading.Loader)."""
 
-    def __init__(self, roots: list[Path]):
-        self.roots = [root.resolve() for root in roots]
-        self.modules: dict[Path, Module] = {}
-        self.loading: set[Path] = set()
-
-    def read(self, path: str, span: Span | None = None) -> str:
-        """A file's text; `span` is where it was named (an import), for errors."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as error:
-            raise ArchError(f"cannot read {path}: {error.strerror or error}", span) from None
-        try:
-            source = data.decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            raise ArchError("the file is not UTF-8 text: invalid byte "
-                            f"0x{data[error.start]:02x}", _byte_span(path, data, error.start)) from None
-        return source
-
-    def resolve_import(self, target: str, importer: str, span: Span) -> Path:
-        if not target.endswith(".arch"):
-            raise ArchError(f"import '{target}': library files end in .arch", span)
-        candidate = (Path(importer).parent / target).resolve()
-        if not any(candidate == root or root in candidate.parents for root in self.roots):
-            raise ArchError(f"import '{target}' leaves the model library "
-                            f"({', '.join(map(str, self.roots))}): imports are relative paths "
-                            f"inside it", span)
-        if not candidate.is_file():
-            raise ArchError(f"import '{target}': no such file {candidate}", span)
-        return candidate
+    def load_library(self, target: str, importer: str, span: Span) -> Module:
+        """The declared library file `target`, as imported by the file `importer`."""
 
 
-def load_module(path: str, overrides: dict[str, str], loader: Loader | None = None) -> Module:
-    """Evaluate a top-level .arch file's declarations with the user's parameter overrides."""
-    loader = loader or Loader([Path(path).resolve().parent])
-    tree = parser.parse(loader.read(path), path)
-    elaborator = Elaborator(loader)
-    try:
-        module = elaborator.declare(tree, path, overrides, top_level=True)
-    except RecursionError:
-        raise elaborator.too_deep() from None
-    unknown = sorted(set(overrides) - {p.name for p in module.params})
-    if unknown:
-        names = [p.name for p in module.params]
-        close = difflib.get_close_matches(unknown[0], names, n=1)
-        hint = f"did you mean --{close[0]}?" if close else \
-            f"its parameters: {', '.join('--' + n for n in names) or 'none'}"
-        raise ArchError(f"{path} has no parameter --{unknown[0]}: {hint}", Span(path, 1, 1))
-    return module
-
-
-def elaborate(module: Module, loader: Loader) -> Net:
+def elaborate(module: Module, libraries: Libraries) -> Net:
     """Run the module's net body and return the finished IR net."""
     if module.net_body is None:
         raise ArchError("this file defines no `net { ... }`: it can be imported as a library, "
                         "not compiled", Span(module.path, 1, 1))
-    return Elaborator(loader).build_net(module)
+    return Elaborator(libraries).build_net(module)
 
 
 # Expressions that hand back a value built (and charged for) earlier: no new work to count, but
@@ -136,8 +89,8 @@ _REMEMBERED = 64
 
 
 class Elaborator:
-    def __init__(self, loader: Loader):
-        self.loader = loader
+    def __init__(self, libraries: Libraries):
+        self.libraries = libraries
         self.tracker = ShapeTracker({})
         self.inputs: dict[str, tuple[int, ...]] = {}
         self.input_span: Span | None = None
@@ -185,19 +138,7 @@ class Elaborator:
         token = item.children[0]
         span = self.span(token)
         target = self.string(token, module.scope, None)
-        resolved = self.loader.resolve_import(target, module.path, span)
-        if resolved in self.loader.loading:
-            raise ArchError(f"import '{target}' is circular", span)
-        library = self.loader.modules.get(resolved)
-        if library is None:
-            self.loader.loading.add(resolved)
-            try:
-                library_path = str(resolved)
-                tree = parser.parse(self.loader.read(library_path, span), library_path)
-                library = Elaborator(self.loader).declare(tree, library_path, {}, top_level=False)
-            finally:
-                self.loader.loading.discard(resolved)
-            self.loader.modules[resolved] = library
+        library = self.libraries.load_library(target, module.path, span)
         for name, value in library.scope.values.items():
             existing = module.scope.values.get(name)
             if existing is not None and existing is not value:
@@ -698,10 +639,3 @@ class Elaborator:
         self.path = path
         return ArchError("the spec nests too deeply to evaluate: flatten nested blocks, "
                          "branches or expressions", self.span(node) if node is not None else None)
-
-
-def _byte_span(path: str, data: bytes, offset: int) -> Span:
-    """The line and column (in characters) of byte `offset` of a file."""
-    line_start = data.rfind(b"\n", 0, offset) + 1
-    column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
-    return Span(path, data.count(b"\n", 0, offset) + 1, column)
