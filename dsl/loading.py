@@ -1,23 +1,48 @@
 """Loading .arch files: the model the user names, and the libraries its `import`s name.
 
-Each file is read, parsed and declared once per compile; an import is resolved to a file,
-confined to the directories of the files the user named.
+An import names a relative path ending in .arch, looked up in order in
+1. the importing file's own directory,
+2. the model library shipped with archc (the `archc.archs` package: `lib/common.arch`, ...),
+3. the directories listed in the ARCHC_PATH environment variable (separated like PATH).
+The first that holds the file wins, so a model's own `lib/common.arch` shadows the shipped one.
+A file stays inside the root it was found in, symbolic links resolved: the model's directory
+(for the model and the files found beside it), the shipped library, or its ARCHC_PATH directory.
+No `..` and no link leads out of it. Each file is read, parsed and declared once per compile.
 """
 from __future__ import annotations
 
 import difflib
+import importlib.resources
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from archc.dsl import parser
 from archc.dsl.elaborate import Elaborator, Module
 from archc.errors import ArchError, Span
 
+SEARCH_PATH_VARIABLE = "ARCHC_PATH"
+
+
+@dataclass(frozen=True)
+class Root:
+    """A directory that imports resolved in it cannot leave, and how messages name it."""
+
+    directory: Path
+    description: str
+
 
 class Loader:
-    """Reads files for `import`, confined to the directories of the files the user named."""
+    """Loads the model the user named and the libraries it imports, each file once."""
 
-    def __init__(self, roots: list[Path]):
-        self.roots = [root.resolve() for root in roots]
+    def __init__(self, model: str):
+        model_path = Path(model).resolve()
+        # The root each loaded file was found in: its own imports stay inside that root.
+        self.roots: dict[Path, Root] = {model_path: Root(model_path.parent, "the model's directory")}
+        self.library_roots = [
+            Root(Path(importlib.resources.files("archc.archs")).resolve(), "archc's model library"),
+            *(Root(Path(entry).resolve(), f"the {SEARCH_PATH_VARIABLE} directory")
+              for entry in os.environ.get(SEARCH_PATH_VARIABLE, "").split(os.pathsep) if entry)]
         self.modules: dict[Path, Module] = {}
         self.loading: set[Path] = set()
 
@@ -35,16 +60,24 @@ class Loader:
         return source
 
     def resolve_import(self, target: str, importer: str, span: Span) -> Path:
+        """The file an `import "target"` in the file `importer` names (see the module docstring)."""
         if not target.endswith(".arch"):
             raise ArchError(f"import '{target}': library files end in .arch", span)
-        candidate = (Path(importer).parent / target).resolve()
-        if not any(candidate == root or root in candidate.parents for root in self.roots):
-            raise ArchError(f"import '{target}' leaves the model library "
-                            f"({', '.join(map(str, self.roots))}): imports are relative paths "
-                            f"inside it", span)
-        if not candidate.is_file():
-            raise ArchError(f"import '{target}': no such file {candidate}", span)
-        return candidate
+        importer_path = Path(importer).resolve()
+        searched = [(importer_path.parent, self.roots[importer_path]),
+                    *((root.directory, root) for root in self.library_roots)]
+        for directory, root in searched:
+            candidate = (directory / target).resolve()
+            if not candidate.is_relative_to(root.directory):
+                raise ArchError(f"import '{target}' leaves {root.description} ({root.directory}): "
+                                f"an import is a relative path that stays inside the directory it "
+                                f"is found in, with no '..' or symbolic link out of it", span)
+            if candidate.is_file():
+                self.roots.setdefault(candidate, root)
+                return candidate
+        places = ", ".join(str(directory) for directory, _ in searched)
+        raise ArchError(f"import '{target}': no such file in {places}: check the path, or add "
+                        f"the directory holding it to {SEARCH_PATH_VARIABLE}", span)
 
     def load_library(self, target: str, importer: str, span: Span) -> Module:
         """The declared library `target` imported by the file `importer`; `span` is the import's."""
@@ -66,7 +99,7 @@ class Loader:
 
 def load_module(path: str, overrides: dict[str, str], loader: Loader | None = None) -> Module:
     """Evaluate a top-level .arch file's declarations with the user's parameter overrides."""
-    loader = loader or Loader([Path(path).resolve().parent])
+    loader = loader or Loader(path)
     tree = parser.parse(loader.read(path), path)
     elaborator = Elaborator(loader)
     try:

@@ -1,6 +1,7 @@
 """The .arch language's semantics: expressions, scopes, blocks, merges, names, imports, errors."""
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -141,8 +142,69 @@ def test_import_is_relative_and_confined(tmp_path):
     inner = tmp_path / "inner"
     inner.mkdir()
     error = error_of(inner, 'import "../lib/blocks.arch"\nnet { input "data" [1, 3, 4, 4] }\n')
-    assert "leaves the model library" in error.message
+    assert "leaves the model's directory" in error.message
     assert (error.span.line, error.span.column) == (1, 8)
+
+
+USES_CONV_BN = 'import "lib/common.arch"\nnet { input "data" [1, 3, 8, 8]  conv_bn("c", 4, 3) }\n'
+
+
+def test_a_model_outside_the_library_imports_the_shipped_library(tmp_path):
+    net = compile_text(tmp_path, USES_CONV_BN)
+    assert [l.name for l in net.layers] == ["c", "c_bn", "c_scale", "c_relu"]
+
+
+def test_a_models_own_library_file_shadows_the_shipped_one(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "common.arch").write_text('block conv_bn(name, c, k) { conv(c, k) as "own_{name}" }\n')
+    assert [l.name for l in compile_text(tmp_path, USES_CONV_BN).layers] == ["own_c"]
+
+
+def test_archc_path_directories_are_searched_after_the_shipped_library(tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for directory, name in ((first, "one"), (second, "two")):
+        (directory / "lib").mkdir(parents=True)
+        (directory / "lib" / "extra.arch").write_text(f'block extra() {{ relu as "{name}" }}\n')
+        # never used: the shipped library has a lib/common.arch, and it comes first
+        (directory / "lib" / "common.arch").write_text("block conv_bn() { relu }\n")
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("ARCHC_PATH", os.pathsep.join(["", str(first), str(second)]))
+    net = compile_text(models, 'import "lib/extra.arch"\nimport "lib/common.arch"\n'
+                               'net { input "data" [1, 3, 8, 8]  extra  conv_bn("c", 4, 3) }\n')
+    assert [l.name for l in net.layers] == ["one", "c", "c_bn", "c_scale", "c_relu"]
+    monkeypatch.setenv("ARCHC_PATH", str(second))
+    assert compile_text(models, 'import "lib/extra.arch"\nnet { input "data" [1, 3, 8, 8]  extra }\n'
+                        ).layers[0].name == "two"
+    monkeypatch.delenv("ARCHC_PATH")
+    error = error_of(models, 'import "lib/extra.arch"\nnet { input "data" [1, 3, 8, 8] }\n')
+    assert "import 'lib/extra.arch': no such file in " in error.message
+    assert "add the directory holding it to ARCHC_PATH" in error.message
+
+
+def test_an_import_cannot_leave_the_directory_it_was_found_in(tmp_path, monkeypatch):
+    tmp_path = tmp_path.resolve()  # messages name directories with symbolic links resolved
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.arch").write_text("block leak() { relu }\n")
+    search = tmp_path / "search"
+    (search / "lib").mkdir(parents=True)
+    (search / "lib" / "up.arch").write_text('import "../../outside/secret.arch"\n')
+    (search / "linked").symlink_to(outside, target_is_directory=True)
+    monkeypatch.setenv("ARCHC_PATH", str(search))
+    models = tmp_path / "models"
+    models.mkdir()
+    # a library found on ARCHC_PATH cannot climb out of that directory...
+    error = error_of(models, 'import "lib/up.arch"\nnet { input "data" [1, 3, 8, 8] }\n')
+    assert f"leaves the ARCHC_PATH directory ({search})" in error.message
+    assert (Path(error.span.path), error.span.line, error.span.column) == (search / "lib" / "up.arch", 1, 8)
+    # ...nor follow a symbolic link out of it
+    error = error_of(models, 'import "linked/secret.arch"\nnet { input "data" [1, 3, 8, 8] }\n')
+    assert f"leaves the ARCHC_PATH directory ({search})" in error.message
+    # and the model's own directory is left neither by '..' nor by an absolute path
+    for target in ("../outside/secret.arch", str(outside / "secret.arch")):
+        error = error_of(models, f'import "{target}"\nnet {{ input "data" [1, 3, 8, 8] }}\n')
+        assert f"leaves the model's directory ({models})" in error.message
 
 
 def test_parameter_overrides_types_and_allowed_values(tmp_path):
