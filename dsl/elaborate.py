@@ -9,13 +9,13 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import lark
 
 from archc.dsl import interpolation
 from archc.dsl.expressions import HANDLERS as _EXPRESSIONS
-from archc.dsl.expressions import MAX_LIST, condition, range_of, value_size
+from archc.dsl.expressions import MAX_LIST, condition, equal, range_of, value_size
 from archc.dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
 from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_text, brief, type_name
 from archc.errors import ArchError, Span
@@ -40,7 +40,17 @@ MAX_NAME = 512
 # { for j in 0..100000 { let x = i } }`) would otherwise run for hours.
 MAX_STEPS = 5_000_000
 
-PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+class ParamType(NamedTuple):
+    """A parameter type: the type_name()s of the values it takes, and one such value in words."""
+
+    values: tuple[str, ...]
+    wording: str
+
+
+# A float parameter takes integers too (as floats).
+PARAM_TYPES = {"int": ParamType(("int",), "an int"), "float": ParamType(("int", "float"), "a float"),
+               "str": ParamType(("string",), "a string"), "bool": ParamType(("bool",), "true or false")}
 
 
 @dataclass
@@ -158,13 +168,11 @@ class Elaborator:
         kind = str(type_token)
         default = self.eval(default_tree, module.scope, None)
         default = self._coerce_param(default, kind, f"the default of '{name}'", default_tree)
-        allowed = self._allowed(name, allowed_tree, module.scope)
-        if kind == "float" and isinstance(allowed, range):  # its integers, not an interval
-            allowed = list(allowed)
+        allowed = self._allowed(name, kind, allowed_tree, module.scope)
         value = default
         if name in overrides:
             value = self._parse_override(name, kind, overrides[name], span)
-        if allowed is not None and value not in allowed:
+        if allowed is not None and not _is_allowed(value, allowed):
             source = f"--{name} {overrides[name]}" if name in overrides else f"the default {brief(value)}"
             raise ArchError(f"{source} is not an allowed value of '{name}': choose one of "
                             f"{allowed_text(allowed)}", self.span(allowed_tree))
@@ -173,17 +181,28 @@ class Elaborator:
         module.scope.values[name] = value
         module.scope.params.add(name)
 
-    def _allowed(self, name: str, tree: Any, scope: Scope) -> list | range | None:
-        """A parameter's allowed values; a range stays a range, so `in 1..=100000` costs no
-        100,000-element list on every run."""
+    def _allowed(self, name: str, kind: str, tree: Any, scope: Scope) -> list | range | None:
+        """A parameter's allowed values, each of the parameter's type. An int parameter's range
+        stays a range, so `in 1..=100000` costs no 100,000-element list on every run."""
         if tree is None:
             return None
         if isinstance(tree, lark.Tree) and tree.data == "range_expr":
-            return range_of(self, tree, scope, None)
-        allowed = self.eval(tree, scope, None)
-        if not isinstance(allowed, list):
-            raise self.error(f"the allowed values of '{name}' must be a list or a range, "
-                             f"got {type_name(allowed)}", tree)
+            allowed = range_of(self, tree, scope, None)
+            if kind == "int":
+                return allowed
+            allowed = list(allowed)  # a float parameter takes its integers, not an interval
+        else:
+            allowed = self.eval(tree, scope, None)
+            if not isinstance(allowed, list):
+                raise self.error(f"the allowed values of '{name}' must be a list or a range, "
+                                 f"got {type_name(allowed)}", tree)
+        for index, option in enumerate(allowed):
+            if type_name(option) not in PARAM_TYPES[kind].values:
+                items = [child for child in tree.children if child is not None] \
+                    if tree.data == "list_lit" else []
+                raise self.error(f"'{name}' is a {kind} parameter: each allowed value must be "
+                                 f"{PARAM_TYPES[kind].wording}, got {type_name(option)} "
+                                 f"{brief(option)}", items[index] if len(items) == len(allowed) else tree)
         return allowed
 
     @staticmethod
@@ -200,15 +219,13 @@ class Elaborator:
                 return {"true": True, "false": False}[text]
             return text
         except (ValueError, KeyError):
-            expected = "true or false" if kind == "bool" else f"a{'n' if kind == 'int' else ''} {kind}"
-            raise ArchError(f"--{name} expects {expected}, got '{text}'", span) from None
+            raise ArchError(f"--{name} expects {PARAM_TYPES[kind].wording}, got '{text}'",
+                            span) from None
 
     def _coerce_param(self, value: Any, kind: str, what: str, node: Any) -> Any:
-        if kind == "float" and type_name(value) == "int":
-            return float(value)
-        if type_name(value) != {"int": "int", "float": "float", "str": "string", "bool": "bool"}[kind]:
+        if type_name(value) not in PARAM_TYPES[kind].values:
             raise self.error(f"{what} must be {kind}, got {type_name(value)}", node)
-        return value
+        return float(value) if kind == "float" else value
 
     def _block(self, item: lark.Tree, module: Module) -> None:
         name_token, *rest = item.children
@@ -639,3 +656,10 @@ class Elaborator:
         self.path = path
         return ArchError("the spec nests too deeply to evaluate: flatten nested blocks, "
                          "branches or expressions", self.span(node) if node is not None else None)
+
+
+def _is_allowed(value: Any, allowed: list | range) -> bool:
+    """Membership by the language's equality, which tells true from 1."""
+    if isinstance(allowed, range):
+        return type_name(value) == "int" and value in allowed
+    return any(equal(value, option) for option in allowed)

@@ -230,6 +230,35 @@ def test_a_float_parameter_with_an_integer_range_takes_those_integers(tmp_path):
     assert "choose one of 1, 2, 3" in error_of(tmp_path, text, f="2.5").message
 
 
+@pytest.mark.parametrize("declaration, column, message", [
+    ("param flag: bool = true in [1, 2]", 29, "'flag' is a bool parameter: each allowed value must be "
+                                              "true or false, got int 1"),
+    ('param depth: int = 50 in [50, "101"]', 31, "each allowed value must be an int, got string"),
+    ("param name: str = \"a\" in 1..=3", 26, "each allowed value must be a string, got int 1"),
+    ("param on: bool = true in [true, 1]", 33, "must be true or false, got int 1"),
+])
+def test_allowed_values_have_the_parameters_type(tmp_path, declaration, column, message):
+    error = error_of(tmp_path, declaration + '\nnet { input "data" [1, 3, 4, 4] }\n')
+    assert message in error.message
+    assert (error.span.line, error.span.column) == (1, column)
+
+
+def test_membership_in_allowed_values_compares_types(tmp_path):
+    text = ('param on: bool = true in [true]\nparam f: float = 1 in [1, 2.5]\n'
+            'net { input "data" [1, 3, 4, 4]  conv(on ? 2 : 3, 1) as "c"  dropout(f / 4) as "d" }\n')
+    net = compile_text(tmp_path, text, f=2.5)
+    assert (net.layers[0].op.num_output, net.layers[1].op.ratio) == (2, 2.5 / 4)
+    assert "choose one of true" in error_of(tmp_path, text, on="false").message
+    assert compile_text(tmp_path, text, f=1).layers[1].op.ratio == 0.25
+
+
+def test_help_never_lists_allowed_values_of_another_type(tmp_path):
+    path = tmp_path / "m.arch"
+    path.write_text('param flag: bool = true in [1, 2]\nnet { input "data" [1, 3, 4, 4] }\n')
+    with pytest.raises(ArchError, match="each allowed value must be true or false"):
+        dsl.file_params(str(path))
+
+
 @pytest.mark.parametrize("allowed, value, shown", [
     ("1..=100000", 0, "choose one of 1..=100000"),
     ("0..100000", 100000, "choose one of 0..=99999"),
