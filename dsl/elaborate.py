@@ -15,7 +15,8 @@ import lark
 
 from archc.dsl import interpolation
 from archc.dsl.expressions import HANDLERS as _EXPRESSIONS
-from archc.dsl.expressions import MAX_LIST, condition, equal, range_of, value_size
+from archc.dsl.expressions import (MAX_LIST, EvalError, condition, equal, range_of, value_size,
+                                   written_float, written_int)
 from archc.dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive, check_argument
 from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_text, brief, type_name
 from archc.errors import ArchError, Span
@@ -207,20 +208,21 @@ class Elaborator:
 
     @staticmethod
     def _parse_override(name: str, kind: str, text: str, span: Span) -> Any:
+        """`--name text` as a value of the parameter's type: numbers as the language writes
+        them, within the same limits as literals."""
         try:
             if kind == "int":
-                return int(text)
+                return written_int(text)
             if kind == "float":
-                value = float(text)
-                if math.isfinite(value):
-                    return value
-                raise ValueError(text)
+                return written_float(text)
             if kind == "bool":
                 return {"true": True, "false": False}[text]
             return text
         except (ValueError, KeyError):
             raise ArchError(f"--{name} expects {PARAM_TYPES[kind].wording}, got '{text}'",
                             span) from None
+        except EvalError as error:
+            raise ArchError(f"--{name} {brief(text)}: {error}", span) from None
 
     def _coerce_param(self, value: Any, kind: str, what: str, node: Any) -> Any:
         if type_name(value) not in PARAM_TYPES[kind].values:

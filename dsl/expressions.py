@@ -19,6 +19,10 @@ from archc.errors import ArchError
 
 MAX_INT = 2 ** 53
 MAX_LIST = 100_000
+# Numbers written in a file or on the command line are 0 or within float32's normal range:
+# Caffe stores its fields as float32, which flushes smaller magnitudes to 0 or a denormal.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_MIN_NORMAL = 1.1754943508222875e-38
 
 
 class EvalError(Exception):
@@ -52,6 +56,46 @@ def checked(value: Any) -> Any:
     if isinstance(value, (list, str)) and len(value) > MAX_LIST:
         raise EvalError(f"a list or string longer than {MAX_LIST} elements")
     return value
+
+
+def written_int(text: str) -> int:
+    """An integer as a file (INT) or the command line writes it: ASCII digits, an optional sign.
+
+    Raises ValueError for other text, EvalError beyond the 2**53 limit.
+    """
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()):  # isdigit() alone takes '²' and '٣'
+        raise ValueError(f"not an integer: {text!r}")
+    # Count digits first: int() refuses text of over 4300 digits.
+    if len(digits) > _MAX_INT_DIGITS and len(digits.lstrip("0")) > _MAX_INT_DIGITS:
+        raise EvalError("integer beyond the limit of 2**53")
+    value = int(text)
+    if abs(value) > MAX_INT:
+        raise EvalError("integer beyond the limit of 2**53")
+    return value
+
+
+_MAX_INT_DIGITS = len(str(MAX_INT))
+
+
+def written_float(text: str) -> float:
+    """A number as a file (INT or FLOAT) or the command line writes it, as a float.
+
+    Raises ValueError for other text, EvalError outside float32's range (see FLOAT32_MAX).
+    """
+    if not _NUMBER_TEXT.fullmatch(text):
+        raise ValueError(f"not a number: {text!r}")
+    value = float(text)
+    if abs(value) > FLOAT32_MAX:
+        raise EvalError("number beyond float32's range (3.4e38), the largest Caffe's fields "
+                        "hold: use a smaller one")
+    if value != 0 and abs(value) < FLOAT32_MIN_NORMAL:
+        raise EvalError("number below float32's normal range (1.2e-38): Caffe's fields would "
+                        "hold 0 or a denormal instead; write 0 or a larger number")
+    return value
+
+
+_NUMBER_TEXT = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 
 def value_size(value: Any, limit: int = MAX_LIST) -> int:
@@ -187,14 +231,12 @@ def _builtin_letter(index: Any) -> str:
 def _builtin_int(value: Any) -> int:
     if _number(value):
         return int(value)
-    # ASCII digits only, and few enough of them: Python's int() also takes '²'-like digits
-    # (then fails) and refuses strings of over 4300 digits.
-    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
-        return checked(int(value))
+    if isinstance(value, str):
+        try:
+            return written_int(value.strip())
+        except ValueError:
+            pass
     raise EvalError(f"int() cannot convert {type_name(value)} {brief(value)}")
-
-
-_INT_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
 
 
 def _builtin_float(value: Any) -> float:
@@ -229,19 +271,13 @@ def condition(e: Evaluator, tree: Any, scope: Scope, frame: Frame | None) -> boo
 
 # ----- node handlers: (evaluator, tree, scope, frame) -> value -----------------------------------
 
-def _literal_int(e: Evaluator, tree, scope, frame) -> int:
-    digits = str(tree.children[0]).lstrip("0") or "0"
-    # Count digits first: int() refuses literals of over 4300 digits with a ValueError.
-    if len(digits) > len(str(MAX_INT)) or int(digits) > MAX_INT:
-        raise e.error("integer literal beyond the limit of 2**53", tree)
-    return int(digits)
-
-
-def _literal_float(e: Evaluator, tree, scope, frame) -> float:
-    try:
-        return checked(float(tree.children[0]))
-    except EvalError as error:  # `1e999`
-        raise e.error(str(error), tree) from None
+def _literal_number(written: Callable[[str], Any]):
+    def handler(e: Evaluator, tree, scope, frame) -> Any:
+        try:
+            return written(str(tree.children[0]))
+        except EvalError as error:  # `99999999999999999999`, `1e999`
+            raise e.error(str(error), tree) from None
+    return handler
 
 
 def _name(e: Evaluator, tree, scope: Scope, frame) -> Any:
@@ -432,8 +468,8 @@ def _lookup(scope: Scope, name: str) -> Any:
 
 
 HANDLERS: dict[str, Callable[..., Any]] = {
-    "int_lit": _literal_int,
-    "float_lit": _literal_float,
+    "int_lit": _literal_number(written_int),
+    "float_lit": _literal_number(written_float),
     "string_lit": lambda e, tree, scope, frame: e.string(tree.children[0], scope, frame),
     "true_lit": lambda e, tree, scope, frame: True,
     "false_lit": lambda e, tree, scope, frame: False,

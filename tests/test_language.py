@@ -230,6 +230,41 @@ def test_a_float_parameter_with_an_integer_range_takes_those_integers(tmp_path):
     assert "choose one of 1, 2, 3" in error_of(tmp_path, text, f="2.5").message
 
 
+@pytest.mark.parametrize("kind, text, message", [
+    ("int", "99999999999999999999", "integer beyond the limit of 2**53"),
+    ("int", "9" * 5000, "integer beyond the limit of 2**53"),
+    ("int", "9007199254740993", "integer beyond the limit of 2**53"),
+    ("float", "1e999", "number beyond float32's range"),
+    ("float", "1e39", "number beyond float32's range"),
+    ("float", "1e-320", "number below float32's normal range"),
+    ("float", "1e-39", "number below float32's normal range"),
+])
+def test_overrides_keep_the_limits_of_literals(tmp_path, kind, text, message):
+    """`--x TEXT` is refused exactly where `let y = TEXT` is: one limit for written numbers."""
+    literal = error_of(tmp_path, f'let y = {text}\nnet {{ input "data" [1, 3, 4, 4] }}\n')
+    assert literal.message.startswith(message)
+    override = error_of(tmp_path, f'param x: {kind} = 1\nnet {{ input "data" [1, 3, 4, 4] }}\n', x=text)
+    assert override.message == f"--x {text[:77] + '...' if len(text) > 80 else text}: {literal.message}"
+    assert (override.span.line, override.span.column) == (1, 7)
+
+
+@pytest.mark.parametrize("kind, text, value", [
+    ("int", "9007199254740992", 2 ** 53), ("int", "-42", -42), ("int", "+7", 7),
+    ("float", "3", 3.0), ("float", "-1.5e-38", -1.5e-38), ("float", "3.4e38", 3.4e38), ("float", "0.0", 0.0),
+])
+def test_overrides_within_the_limits_are_taken(tmp_path, kind, text, value):
+    text_net = f'param x: {kind} = 1\nnet {{ input "data" [1, 3, 4, 4]  relu as "r{{x}}" }}\n'
+    assert compile_text(tmp_path, text_net, x=text).layers[0].name == f"r{value!r}"
+
+
+@pytest.mark.parametrize("kind, text", [("int", "1_000"), ("int", "\u0663"), ("int", " 5"), ("int", "5.0"),
+                                        ("float", "inf"), ("float", "nan"), ("float", "1_0.5"),
+                                        ("float", "0x10")])
+def test_overrides_are_numbers_as_the_language_writes_them(tmp_path, kind, text):
+    error = error_of(tmp_path, f'param x: {kind} = 1\nnet {{ input "data" [1, 3, 4, 4] }}\n', x=text)
+    assert f"--x expects a{'n' if kind == 'int' else ''} {kind}, got '{text}'" == error.message
+
+
 @pytest.mark.parametrize("declaration, column, message", [
     ("param flag: bool = true in [1, 2]", 29, "'flag' is a bool parameter: each allowed value must be "
                                               "true or false, got int 1"),
