@@ -329,6 +329,11 @@ def test_allowed_values_are_checked_and_named_as_written(tmp_path, allowed, valu
     ('net {\n  if 1 = 1 { }\n}\n', 2, 8, "compare with `==`"),
     ('let a = [1, 2 3]\n', 1, 15, "separate arguments and list items with commas"),
     ('net {\n  relu\n  branch { }\n}\n', 3, 3, "a `branch` belongs inside a merge"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  relu as "x" inplace = false\n}\n', 3, 23,
+     'keyword arguments go in the parentheses right after the op: relu(inplace = false) as "x"'),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  concat as "c" {\n    branch { conv(8, 1) top = "t" }\n  }\n}\n',
+     4, 29, "keyword arguments go in the parentheses right after the op"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  relu as "x"\n  y = 1\n}\n', 4, 5, "bind names with `let`"),
 ])
 def test_errors_point_at_the_construct(tmp_path, source, line, column, fragment):
     error = error_of(tmp_path, source)
