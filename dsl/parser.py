@@ -74,9 +74,12 @@ def _syntax_error(error: UnexpectedInput, source: str, path: str,
     line, column = error.line, error.column
     if isinstance(error, UnexpectedCharacters):
         char = source[error.pos_in_stream] if error.pos_in_stream < len(source) else "?"
-        message = f"unexpected character {char!r}"
-        if char == "'":
-            message += ": strings use double quotes"
+        if char == '"':  # a string token ends at a closing quote on its own line
+            message = 'unclosed string: end it with " on the same line'
+        elif char == "'":
+            message = f"unexpected character {char!r}: strings use double quotes"
+        else:
+            message = f"unexpected character {char!r}"
     elif isinstance(error, (UnexpectedToken, UnexpectedEOF)):
         token = getattr(error, "token", None)
         if token is None or token.type == "$END":

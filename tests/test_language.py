@@ -334,6 +334,7 @@ def test_allowed_values_are_checked_and_named_as_written(tmp_path, allowed, valu
     ('net {\n  input "data" [1, 3, 8, 8]\n  concat as "c" {\n    branch { conv(8, 1) top = "t" }\n  }\n}\n',
      4, 29, "keyword arguments go in the parentheses right after the op"),
     ('net {\n  input "data" [1, 3, 8, 8]\n  relu as "x"\n  y = 1\n}\n', 4, 5, "bind names with `let`"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  conv(8, 3) as "c\n}\n', 3, 17, "unclosed string"),
 ])
 def test_errors_point_at_the_construct(tmp_path, source, line, column, fragment):
     error = error_of(tmp_path, source)
