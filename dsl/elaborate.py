@@ -2,7 +2,9 @@
 
 Nothing here executes user text as Python: expressions are interpreted node by node, with
 bounded integers, bounded lists and bounded call depth, so every input ends in a net or an
-`ArchError` at a position inside the file.
+`ArchError` at a position inside the file. Files are read and imports found by dsl.loading,
+string literals split by dsl.interpolation, and expression nodes evaluated by dsl.expressions,
+which calls back only through its `Evaluator` protocol.
 """
 from __future__ import annotations
 
@@ -100,6 +102,8 @@ _REMEMBERED = 64
 
 
 class Elaborator:
+    """Declares one file, or runs a model's net body; the `Evaluator` its expressions use."""
+
     def __init__(self, libraries: Libraries):
         self.libraries = libraries
         self.tracker = ShapeTracker({})
