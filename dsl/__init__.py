@@ -1,15 +1,14 @@
 """The .arch language: grammar, parser and elaboration into the IR."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from archc.dsl.elaborate import Loader, Module, ParamInfo, elaborate, load_module
+from archc.dsl.elaborate import Module, ParamInfo, elaborate
+from archc.dsl.loading import Loader, load_module
 from archc.ir.net import Net
 
 
 def compile_file(path: str, overrides: dict[str, str] | None = None) -> Net:
     """Compile an .arch file with `--name value` overrides into an IR net (raises ArchError)."""
-    loader = Loader([Path(path).resolve().parent])
+    loader = Loader(path)
     module = load_module(path, overrides or {}, loader)
     return elaborate(module, loader)
 

@@ -2,24 +2,26 @@
 
 Nothing here executes user text as Python: expressions are interpreted node by node, with
 bounded integers, bounded lists and bounded call depth, so every input ends in a net or an
-`ArchError` at a position inside the file.
+`ArchError` at a position inside the file. Files are read and imports found by dsl.loading,
+string literals split by dsl.interpolation, and expression nodes evaluated by dsl.expressions,
+which calls back only through its `Evaluator` protocol.
 """
 from __future__ import annotations
 
 import difflib
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import lark
 
-from archc.dsl import parser
+from archc.dsl import interpolation
 from archc.dsl.expressions import HANDLERS as _EXPRESSIONS
-from archc.dsl.expressions import MAX_LIST, range_of, value_size
+from archc.dsl.expressions import (MAX_LIST, EvalError, condition, equal, range_of, value_size,
+                                   written_float, written_int)
 from archc.dsl.primitives import (PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive,
                                   check_argument, ops_for_caffe_type)
-from archc.dsl.values import BlockDef, Scope, Tensor, allowed_text, brief, show, type_name
+from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_text, brief, type_name
 from archc.errors import ArchError, Span
 from archc.ir.net import MAX_BLOB, Layer, Net, ShapeTracker
 
@@ -36,7 +38,17 @@ MAX_NAME = 512
 # { for j in 0..100000 { let x = i } }`) would otherwise run for hours.
 MAX_STEPS = 5_000_000
 
-PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+class ParamType(NamedTuple):
+    """A parameter type: the type_name()s of the values it takes, and one such value in words."""
+
+    values: tuple[str, ...]
+    wording: str
+
+
+# A float parameter takes integers too (as floats).
+PARAM_TYPES = {"int": ParamType(("int",), "an int"), "float": ParamType(("int", "float"), "a float"),
+               "str": ParamType(("string",), "a string"), "bool": ParamType(("bool",), "true or false")}
 
 
 @dataclass
@@ -61,74 +73,19 @@ class Module:
     net_body: lark.Tree | None = None
 
 
-@dataclass
-class Frame:
-    """Where a body runs: the cursor (current blob) and the body's input blob."""
+class Libraries(Protocol):
+    """Where declarations get the library an `import` names (dsl.loading.Loader)."""
 
-    cursor: Tensor | None
-    input: Tensor | None
-    depth: int = 0
+    def load_library(self, target: str, importer: str, span: Span) -> Module:
+        """The declared library file `target`, as imported by the file `importer`."""
 
 
-class Loader:
-    """Reads files for `import`, confined to the directories of the files the user named."""
-
-    def __init__(self, roots: list[Path]):
-        self.roots = [root.resolve() for root in roots]
-        self.modules: dict[Path, Module] = {}
-        self.loading: set[Path] = set()
-
-    def read(self, path: str, span: Span | None = None) -> str:
-        """A file's text; `span` is where it was named (an import), for errors."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as error:
-            raise ArchError(f"cannot read {path}: {error.strerror or error}", span) from None
-        try:
-            source = data.decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            raise ArchError("the file is not UTF-8 text: invalid byte "
-                            f"0x{data[error.start]:02x}", _byte_span(path, data, error.start)) from None
-        return source
-
-    def resolve_import(self, target: str, importer: str, span: Span) -> Path:
-        if not target.endswith(".arch"):
-            raise ArchError(f"import '{target}': library files end in .arch", span)
-        candidate = (Path(importer).parent / target).resolve()
-        if not any(candidate == root or root in candidate.parents for root in self.roots):
-            raise ArchError(f"import '{target}' leaves the model library "
-                            f"({', '.join(map(str, self.roots))}): imports are relative paths "
-                            f"inside it", span)
-        if not candidate.is_file():
-            raise ArchError(f"import '{target}': no such file {candidate}", span)
-        return candidate
-
-
-def load_module(path: str, overrides: dict[str, str], loader: Loader | None = None) -> Module:
-    """Evaluate a top-level .arch file's declarations with the user's parameter overrides."""
-    loader = loader or Loader([Path(path).resolve().parent])
-    tree = parser.parse(loader.read(path), path)
-    elaborator = Elaborator(loader)
-    try:
-        module = elaborator.declare(tree, path, overrides, top_level=True)
-    except RecursionError:
-        raise elaborator.too_deep() from None
-    unknown = sorted(set(overrides) - {p.name for p in module.params})
-    if unknown:
-        names = [p.name for p in module.params]
-        close = difflib.get_close_matches(unknown[0], names, n=1)
-        hint = f"did you mean --{close[0]}?" if close else \
-            f"its parameters: {', '.join('--' + n for n in names) or 'none'}"
-        raise ArchError(f"{path} has no parameter --{unknown[0]}: {hint}", Span(path, 1, 1))
-    return module
-
-
-def elaborate(module: Module, loader: Loader) -> Net:
+def elaborate(module: Module, libraries: Libraries) -> Net:
     """Run the module's net body and return the finished IR net."""
     if module.net_body is None:
         raise ArchError("this file defines no `net { ... }`: it can be imported as a library, "
                         "not compiled", Span(module.path, 1, 1))
-    return Elaborator(loader).build_net(module)
+    return Elaborator(libraries).build_net(module)
 
 
 # Expressions that hand back a value built (and charged for) earlier: no new work to count, but
@@ -140,13 +97,15 @@ _REMEMBERED = 64
 
 
 class Elaborator:
-    def __init__(self, loader: Loader):
-        self.loader = loader
+    """Declares one file, or runs a model's net body; the `Evaluator` its expressions use."""
+
+    def __init__(self, libraries: Libraries):
+        self.libraries = libraries
         self.tracker = ShapeTracker({})
         self.inputs: dict[str, tuple[int, ...]] = {}
         self.input_span: Span | None = None
         self.auto_names: dict[str, int] = {}
-        self.interpolations: dict[tuple[str, int, int], list[Any]] = {}
+        self.string_parts: dict[tuple[str, int, int], list[str | lark.Tree]] = {}
         # The file whose nodes are being evaluated: parse trees carry no path, and a block
         # defined in an imported library runs with that library's path.
         self.path = ""
@@ -188,20 +147,8 @@ class Elaborator:
     def _import(self, item: lark.Tree, module: Module) -> None:
         token = item.children[0]
         span = self.span(token)
-        target = self._string(token, module.scope, None)
-        resolved = self.loader.resolve_import(target, module.path, span)
-        if resolved in self.loader.loading:
-            raise ArchError(f"import '{target}' is circular", span)
-        library = self.loader.modules.get(resolved)
-        if library is None:
-            self.loader.loading.add(resolved)
-            try:
-                library_path = str(resolved)
-                tree = parser.parse(self.loader.read(library_path, span), library_path)
-                library = Elaborator(self.loader).declare(tree, library_path, {}, top_level=False)
-            finally:
-                self.loader.loading.discard(resolved)
-            self.loader.modules[resolved] = library
+        target = self.string(token, module.scope, None)
+        library = self.libraries.load_library(target, module.path, span)
         for name, value in library.scope.values.items():
             existing = module.scope.values.get(name)
             if existing is not None and existing is not value:
@@ -221,57 +168,65 @@ class Elaborator:
         kind = str(type_token)
         default = self.eval(default_tree, module.scope, None)
         default = self._coerce_param(default, kind, f"the default of '{name}'", default_tree)
-        allowed = self._allowed(name, allowed_tree, module.scope)
-        if kind == "float" and isinstance(allowed, range):  # its integers, not an interval
-            allowed = list(allowed)
+        allowed = self._allowed(name, kind, allowed_tree, module.scope)
         value = default
         if name in overrides:
             value = self._parse_override(name, kind, overrides[name], span)
-        if allowed is not None and value not in allowed:
+        if allowed is not None and not _is_allowed(value, allowed):
             source = f"--{name} {overrides[name]}" if name in overrides else f"the default {brief(value)}"
             raise ArchError(f"{source} is not an allowed value of '{name}': choose one of "
                             f"{allowed_text(allowed)}", self.span(allowed_tree))
-        doc = self._string(doc_token, module.scope, None) if doc_token is not None else ""
+        doc = self.string(doc_token, module.scope, None) if doc_token is not None else ""
         module.params.append(ParamInfo(name, kind, default, allowed, doc, span))
         module.scope.values[name] = value
         module.scope.params.add(name)
 
-    def _allowed(self, name: str, tree: Any, scope: Scope) -> list | range | None:
-        """A parameter's allowed values; a range stays a range, so `in 1..=100000` costs no
-        100,000-element list on every run."""
+    def _allowed(self, name: str, kind: str, tree: Any, scope: Scope) -> list | range | None:
+        """A parameter's allowed values, each of the parameter's type. An int parameter's range
+        stays a range, so `in 1..=100000` costs no 100,000-element list on every run."""
         if tree is None:
             return None
         if isinstance(tree, lark.Tree) and tree.data == "range_expr":
-            return range_of(self, tree, scope, None)
-        allowed = self.eval(tree, scope, None)
-        if not isinstance(allowed, list):
-            raise self.error(f"the allowed values of '{name}' must be a list or a range, "
-                             f"got {type_name(allowed)}", tree)
+            allowed = range_of(self, tree, scope, None)
+            if kind == "int":
+                return allowed
+            allowed = list(allowed)  # a float parameter takes its integers, not an interval
+        else:
+            allowed = self.eval(tree, scope, None)
+            if not isinstance(allowed, list):
+                raise self.error(f"the allowed values of '{name}' must be a list or a range, "
+                                 f"got {type_name(allowed)}", tree)
+        for index, option in enumerate(allowed):
+            if type_name(option) not in PARAM_TYPES[kind].values:
+                items = [child for child in tree.children if child is not None] \
+                    if tree.data == "list_lit" else []
+                raise self.error(f"'{name}' is a {kind} parameter: each allowed value must be "
+                                 f"{PARAM_TYPES[kind].wording}, got {type_name(option)} "
+                                 f"{brief(option)}", items[index] if len(items) == len(allowed) else tree)
         return allowed
 
     @staticmethod
     def _parse_override(name: str, kind: str, text: str, span: Span) -> Any:
+        """`--name text` as a value of the parameter's type: numbers as the language writes
+        them, within the same limits as literals."""
         try:
             if kind == "int":
-                return int(text)
+                return written_int(text)
             if kind == "float":
-                value = float(text)
-                if math.isfinite(value):
-                    return value
-                raise ValueError(text)
+                return written_float(text)
             if kind == "bool":
                 return {"true": True, "false": False}[text]
             return text
         except (ValueError, KeyError):
-            expected = "true or false" if kind == "bool" else f"a{'n' if kind == 'int' else ''} {kind}"
-            raise ArchError(f"--{name} expects {expected}, got '{text}'", span) from None
+            raise ArchError(f"--{name} expects {PARAM_TYPES[kind].wording}, got '{text}'",
+                            span) from None
+        except EvalError as error:
+            raise ArchError(f"--{name} {brief(text)}: {error}", span) from None
 
     def _coerce_param(self, value: Any, kind: str, what: str, node: Any) -> Any:
-        if kind == "float" and type_name(value) == "int":
-            return float(value)
-        if type_name(value) != {"int": "int", "float": "float", "str": "string", "bool": "bool"}[kind]:
+        if type_name(value) not in PARAM_TYPES[kind].values:
             raise self.error(f"{what} must be {kind}, got {type_name(value)}", node)
-        return value
+        return float(value) if kind == "float" else value
 
     def _block(self, item: lark.Tree, module: Module) -> None:
         name_token, *rest = item.children
@@ -324,9 +279,9 @@ class Elaborator:
             self._apply(stmt, scope, frame)
         elif kind == "if_stmt":
             # Lark gives no placeholder for an absent inlined `else` part.
-            condition, then_body, *rest = stmt.children
+            test, then_body, *rest = stmt.children
             else_part = rest[0] if rest else None
-            if self._condition(condition, scope, frame):
+            if condition(self, test, scope, frame):
                 self.run_body(then_body, Scope(scope), frame)
             elif else_part is not None:
                 if else_part.data == "if_stmt":
@@ -387,7 +342,7 @@ class Elaborator:
 
     def _input(self, stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
         name_token, shape_tree = stmt.children
-        name = self._string(name_token, scope, frame)
+        name = self.string(name_token, scope, frame)
         shape = self.eval(shape_tree, scope, frame)
         if not (isinstance(shape, list) and shape and all(type_name(d) == "int" and d > 0 for d in shape)):
             raise self.error("an input's shape is a list of positive integers, e.g. "
@@ -404,13 +359,6 @@ class Elaborator:
         frame.cursor = Tensor(name, tuple(shape))
         if frame.input is None:
             frame.input = frame.cursor
-
-    def _condition(self, tree: Any, scope: Scope, frame: Frame | None) -> bool:
-        value = self.eval(tree, scope, frame)
-        if not isinstance(value, bool):
-            raise self.error(f"a condition must be true or false, got {type_name(value)} "
-                             f"{brief(value)}: compare it, e.g. `x != 0`", tree)
-        return value
 
     # ----- applying ops and blocks ----------------------------------------------------------
 
@@ -652,7 +600,7 @@ class Elaborator:
 
     def eval(self, tree: Any, scope: Scope, frame: Frame | None) -> Any:
         if isinstance(tree, lark.Token):  # a bare terminal can only be a string in a declaration
-            return self._string(tree, scope, frame)
+            return self.string(tree, scope, frame)
         handler = _EXPRESSIONS.get(tree.data)
         if handler is None:  # pragma: no cover - the grammar has no other expressions
             raise self.error(f"unsupported expression {tree.data}", tree)
@@ -680,65 +628,13 @@ class Elaborator:
             raise self.error(f"elaboration takes more than {MAX_STEPS} steps: is a repeat count "
                              f"or a list too large?", node)
 
-    def _string(self, token: lark.Token, scope: Scope, frame: Frame | None) -> str:
+    def string(self, token: lark.Token, scope: Scope, frame: Frame | None) -> str:
+        """A string literal's text, its `{expressions}` evaluated; each literal is split once."""
         key = (self.path, token.line, token.column)
-        parts = self.interpolations.get(key)
+        parts = self.string_parts.get(key)
         if parts is None:
-            parts = self._split_interpolation(token)
-            self.interpolations[key] = parts
-        out = []
-        for part in parts:
-            if isinstance(part, str):
-                out.append(part)
-            else:
-                value = self.eval(part, scope, frame)
-                if isinstance(value, (list, dict, BlockDef)) or value is None:
-                    raise self.error(f"cannot put a {type_name(value)} into a name: use a number or "
-                                     f"a string", part)
-                out.append(show(value))
-        text = "".join(out)
-        if len(text) > 4 * MAX_NAME:
-            raise self.error(f"string longer than {4 * MAX_NAME} characters", token)
-        return text
-
-    def _split_interpolation(self, token: lark.Token) -> list[Any]:
-        """`"res{n}_conv{i + 1}"` -> ["res", <expr n>, "_conv", <expr i + 1>]."""
-        raw = str(token)[1:-1]
-        parts: list[Any] = []
-        literal: list[str] = []
-        i = 0
-        base = self.span(token)
-        while i < len(raw):
-            char = raw[i]
-            if char == "\\" and i + 1 < len(raw):
-                literal.append({"n": "\n", "t": "\t"}.get(raw[i + 1], raw[i + 1]))
-                i += 2
-            elif raw.startswith("{{", i) or raw.startswith("}}", i):
-                literal.append(char)
-                i += 2
-            elif char == "{":
-                end = _matching_brace(raw, i)
-                if end is None:
-                    raise ArchError("unclosed '{' in string: write '{{' for a literal brace",
-                                    Span(base.path, base.line, base.column + 1 + i))
-                inner_span = Span(base.path, base.line, base.column + 2 + i)
-                if not raw[i + 1:end].strip():
-                    raise ArchError("empty '{}' in string: put an expression inside, or write "
-                                    "'{{}}' for literal braces", inner_span)
-                if literal:
-                    parts.append("".join(literal))
-                    literal = []
-                parts.append(parser.parse_expression(raw[i + 1:end], inner_span))
-                i = end + 1
-            elif char == "}":
-                raise ArchError("unmatched '}' in string: write '}}' for a literal brace",
-                                Span(base.path, base.line, base.column + 1 + i))
-            else:
-                literal.append(char)
-                i += 1
-        if literal:
-            parts.append("".join(literal))
-        return parts
+            parts = self.string_parts[key] = interpolation.split(token, self.span(token))
+        return interpolation.join(parts, self, scope, frame, token)
 
     # ----- diagnostics ---------------------------------------------------------------------
 
@@ -764,26 +660,8 @@ class Elaborator:
                          "branches or expressions", self.span(node) if node is not None else None)
 
 
-def _byte_span(path: str, data: bytes, offset: int) -> Span:
-    """The line and column (in characters) of byte `offset` of a file."""
-    line_start = data.rfind(b"\n", 0, offset) + 1
-    column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
-    return Span(path, data.count(b"\n", 0, offset) + 1, column)
-
-
-def _matching_brace(text: str, start: int) -> int | None:
-    depth = 0
-    in_string = False
-    for index in range(start, len(text)):
-        char = text[index]
-        if char == '"' and text[index - 1] != "\\":
-            in_string = not in_string
-        elif not in_string and char == "{":
-            depth += 1
-        elif not in_string and char == "}":
-            depth -= 1
-            if depth == 0:
-                return index
-    return None
-
-
+def _is_allowed(value: Any, allowed: list | range) -> bool:
+    """Membership by the language's equality, which tells true from 1."""
+    if isinstance(allowed, range):
+        return type_name(value) == "int" and value in allowed
+    return any(equal(value, option) for option in allowed)

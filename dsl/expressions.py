@@ -2,6 +2,7 @@
 
 Integers stay within +-2**53 and lists within a fixed length, so no expression can make the
 compiler run away; every failure is an `ArchError` at the sub-expression that caused it.
+Handlers reach the elaborator running them only through `Evaluator`.
 """
 from __future__ import annotations
 
@@ -9,21 +10,36 @@ import difflib
 import math
 import operator
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import lark
 
-from archc.dsl.values import BlockDef, Scope, Tensor, brief, show, type_name
-
-if TYPE_CHECKING:
-    from archc.dsl.elaborate import Elaborator, Frame
+from archc.dsl.values import BlockDef, Frame, Scope, Tensor, brief, show, type_name
+from archc.errors import ArchError
 
 MAX_INT = 2 ** 53
 MAX_LIST = 100_000
+# Numbers written in a file or on the command line are 0 or within float32's normal range:
+# Caffe stores its fields as float32, which flushes smaller magnitudes to 0 or a denormal.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_MIN_NORMAL = 1.1754943508222875e-38
 
 
 class EvalError(Exception):
     """Raised by helpers without a node at hand; the caller attaches the position."""
+
+
+class Evaluator(Protocol):
+    """What evaluating an expression needs from the elaborator running it."""
+
+    def eval(self, tree: Any, scope: Scope, frame: Frame | None) -> Any:
+        """The value of an expression node, charged to the elaboration's work budget."""
+
+    def string(self, token: lark.Token, scope: Scope, frame: Frame | None) -> str:
+        """A string literal's text, its `{expressions}` evaluated."""
+
+    def error(self, message: str, node: Any) -> ArchError:
+        """An error at a node of the file being evaluated."""
 
 
 def _number(value: Any) -> bool:
@@ -40,6 +56,46 @@ def checked(value: Any) -> Any:
     if isinstance(value, (list, str)) and len(value) > MAX_LIST:
         raise EvalError(f"a list or string longer than {MAX_LIST} elements")
     return value
+
+
+def written_int(text: str) -> int:
+    """An integer as a file (INT) or the command line writes it: ASCII digits, an optional sign.
+
+    Raises ValueError for other text, EvalError beyond the 2**53 limit.
+    """
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()):  # isdigit() alone takes '²' and '٣'
+        raise ValueError(f"not an integer: {text!r}")
+    # Count digits first: int() refuses text of over 4300 digits.
+    if len(digits) > _MAX_INT_DIGITS and len(digits.lstrip("0")) > _MAX_INT_DIGITS:
+        raise EvalError("integer beyond the limit of 2**53")
+    value = int(text)
+    if abs(value) > MAX_INT:
+        raise EvalError("integer beyond the limit of 2**53")
+    return value
+
+
+_MAX_INT_DIGITS = len(str(MAX_INT))
+
+
+def written_float(text: str) -> float:
+    """A number as a file (INT or FLOAT) or the command line writes it, as a float.
+
+    Raises ValueError for other text, EvalError outside float32's range (see FLOAT32_MAX).
+    """
+    if not _NUMBER_TEXT.fullmatch(text):
+        raise ValueError(f"not a number: {text!r}")
+    value = float(text)
+    if abs(value) > FLOAT32_MAX:
+        raise EvalError("number beyond float32's range (3.4e38), the largest Caffe's fields "
+                        "hold: use a smaller one")
+    if value != 0 and abs(value) < FLOAT32_MIN_NORMAL:
+        raise EvalError("number below float32's normal range (1.2e-38): Caffe's fields would "
+                        "hold 0 or a denormal instead; write 0 or a larger number")
+    return value
+
+
+_NUMBER_TEXT = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 
 def value_size(value: Any, limit: int = MAX_LIST) -> int:
@@ -175,14 +231,12 @@ def _builtin_letter(index: Any) -> str:
 def _builtin_int(value: Any) -> int:
     if _number(value):
         return int(value)
-    # ASCII digits only, and few enough of them: Python's int() also takes '²'-like digits
-    # (then fails) and refuses strings of over 4300 digits.
-    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
-        return checked(int(value))
+    if isinstance(value, str):
+        try:
+            return written_int(value.strip())
+        except ValueError:
+            pass
     raise EvalError(f"int() cannot convert {type_name(value)} {brief(value)}")
-
-
-_INT_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
 
 
 def _builtin_float(value: Any) -> float:
@@ -206,24 +260,27 @@ BUILTINS: dict[str, tuple[Callable[..., Any], int, int]] = {
 }
 
 
-# ----- node handlers: (elaborator, tree, scope, frame) -> value ----------------------------------
-
-def _literal_int(e: "Elaborator", tree, scope, frame) -> int:
-    digits = str(tree.children[0]).lstrip("0") or "0"
-    # Count digits first: int() refuses literals of over 4300 digits with a ValueError.
-    if len(digits) > len(str(MAX_INT)) or int(digits) > MAX_INT:
-        raise e.error("integer literal beyond the limit of 2**53", tree)
-    return int(digits)
-
-
-def _literal_float(e, tree, scope, frame) -> float:
-    try:
-        return checked(float(tree.children[0]))
-    except EvalError as error:  # `1e999`
-        raise e.error(str(error), tree) from None
+def condition(e: Evaluator, tree: Any, scope: Scope, frame: Frame | None) -> bool:
+    """The value of an expression that must be true or false (`if`, `?:`, `and`, `or`, `not`)."""
+    value = e.eval(tree, scope, frame)
+    if not isinstance(value, bool):
+        raise e.error(f"a condition must be true or false, got {type_name(value)} "
+                      f"{brief(value)}: compare it, e.g. `x != 0`", tree)
+    return value
 
 
-def _name(e: "Elaborator", tree, scope: Scope, frame) -> Any:
+# ----- node handlers: (evaluator, tree, scope, frame) -> value -----------------------------------
+
+def _literal_number(written: Callable[[str], Any]):
+    def handler(e: Evaluator, tree, scope, frame) -> Any:
+        try:
+            return written(str(tree.children[0]))
+        except EvalError as error:  # `99999999999999999999`, `1e999`
+            raise e.error(str(error), tree) from None
+    return handler
+
+
+def _name(e: Evaluator, tree, scope: Scope, frame) -> Any:
     name = str(tree.children[0])
     try:
         return scope.lookup(name)
@@ -237,7 +294,7 @@ def _name(e: "Elaborator", tree, scope: Scope, frame) -> Any:
 
 
 def _tensor_ref(which: str):
-    def handler(e: "Elaborator", tree, scope, frame: "Frame | None") -> Tensor:
+    def handler(e: Evaluator, tree, scope, frame: Frame | None) -> Tensor:
         value = getattr(frame, which, None) if frame is not None else None
         if value is None:
             word = "input" if which == "input" else "current"
@@ -247,11 +304,11 @@ def _tensor_ref(which: str):
     return handler
 
 
-def _list(e: "Elaborator", tree, scope, frame) -> list:
+def _list(e: Evaluator, tree, scope, frame) -> list:
     return checked([e.eval(child, scope, frame) for child in tree.children if child is not None])
 
 
-def _dict(e: "Elaborator", tree, scope, frame) -> dict:
+def _dict(e: Evaluator, tree, scope, frame) -> dict:
     table: dict = {}
     for entry in tree.children:
         if entry is None:
@@ -270,27 +327,27 @@ def _dict(e: "Elaborator", tree, scope, frame) -> dict:
     return table
 
 
-def _ternary(e: "Elaborator", tree, scope, frame) -> Any:
-    condition, then_tree, else_tree = tree.children
-    return e.eval(then_tree if e._condition(condition, scope, frame) else else_tree, scope, frame)
+def _ternary(e: Evaluator, tree, scope, frame) -> Any:
+    test, then_tree, else_tree = tree.children
+    return e.eval(then_tree if condition(e, test, scope, frame) else else_tree, scope, frame)
 
 
 def _logic(is_or: bool):
-    def handler(e: "Elaborator", tree, scope, frame) -> bool:
+    def handler(e: Evaluator, tree, scope, frame) -> bool:
         for child in tree.children:
-            if e._condition(child, scope, frame) == is_or:
+            if condition(e, child, scope, frame) == is_or:
                 return is_or
         return not is_or
     return handler
 
 
-def _not(e: "Elaborator", tree, scope, frame) -> bool:
-    return not e._condition(tree.children[0], scope, frame)
+def _not(e: Evaluator, tree, scope, frame) -> bool:
+    return not condition(e, tree.children[0], scope, frame)
 
 
 def _binary_chain(apply: Callable[[str, Any, Any], Any]):
     """`a + b - c` arrives as [a, '+', b, '-', c]: fold left to right."""
-    def handler(e: "Elaborator", tree, scope, frame) -> Any:
+    def handler(e: Evaluator, tree, scope, frame) -> Any:
         children = tree.children
         value = e.eval(children[0], scope, frame)
         for index in range(1, len(children), 2):
@@ -304,11 +361,11 @@ def _binary_chain(apply: Callable[[str, Any, Any], Any]):
     return handler
 
 
-def _range_node(e: "Elaborator", tree, scope, frame) -> list[int]:
+def _range_node(e: Evaluator, tree, scope, frame) -> list[int]:
     return list(range_of(e, tree, scope, frame))
 
 
-def range_of(e: "Elaborator", tree, scope, frame) -> range:
+def range_of(e: Evaluator, tree, scope, frame) -> range:
     """A `range_expr` node's integers as a Python range, never materialised: what a parameter's
     `in 1..=100000` needs."""
     start, symbol, stop = tree.children
@@ -319,7 +376,7 @@ def range_of(e: "Elaborator", tree, scope, frame) -> range:
         raise e.error(str(error), tree) from None
 
 
-def _unary(e: "Elaborator", tree, scope, frame) -> Any:
+def _unary(e: Evaluator, tree, scope, frame) -> Any:
     sign, operand = tree.children
     value = e.eval(operand, scope, frame)
     if not _number(value):
@@ -327,7 +384,7 @@ def _unary(e: "Elaborator", tree, scope, frame) -> Any:
     return -value if str(sign) == "-" else value
 
 
-def _index(e: "Elaborator", tree, scope, frame) -> Any:
+def _index(e: Evaluator, tree, scope, frame) -> Any:
     container_tree, key_tree = tree.children
     container = e.eval(container_tree, scope, frame)
     key = e.eval(key_tree, scope, frame)
@@ -347,7 +404,7 @@ def _index(e: "Elaborator", tree, scope, frame) -> Any:
     raise e.error(f"cannot index a {type_name(container)}", container_tree)
 
 
-def _slice(e: "Elaborator", tree, scope, frame) -> Any:
+def _slice(e: Evaluator, tree, scope, frame) -> Any:
     container_tree, start_tree, stop_tree = tree.children
     container = e.eval(container_tree, scope, frame)
     if not isinstance(container, (list, str)):
@@ -361,7 +418,7 @@ def _slice(e: "Elaborator", tree, scope, frame) -> Any:
     return container[bounds[0]:bounds[1]]
 
 
-def _attribute(e: "Elaborator", tree, scope, frame) -> Any:
+def _attribute(e: Evaluator, tree, scope, frame) -> Any:
     target_tree, name_token = tree.children
     target = e.eval(target_tree, scope, frame)
     name = str(name_token)
@@ -378,7 +435,7 @@ def _attribute(e: "Elaborator", tree, scope, frame) -> Any:
                       f"(attributes: {', '.join(Tensor.ATTRIBUTES)})", name_token) from None
 
 
-def _call(e: "Elaborator", tree, scope: Scope, frame) -> Any:
+def _call(e: Evaluator, tree, scope: Scope, frame) -> Any:
     callee, args_tree = tree.children
     name = str(callee.children[0]) if isinstance(callee, lark.Tree) and callee.data == "name_ref" else None
     if name is None or name not in BUILTINS or name in scope.names():
@@ -411,9 +468,9 @@ def _lookup(scope: Scope, name: str) -> Any:
 
 
 HANDLERS: dict[str, Callable[..., Any]] = {
-    "int_lit": _literal_int,
-    "float_lit": _literal_float,
-    "string_lit": lambda e, tree, scope, frame: e._string(tree.children[0], scope, frame),
+    "int_lit": _literal_number(written_int),
+    "float_lit": _literal_number(written_float),
+    "string_lit": lambda e, tree, scope, frame: e.string(tree.children[0], scope, frame),
     "true_lit": lambda e, tree, scope, frame: True,
     "false_lit": lambda e, tree, scope, frame: False,
     "input_ref": _tensor_ref("input"),

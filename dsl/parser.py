@@ -74,9 +74,12 @@ def _syntax_error(error: UnexpectedInput, source: str, path: str,
     line, column = error.line, error.column
     if isinstance(error, UnexpectedCharacters):
         char = source[error.pos_in_stream] if error.pos_in_stream < len(source) else "?"
-        message = f"unexpected character {char!r}"
-        if char == "'":
-            message += ": strings use double quotes"
+        if char == '"':  # a string token ends at a closing quote on its own line
+            message = 'unclosed string: end it with " on the same line'
+        elif char == "'":
+            message = f"unexpected character {char!r}: strings use double quotes"
+        else:
+            message = f"unexpected character {char!r}"
     elif isinstance(error, (UnexpectedToken, UnexpectedEOF)):
         token = getattr(error, "token", None)
         if token is None or token.type == "$END":
@@ -119,8 +122,29 @@ _MISTAKES = {
 }
 
 
+# A keyword argument after an op's names (`relu as "x" inplace = false`) reads as a new statement
+# `inplace` failing at '=': the parser state of a missing `let` (`x = 1`). What tells them apart
+# is where the name stands: on the line of the op statement just before it.
+_KEYWORD_AFTER_OP = ('keyword arguments go in the parentheses right after the op: '
+                     'relu(inplace = false) as "x"')
+
+
 def _hint(error: UnexpectedToken) -> str | None:
+    if _keyword_argument_after_op(error):
+        return _KEYWORD_AFTER_OP
     return _mistake_states().get((error.state.position, error.token.type))
+
+
+def _keyword_argument_after_op(error: UnexpectedToken) -> bool:
+    stack = error.state.value_stack
+    if error.token.type != "EQUAL" or len(stack) < 2:
+        return False
+    name, statements = stack[-1], stack[-2]
+    if not (isinstance(name, lark.Token) and name.type == "NAME"):
+        return False
+    previous = statements.children[-1] if isinstance(statements, lark.Tree) and statements.children else None
+    return (isinstance(previous, lark.Tree) and previous.data == "apply_stmt"
+            and previous.meta.end_line == name.line)
 
 
 @functools.lru_cache(maxsize=1)

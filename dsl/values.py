@@ -1,4 +1,5 @@
-"""Runtime values of the .arch language besides Python's int/float/str/bool/list/dict."""
+"""Runtime values of the .arch language besides Python's int/float/str/bool/list/dict, and the
+scopes and frames they are evaluated in."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,6 +70,15 @@ class Scope:
             found.update(scope.values)
             scope = scope.parent
         return found
+
+
+@dataclass
+class Frame:
+    """Where a body runs: the cursor (current blob) and the body's input blob."""
+
+    cursor: Tensor | None
+    input: Tensor | None
+    depth: int = 0
 
 
 def type_name(value: Any) -> str:

@@ -1,6 +1,7 @@
 """The .arch language's semantics: expressions, scopes, blocks, merges, names, imports, errors."""
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -154,8 +155,69 @@ def test_import_is_relative_and_confined(tmp_path):
     inner = tmp_path / "inner"
     inner.mkdir()
     error = error_of(inner, 'import "../lib/blocks.arch"\nnet { input "data" [1, 3, 4, 4] }\n')
-    assert "leaves the model library" in error.message
+    assert "leaves the model's directory" in error.message
     assert (error.span.line, error.span.column) == (1, 8)
+
+
+USES_CONV_BN = 'import "lib/common.arch"\nnet { input "data" [1, 3, 8, 8]  conv_bn("c", 4, 3) }\n'
+
+
+def test_a_model_outside_the_library_imports_the_shipped_library(tmp_path):
+    net = compile_text(tmp_path, USES_CONV_BN)
+    assert [l.name for l in net.layers] == ["c", "c_bn", "c_scale", "c_relu"]
+
+
+def test_a_models_own_library_file_shadows_the_shipped_one(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "common.arch").write_text('block conv_bn(name, c, k) { conv(c, k) as "own_{name}" }\n')
+    assert [l.name for l in compile_text(tmp_path, USES_CONV_BN).layers] == ["own_c"]
+
+
+def test_archc_path_directories_are_searched_after_the_shipped_library(tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for directory, name in ((first, "one"), (second, "two")):
+        (directory / "lib").mkdir(parents=True)
+        (directory / "lib" / "extra.arch").write_text(f'block extra() {{ relu as "{name}" }}\n')
+        # never used: the shipped library has a lib/common.arch, and it comes first
+        (directory / "lib" / "common.arch").write_text("block conv_bn() { relu }\n")
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("ARCHC_PATH", os.pathsep.join(["", str(first), str(second)]))
+    net = compile_text(models, 'import "lib/extra.arch"\nimport "lib/common.arch"\n'
+                               'net { input "data" [1, 3, 8, 8]  extra  conv_bn("c", 4, 3) }\n')
+    assert [l.name for l in net.layers] == ["one", "c", "c_bn", "c_scale", "c_relu"]
+    monkeypatch.setenv("ARCHC_PATH", str(second))
+    assert compile_text(models, 'import "lib/extra.arch"\nnet { input "data" [1, 3, 8, 8]  extra }\n'
+                        ).layers[0].name == "two"
+    monkeypatch.delenv("ARCHC_PATH")
+    error = error_of(models, 'import "lib/extra.arch"\nnet { input "data" [1, 3, 8, 8] }\n')
+    assert "import 'lib/extra.arch': no such file in " in error.message
+    assert "add the directory holding it to ARCHC_PATH" in error.message
+
+
+def test_an_import_cannot_leave_the_directory_it_was_found_in(tmp_path, monkeypatch):
+    tmp_path = tmp_path.resolve()  # messages name directories with symbolic links resolved
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.arch").write_text("block leak() { relu }\n")
+    search = tmp_path / "search"
+    (search / "lib").mkdir(parents=True)
+    (search / "lib" / "up.arch").write_text('import "../../outside/secret.arch"\n')
+    (search / "linked").symlink_to(outside, target_is_directory=True)
+    monkeypatch.setenv("ARCHC_PATH", str(search))
+    models = tmp_path / "models"
+    models.mkdir()
+    # a library found on ARCHC_PATH cannot climb out of that directory...
+    error = error_of(models, 'import "lib/up.arch"\nnet { input "data" [1, 3, 8, 8] }\n')
+    assert f"leaves the ARCHC_PATH directory ({search})" in error.message
+    assert (Path(error.span.path), error.span.line, error.span.column) == (search / "lib" / "up.arch", 1, 8)
+    # ...nor follow a symbolic link out of it
+    error = error_of(models, 'import "linked/secret.arch"\nnet { input "data" [1, 3, 8, 8] }\n')
+    assert f"leaves the ARCHC_PATH directory ({search})" in error.message
+    # and the model's own directory is left neither by '..' nor by an absolute path
+    for target in ("../outside/secret.arch", str(outside / "secret.arch")):
+        error = error_of(models, f'import "{target}"\nnet {{ input "data" [1, 3, 8, 8] }}\n')
+        assert f"leaves the model's directory ({models})" in error.message
 
 
 def test_parameter_overrides_types_and_allowed_values(tmp_path):
@@ -179,6 +241,70 @@ def test_a_float_parameter_with_an_integer_range_takes_those_integers(tmp_path):
     text = 'param f: float = 2.0 in 1..=3\nnet { input "data" [1, 3, 4, 4]  dropout(f / 4) as "d" }\n'
     assert compile_text(tmp_path, text, f="3").layers[0].op.ratio == 0.75
     assert "choose one of 1, 2, 3" in error_of(tmp_path, text, f="2.5").message
+
+
+@pytest.mark.parametrize("kind, text, message", [
+    ("int", "99999999999999999999", "integer beyond the limit of 2**53"),
+    ("int", "9" * 5000, "integer beyond the limit of 2**53"),
+    ("int", "9007199254740993", "integer beyond the limit of 2**53"),
+    ("float", "1e999", "number beyond float32's range"),
+    ("float", "1e39", "number beyond float32's range"),
+    ("float", "1e-320", "number below float32's normal range"),
+    ("float", "1e-39", "number below float32's normal range"),
+])
+def test_overrides_keep_the_limits_of_literals(tmp_path, kind, text, message):
+    """`--x TEXT` is refused exactly where `let y = TEXT` is: one limit for written numbers."""
+    literal = error_of(tmp_path, f'let y = {text}\nnet {{ input "data" [1, 3, 4, 4] }}\n')
+    assert literal.message.startswith(message)
+    override = error_of(tmp_path, f'param x: {kind} = 1\nnet {{ input "data" [1, 3, 4, 4] }}\n', x=text)
+    assert override.message == f"--x {text[:77] + '...' if len(text) > 80 else text}: {literal.message}"
+    assert (override.span.line, override.span.column) == (1, 7)
+
+
+@pytest.mark.parametrize("kind, text, value", [
+    ("int", "9007199254740992", 2 ** 53), ("int", "-42", -42), ("int", "+7", 7),
+    ("float", "3", 3.0), ("float", "-1.5e-38", -1.5e-38), ("float", "3.4e38", 3.4e38), ("float", "0.0", 0.0),
+])
+def test_overrides_within_the_limits_are_taken(tmp_path, kind, text, value):
+    text_net = f'param x: {kind} = 1\nnet {{ input "data" [1, 3, 4, 4]  relu as "r{{x}}" }}\n'
+    assert compile_text(tmp_path, text_net, x=text).layers[0].name == f"r{value!r}"
+
+
+@pytest.mark.parametrize("kind, text", [("int", "1_000"), ("int", "\u0663"), ("int", " 5"), ("int", "5.0"),
+                                        ("float", "inf"), ("float", "nan"), ("float", "1_0.5"),
+                                        ("float", "0x10")])
+def test_overrides_are_numbers_as_the_language_writes_them(tmp_path, kind, text):
+    error = error_of(tmp_path, f'param x: {kind} = 1\nnet {{ input "data" [1, 3, 4, 4] }}\n', x=text)
+    assert f"--x expects a{'n' if kind == 'int' else ''} {kind}, got '{text}'" == error.message
+
+
+@pytest.mark.parametrize("declaration, column, message", [
+    ("param flag: bool = true in [1, 2]", 29, "'flag' is a bool parameter: each allowed value must be "
+                                              "true or false, got int 1"),
+    ('param depth: int = 50 in [50, "101"]', 31, "each allowed value must be an int, got string"),
+    ("param name: str = \"a\" in 1..=3", 26, "each allowed value must be a string, got int 1"),
+    ("param on: bool = true in [true, 1]", 33, "must be true or false, got int 1"),
+])
+def test_allowed_values_have_the_parameters_type(tmp_path, declaration, column, message):
+    error = error_of(tmp_path, declaration + '\nnet { input "data" [1, 3, 4, 4] }\n')
+    assert message in error.message
+    assert (error.span.line, error.span.column) == (1, column)
+
+
+def test_membership_in_allowed_values_compares_types(tmp_path):
+    text = ('param on: bool = true in [true]\nparam f: float = 1 in [1, 2.5]\n'
+            'net { input "data" [1, 3, 4, 4]  conv(on ? 2 : 3, 1) as "c"  dropout(f / 4) as "d" }\n')
+    net = compile_text(tmp_path, text, f=2.5)
+    assert (net.layers[0].op.num_output, net.layers[1].op.ratio) == (2, 2.5 / 4)
+    assert "choose one of true" in error_of(tmp_path, text, on="false").message
+    assert compile_text(tmp_path, text, f=1).layers[1].op.ratio == 0.25
+
+
+def test_help_never_lists_allowed_values_of_another_type(tmp_path):
+    path = tmp_path / "m.arch"
+    path.write_text('param flag: bool = true in [1, 2]\nnet { input "data" [1, 3, 4, 4] }\n')
+    with pytest.raises(ArchError, match="each allowed value must be true or false"):
+        dsl.file_params(str(path))
 
 
 @pytest.mark.parametrize("allowed, value, shown", [
@@ -216,6 +342,12 @@ def test_allowed_values_are_checked_and_named_as_written(tmp_path, allowed, valu
     ('net {\n  if 1 = 1 { }\n}\n', 2, 8, "compare with `==`"),
     ('let a = [1, 2 3]\n', 1, 15, "separate arguments and list items with commas"),
     ('net {\n  relu\n  branch { }\n}\n', 3, 3, "a `branch` belongs inside a merge"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  relu as "x" inplace = false\n}\n', 3, 23,
+     'keyword arguments go in the parentheses right after the op: relu(inplace = false) as "x"'),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  concat as "c" {\n    branch { conv(8, 1) top = "t" }\n  }\n}\n',
+     4, 29, "keyword arguments go in the parentheses right after the op"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  relu as "x"\n  y = 1\n}\n', 4, 5, "bind names with `let`"),
+    ('net {\n  input "data" [1, 3, 8, 8]\n  conv(8, 3) as "c\n}\n', 3, 17, "unclosed string"),
 ])
 def test_errors_point_at_the_construct(tmp_path, source, line, column, fragment):
     error = error_of(tmp_path, source)
