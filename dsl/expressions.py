@@ -16,13 +16,12 @@ import lark
 
 from archc.dsl.values import BlockDef, Frame, Scope, Tensor, brief, show, type_name
 from archc.errors import ArchError
+from archc.ir.ops.base import FLOAT32_MAX, FLOAT32_MIN_NORMAL
 
 MAX_INT = 2 ** 53
 MAX_LIST = 100_000
 # Numbers written in a file or on the command line are 0 or within float32's normal range:
 # Caffe stores its fields as float32, which flushes smaller magnitudes to 0 or a denormal.
-FLOAT32_MAX = 3.4028234663852886e38
-FLOAT32_MIN_NORMAL = 1.1754943508222875e-38
 
 
 class EvalError(Exception):
@@ -305,7 +304,10 @@ def _tensor_ref(which: str):
 
 
 def _list(e: Evaluator, tree, scope, frame) -> list:
-    return checked([e.eval(child, scope, frame) for child in tree.children if child is not None])
+    try:
+        return checked([e.eval(child, scope, frame) for child in tree.children if child is not None])
+    except EvalError as error:
+        raise e.error(str(error), tree) from None
 
 
 def _dict(e: Evaluator, tree, scope, frame) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from archc.ir.ops import OPS, ArgumentError, Param, Primitive
+from archc.ir.ops.base import FLOAT32_MAX, FLOAT32_MIN_NORMAL
 
 PRIMITIVES: dict[str, Primitive] = {
     primitive.name: primitive for op in OPS.values() for primitive in op.primitives}
@@ -53,13 +54,12 @@ def check_argument(param: Param, value: Any) -> Any:
         raise ArgumentError(f"argument '{param.name}' must be {expected}")
     if not _fits_caffe_field(value):
         raise ArgumentError(f"argument '{param.name}' must fit Caffe's 32-bit fields (integers "
-                            f"below 2**31 in magnitude, numbers below 3.4e38)")
+                            f"below 2**31 in magnitude, numbers 0 or from 1.2e-38 to 3.4e38 in magnitude)")
     return value
 
 
 # Caffe's layer parameters are 32-bit protobuf fields: larger values would not load.
 _INT32_LIMIT = 2 ** 31
-_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _fits_caffe_field(value: Any) -> bool:
@@ -67,8 +67,8 @@ def _fits_caffe_field(value: Any) -> bool:
         return all(_fits_caffe_field(v) for v in value)
     if _is_int(value):
         return abs(value) < _INT32_LIMIT
-    if isinstance(value, float):
-        return abs(value) <= _FLOAT32_MAX
+    if isinstance(value, float):  # computed values too: a literal is checked where it is written
+        return value == 0 or FLOAT32_MIN_NORMAL <= abs(value) <= FLOAT32_MAX
     return True
 
 

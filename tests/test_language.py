@@ -528,3 +528,10 @@ def test_an_error_inside_a_block_says_where_the_block_was_called(tmp_path):
     model = tmp_path / "model.arch"
     assert error.notes == (f"in block 'inner' called at {model}:2:18",
                            f"in block 'outer' called at {model}:5:3")
+
+
+def test_a_list_literal_beyond_the_limit_is_an_error_at_the_list(tmp_path):
+    elements = ", ".join(["1"] * 100_001)
+    error = error_of(tmp_path, f"let x = [{elements}]\nnet {{ input \"data\" [1, 3, 4, 4] }}\n")
+    assert "longer than 100000 elements" in error.message
+    assert (error.span.line, error.span.column) == (1, 9)

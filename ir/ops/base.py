@@ -22,6 +22,9 @@ from typing import Any, Callable, ClassVar
 
 Shape = tuple[int, ...]
 INT_MAX = 2 ** 31 - 1  # Caffe's sizes and blob counts are C ints
+# Caffe's float fields are float32: larger values do not load, smaller ones become denormals or 0
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_MIN_NORMAL = 1.1754943508222875e-38
 
 #: Caffe type name -> op definition, filled as the op modules are imported (see `ir.ops`).
 REGISTRY: dict[str, type[Op]] = {}
