@@ -1,19 +1,13 @@
-"""The pipeline's layering, read from the source: a stage imports only the stages below it, the
-runtime never compiles an .arch file (it is handed a loaded model), and commands that need no
-compiler start without it."""
+"""Two rules beyond the stage order (`test_import_graph.py`): the runtime never compiles an .arch
+file (it is handed a loaded model), and commands that need no compiler start without it."""
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
 
-import pytest
-
 from conftest import REPO
 
-# Stage folder -> rank; a stage may import stages of a lower rank, and itself.
-RANKS = {"archc": 0, "ir": 1, "dsl": 2, "codegen": 2, "analysis": 3, "model": 4, "runtime": 5,
-         "cli": 6}
 # `python -m archc` is the command line's entry point, kept in the foundation package's folder.
 ENTRY_POINTS = {REPO / "archc" / "__main__.py"}
 # What compiles an .arch file: the DSL, and the model loader that calls it.
@@ -34,25 +28,8 @@ def archc_imports(path) -> set[str]:
     return found
 
 
-def stage_of(module: str) -> str | None:
-    """The stage folder of `archc.X...`; None for the foundation's own modules (archc.errors)."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[1] in RANKS else None
-
-
 def sources(stage: str):
     return sorted(path for path in (REPO / stage).rglob("*.py") if path not in ENTRY_POINTS)
-
-
-@pytest.mark.parametrize("stage", sorted(RANKS))
-def test_a_stage_imports_only_the_stages_below_it(stage):
-    wrong = []
-    for path in sources(stage):
-        for module in archc_imports(path):
-            target = stage_of(module)
-            if target is not None and target != stage and RANKS[target] >= RANKS[stage]:
-                wrong.append(f"{path.relative_to(REPO)} imports {module}")
-    assert not wrong, "\n".join(wrong)
 
 
 def test_the_runtime_neither_reaches_the_command_line_nor_compiles():
