@@ -1,13 +1,12 @@
 """Elementwise functions and Softmax: one bottom, one top of the same shape, in place allowed."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
-from archc.ir.ops.base import Op, Param, Primitive, ShapeError, Shape, axis_index, caffe
+from archc.ir.ops.base import Op, Param, Primitive, Shape, ShapeError, axis_index, caffe, definition
 
 
-@dataclass(frozen=True)
+@definition
 class ReLU(Op):
     caffe_type: ClassVar[str] = "ReLU"
     param_message: ClassVar[str] = "relu_param"
@@ -21,7 +20,7 @@ class ReLU(Op):
     )
 
 
-@dataclass(frozen=True)
+@definition
 class Sigmoid(Op):
     caffe_type: ClassVar[str] = "Sigmoid"
     in_place_ok: ClassVar[bool] = True
@@ -31,7 +30,7 @@ class Sigmoid(Op):
     )
 
 
-@dataclass(frozen=True)
+@definition
 class Dropout(Op):
     caffe_type: ClassVar[str] = "Dropout"
     param_message: ClassVar[str] = "dropout_param"
@@ -50,7 +49,7 @@ class Dropout(Op):
         return inputs[0]
 
 
-@dataclass(frozen=True)
+@definition
 class Softmax(Op):
     caffe_type: ClassVar[str] = "Softmax"
     param_message: ClassVar[str] = "softmax_param"

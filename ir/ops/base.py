@@ -170,7 +170,13 @@ def require(condition: bool, message: str) -> None:
 
 # ----- the base -----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+#: The decorator of every op definition: an immutable dataclass whose equality, hash and repr
+#: come from `Op` (one generic implementation: generating them per class is most of what
+#: importing the op definitions costs, and every compile pays it).
+definition = dataclass(frozen=True, eq=False, repr=False)
+
+
+@definition
 class Op:
     """Base of all op definitions (see the module docstring)."""
 
@@ -191,6 +197,20 @@ class Op:
             if cls.caffe_type in REGISTRY:
                 raise TypeError(f"two op definitions for Caffe type {cls.caffe_type}")
             REGISTRY[cls.caffe_type] = cls
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, field.name) for field in dataclasses.fields(self))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{field.name}={getattr(self, field.name)!r}"
+                           for field in dataclasses.fields(self))
+        return f"{type(self).__name__}({values})"
 
     # --- wiring and shapes
 

@@ -1,15 +1,14 @@
 """Convolution (`conv_layer.cpp`, `base_conv_layer.cpp`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from archc.ir.ops.base import (INT_MAX, Op, Param, ParamBlob, Primitive, ShapeError, Shape,
-                               checked_4d, pair, prod, read_pair, require, required, truncated,
-                               write_pair)
+from archc.ir.ops.base import (INT_MAX, Op, Param, ParamBlob, Primitive, Shape, ShapeError,
+                               checked_4d, definition, pair, prod, read_pair, require, required,
+                               truncated, write_pair)
 
 
-@dataclass(frozen=True)
+@definition
 class Convolution(Op):
     caffe_type: ClassVar[str] = "Convolution"
     param_message: ClassVar[str] = "convolution_param"

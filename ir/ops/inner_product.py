@@ -1,14 +1,13 @@
 """InnerProduct (`inner_product_layer.cpp`): a fully connected layer over axes 1 and after."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, ShapeError, Shape, caffe, prod,
-                               require, required)
+from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, Shape, ShapeError, caffe,
+                               definition, prod, require, required)
 
 
-@dataclass(frozen=True)
+@definition
 class InnerProduct(Op):
     caffe_type: ClassVar[str] = "InnerProduct"
     param_message: ClassVar[str] = "inner_product_param"

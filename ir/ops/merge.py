@@ -2,14 +2,13 @@
 (`eltwise_layer.cpp`). In the language they merge the branches that follow them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from archc.ir.ops.base import (Op, Param, Primitive, ShapeError, Shape, axis_index, caffe,
-                               format_shape, prod, require)
+from archc.ir.ops.base import (Op, Param, Primitive, Shape, ShapeError, axis_index, caffe,
+                               definition, format_shape, prod, require)
 
 
-@dataclass(frozen=True)
+@definition
 class Concat(Op):
     caffe_type: ClassVar[str] = "Concat"
     param_message: ClassVar[str] = "concat_param"
@@ -50,7 +49,7 @@ class Concat(Op):
 ELTWISE_OPERATIONS = ("PROD", "SUM", "MAX")
 
 
-@dataclass(frozen=True)
+@definition
 class Eltwise(Op):
     caffe_type: ClassVar[str] = "Eltwise"
     param_message: ClassVar[str] = "eltwise_param"

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, Shape, caffe, channels, prod,
-                               require, short_float)
+from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, Shape, caffe, channels, definition,
+                               prod, require, short_float)
 
 
-@dataclass(frozen=True)
+@definition
 class BatchNorm(Op):
     caffe_type: ClassVar[str] = "BatchNorm"
     param_message: ClassVar[str] = "batch_norm_param"
@@ -50,7 +49,7 @@ class BatchNorm(Op):
         return cls(use_global_stats=use_global_stats, eps=short_float(p.eps))
 
 
-@dataclass(frozen=True)
+@definition
 class Scale(Op):
     caffe_type: ClassVar[str] = "Scale"
     param_message: ClassVar[str] = "scale_param"

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
-from archc.ir.ops.base import (ArgumentError, Op, Param, Primitive, ShapeError, Shape,
-                               check_spatial, checked_4d, float32, pair, prod, read_pair,
-                               require, write_pair)
+from archc.ir.ops.base import (ArgumentError, Op, Param, Primitive, Shape, ShapeError,
+                               check_spatial, checked_4d, definition, float32, pair, prod,
+                               read_pair, require, write_pair)
 
 POOL_METHODS = ("MAX", "AVE")
 ROUNDINGS = ("ceil", "floor")
@@ -34,7 +33,7 @@ def _primitive(name: str, method: str) -> Primitive:
     return Primitive(name, params, build, f"{method} Pooling")
 
 
-@dataclass(frozen=True)
+@definition
 class Pooling(Op):
     caffe_type: ClassVar[str] = "Pooling"
     param_message: ClassVar[str] = "pooling_param"

@@ -2,14 +2,13 @@
 and Slice (`slice_layer.cpp`), which cuts one bottom into several tops along an axis."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from archc.ir.ops.base import (Op, Param, Primitive, ShapeError, Shape, axis_index, caffe,
-                               format_shape, prod, read_field, require, required)
+from archc.ir.ops.base import (Op, Param, Primitive, Shape, ShapeError, axis_index, caffe,
+                               definition, format_shape, prod, read_field, require, required)
 
 
-@dataclass(frozen=True)
+@definition
 class Reshape(Op):
     caffe_type: ClassVar[str] = "Reshape"
     param_message: ClassVar[str] = "reshape_param"
@@ -57,7 +56,7 @@ class Reshape(Op):
         return cls(dims=tuple(p.shape.dim))
 
 
-@dataclass(frozen=True)
+@definition
 class Flatten(Op):
     caffe_type: ClassVar[str] = "Flatten"
     param_message: ClassVar[str] = "flatten_param"
@@ -81,7 +80,7 @@ class Flatten(Op):
         return super().from_caffe(layer, dialect)
 
 
-@dataclass(frozen=True)
+@definition
 class Slice(Op):
     caffe_type: ClassVar[str] = "Slice"
     param_message: ClassVar[str] = "slice_param"
