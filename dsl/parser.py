@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import lark
@@ -13,6 +14,15 @@ GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 # Elaboration walks the tree recursively; refusing deeper trees up front keeps it far from
 # Python's recursion limit and points at the construct instead of failing somewhere inside.
 MAX_NESTING = 100
+# A string literal's source text: twice the longest text a literal may produce
+# (interpolation.MAX_STRING), room for the expressions in its braces. Refused while scanning, so
+# a multi-megabyte literal never reaches the parser (which would hold it many times over).
+MAX_STRING_LITERAL = 4096
+# Lark reads about 100,000 tokens a second here: this keeps any file's parse (or its refusal)
+# well under a second, at over ten times the tokens of the model library's largest file.
+MAX_TOKENS = 20_000
+# What the scan before parsing sees: strings (closed or not), comments, brackets, other tokens.
+_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[(\[{]|[)\]}]|\w+|\S')
 
 # How regex terminals read in a message; literal terminals are shown quoted as written.
 _TERMINAL_WORDS = {
@@ -49,6 +59,7 @@ def parse_expression(text: str, span: Span) -> lark.Tree:
 
 
 def _parse(source: str, path: str, start: str, line_offset: int, column_offset: int) -> lark.Tree:
+    _scan(source, path, line_offset, column_offset)
     try:
         tree = _parser().parse(source, start=start)
     except UnexpectedInput as error:
@@ -57,6 +68,37 @@ def _parse(source: str, path: str, start: str, line_offset: int, column_offset: 
         _shift_positions(tree, line_offset, column_offset)
     _check_nesting(tree, path)
     return tree
+
+
+def _scan(source: str, path: str, line_offset: int, column_offset: int) -> None:
+    """Refuse oversized string literals, bracket nesting beyond MAX_NESTING and more than
+    MAX_TOKENS tokens before parsing, in time linear in the text: parsing such input first took
+    seconds and gigabytes."""
+    depth = tokens = 0
+    for match in _SCAN.finditer(source):
+        token = match.group()
+        tokens += token[0] != "#"
+        if tokens > MAX_TOKENS:
+            message = (f"more than {MAX_TOKENS} tokens: split the model into library files, or "
+                       f"generate long lists with `for` and ranges")
+        elif token[0] in "([{":
+            depth += 1
+            if depth <= MAX_NESTING:
+                continue
+            message = (f"nested more than {MAX_NESTING} levels deep: split the expression or body "
+                       f"with `let`s or blocks")
+        elif token[0] in ")]}":
+            depth -= 1
+            continue
+        elif token[0] == '"' and len(token) > MAX_STRING_LITERAL:
+            message = (f"string literal of {len(token)} characters: the longest allowed is "
+                       f"{MAX_STRING_LITERAL}")
+        else:
+            continue
+        line = source.count("\n", 0, match.start()) + 1
+        column = match.start() - (source.rfind("\n", 0, match.start()) + 1) + 1
+        raise ArchError(message, Span(path, line + line_offset,
+                                      column + (column_offset if line == 1 else 0)))
 
 
 def _check_nesting(tree: lark.Tree, path: str) -> None:

@@ -535,3 +535,23 @@ def test_a_list_literal_beyond_the_limit_is_an_error_at_the_list(tmp_path):
     error = error_of(tmp_path, f"let x = [{elements}]\nnet {{ input \"data\" [1, 3, 4, 4] }}\n")
     assert "longer than 100000 elements" in error.message
     assert (error.span.line, error.span.column) == (1, 9)
+
+
+@pytest.mark.parametrize("name, text, message, where", [
+    ("a long string literal", 'let x = "' + "a" * 5000 + '"\n', "string literal of 5002 characters", (1, 9)),
+    ("deep if nesting", 'net {\n' + "if true {\n" * 150 + "}\n" * 151, "nested more than 100 levels deep", (101, 9)),
+    ("deep tables", "let x = " + "{1: " * 150 + "1" + "}" * 150 + "\n", "nested more than 100 levels deep", (1, 409)),
+    ("a long operator chain", "let x = " + "-" * 30_000 + "1\n", "more than 20000 tokens", (1, 20_006)),
+    ("many statements", "".join(f"let a{i} = {i}\n" for i in range(6000)), "more than 20000 tokens", (5001, 1)),
+])
+def test_oversized_input_is_refused_before_parsing(tmp_path, name, text, message, where):
+    error = error_of(tmp_path, text)
+    assert message in error.message, name
+    assert (error.span.line, error.span.column) == where, name
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
+    path = tmp_path / "huge.arch"
+    path.write_text("# padding\n" * 20_000)
+    with pytest.raises(ArchError, match="is larger than 128 KiB, the limit for an .arch file"):
+        dsl.compile_file(str(path), {})
