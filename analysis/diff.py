@@ -1,6 +1,7 @@
 """Semantic diff of two Caffe prototxts: what would make the networks, or their weights, differ.
 
-Both files are reduced to a normal form and compared field by field, layers matched by name:
+Both files are reduced to a normal form and compared field by field, layers matched by name; a
+file in Caffe's old V0 or V1 format is first upgraded as Caffe upgrades it (`codegen.upgrade`):
 - every Caffe field of a layer's own `<type>_param` message is compared, with Caffe's defaults
   filled in (so `bias_term: true` equals leaving it out), including fields the IR does not model;
 - equivalent spellings collapse: `kernel_size` vs `kernel_h`/`kernel_w` (and stride, pad,

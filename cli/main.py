@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "eval": "accuracy of a model with weights on a val list (Caffe or OpenCV)",
     "time": "forward/backward timing per layer, like `caffe time`",
     "weights": "list a .caffemodel's layers, or write initialised weights",
+    "upgrade": "rewrite a V0/V1 prototxt or .caffemodel in Caffe's current format",
     "doctor": "which Caffe and OpenCV archc finds, and what is missing",
 }
 

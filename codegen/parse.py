@@ -2,9 +2,10 @@
 
 The importer normalises Caffe's alternative spellings (`kernel_size` vs `kernel_h`/`kernel_w`,
 `input` + `input_shape`/`input_dim` vs an `Input` layer, `ceil_mode` vs `round_mode`) and applies
-Caffe's defaults, so a hand-written file and a generated one become the same IR. Every layer
-carries the `Span` of its `layer {` keyword; protobuf's text parser does not report positions,
-so `layer_spans` finds them with a small scanner of its own.
+Caffe's defaults, so a hand-written file and a generated one become the same IR. Files in Caffe's
+older V0 and V1 layer formats are upgraded first, as Caffe upgrades them (`codegen.upgrade`).
+Every layer carries the `Span` of its `layer {` (or old `layers {`) keyword; protobuf's text
+parser does not report positions, so `layer_spans` finds them with a small scanner of its own.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from archc.codegen import schema
+from archc.codegen import schema, upgrade
 from archc.ir import OPS, ArchError, Layer, Net, Span
 from archc.ir.ops import Op
 
@@ -34,6 +35,8 @@ class Prototxt:
     path: str
     layer_spans: list[Span | None]
     input_span: Span | None
+    #: what was upgraded from an old format on reading (`codegen.upgrade`); () for a current file
+    upgrades: tuple[str, ...] = ()
 
 
 def detect_dialect(text: str) -> str:
@@ -42,19 +45,26 @@ def detect_dialect(text: str) -> str:
 
 
 def read_prototxt(text: str, path: str = "<prototxt>") -> Prototxt:
-    """Parse a (modern-format) prototxt of either dialect, noting where its layers are."""
+    """Parse a prototxt of either dialect and any of Caffe's layer formats, noting where its
+    layers are; a V0 or V1 file is upgraded to the current format (spans point into it)."""
     dialect = detect_dialect(text)
     message = schema.parse_prototxt(text, dialect, path)
-    if len(message.layers):
-        raise ArchError("this prototxt uses Caffe's legacy V1 'layers' format: upgrade it with "
-                        "Caffe's upgrade_net_proto_text tool first", Span(path, 1, 1))
     positions = top_level_fields(text, path)
-    layer_spans = positions.get("layer", [])
-    if len(layer_spans) != len(message.layer):
+    # The upgrade's errors and layer origins index the old file's entries: `layers` in V0 and V1.
+    field = "layers" if len(message.layers) else "layer"
+    old_spans = positions.get(field, [])
+    if len(old_spans) != len(getattr(message, field)):
         # The scanner and protobuf disagree only on exotic syntax; positions are then unknown.
-        layer_spans = [None] * len(message.layer)
+        old_spans = [None] * len(getattr(message, field))
+    try:
+        upgraded = upgrade.upgrade_layers(message)
+    except upgrade.UpgradeError as error:
+        span = None if error.layer is None else old_spans[error.layer]
+        raise ArchError(error.message, span) from None
+    layer_spans = [old_spans[origin] for origin in upgraded.origins]
     input_spans = positions.get("input", [])
-    return Prototxt(message, dialect, path, layer_spans, input_spans[0] if input_spans else None)
+    return Prototxt(upgraded.net, dialect, path, layer_spans,
+                    input_spans[0] if input_spans else None, upgraded.steps)
 
 
 def top_level_fields(text: str, path: str) -> dict[str, list[Span]]:

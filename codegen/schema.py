@@ -36,7 +36,9 @@ CAFFE_LAYER_PARAMS = frozenset({
     "reduction_param", "relu_param", "reshape_param", "scale_param", "sigmoid_param",
     "slice_param", "softmax_param", "spp_param", "swish_param", "tanh_param", "threshold_param",
     "tile_param", "transform_param", "window_data_param"})
-_NO_SUCH_LAYER_FIELD = re.compile(r'Message type "caffe\.LayerParameter" has no field named "(\w+)"')
+_NO_SUCH_LAYER_FIELD = re.compile(
+    r'Message type "caffe\.(?:V1)?LayerParameter" has no field named "(\w+)"')
+_V1_TYPE_ENUM = 'Enum type "caffe.V1LayerParameter.LayerType"'
 _LAYER_START = re.compile(r"^[ \t]*layers?\s*\{", re.MULTILINE)
 
 
@@ -158,26 +160,6 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _opt("SliceParameter", "slice_param", 126),
         _opt("SoftmaxParameter", "softmax_param", 125),
     )),
-    # The pre-2015 layer format, still found in old .caffemodel files: only what loading
-    # weights by name needs.
-    "V1LayerParameter": MessageSpec((
-        _rep("string", "bottom", 2),
-        _rep("string", "top", 3),
-        _opt("string", "name", 4),
-        _rep("NetStateRule", "include", 32),
-        _rep("NetStateRule", "exclude", 33),
-        _opt("LayerType", "type", 5),
-        _rep("BlobProto", "blobs", 6),
-    ), {"LayerType": {
-        "NONE": 0, "ABSVAL": 35, "ACCURACY": 1, "ARGMAX": 30, "BNLL": 2, "CONCAT": 3,
-        "CONTRASTIVE_LOSS": 37, "CONVOLUTION": 4, "DATA": 5, "DECONVOLUTION": 39, "DROPOUT": 6,
-        "DUMMY_DATA": 32, "EUCLIDEAN_LOSS": 7, "ELTWISE": 25, "EXP": 38, "FLATTEN": 8,
-        "HDF5_DATA": 9, "HDF5_OUTPUT": 10, "HINGE_LOSS": 28, "IM2COL": 11, "IMAGE_DATA": 12,
-        "INFOGAIN_LOSS": 13, "INNER_PRODUCT": 14, "LRN": 15, "MEMORY_DATA": 29,
-        "MULTINOMIAL_LOGISTIC_LOSS": 16, "MVN": 34, "POOLING": 17, "POWER": 26, "RELU": 18,
-        "SIGMOID": 19, "SIGMOID_CROSS_ENTROPY_LOSS": 27, "SILENCE": 36, "SOFTMAX": 20,
-        "SOFTMAX_LOSS": 21, "SPLIT": 22, "SLICE": 33, "TANH": 23, "WINDOW_DATA": 24,
-        "THRESHOLD": 31}}),
     "BatchNormParameter": MessageSpec((
         _opt("bool", "use_global_stats", 1),
         _opt("float", "moving_average_fraction", 2, 0.999),
@@ -293,6 +275,203 @@ _POOLING_BY_DIALECT: dict[str, MessageSpec] = {
                               {**_POOLING_ENUMS, "RoundMode": _enum("CEIL", "FLOOR")}),
 }
 
+# ===== Legacy net formats: V0 and V1 layers, and the data-layer messages their upgrade writes =====
+# Read by codegen/upgrade.py. Kept in one block, apart from the messages of the layer types archc
+# models: V1LayerParameter is built from LayerParameter, so it carries every parameter message
+# the schema has.
+
+
+class LegacyParam(NamedTuple):
+    message: str        # the parameter message's name
+    v1_number: int      # the field's number in V1LayerParameter
+    number: int         # and in LayerParameter
+
+
+#: Every `*_param` field of Caffe's V1LayerParameter. A V1 layer carries those whose message this
+#: schema has; in a .caffemodel the others stay unknown fields, which the upgrade renumbers.
+V1_LAYER_PARAMS: dict[str, LegacyParam] = {
+    "accuracy_param": LegacyParam("AccuracyParameter", 27, 102),
+    "argmax_param": LegacyParam("ArgMaxParameter", 23, 103),
+    "concat_param": LegacyParam("ConcatParameter", 9, 104),
+    "contrastive_loss_param": LegacyParam("ContrastiveLossParameter", 40, 105),
+    "convolution_param": LegacyParam("ConvolutionParameter", 10, 106),
+    "data_param": LegacyParam("DataParameter", 11, 107),
+    "dropout_param": LegacyParam("DropoutParameter", 12, 108),
+    "dummy_data_param": LegacyParam("DummyDataParameter", 26, 109),
+    "eltwise_param": LegacyParam("EltwiseParameter", 24, 110),
+    "exp_param": LegacyParam("ExpParameter", 41, 111),
+    "hdf5_data_param": LegacyParam("HDF5DataParameter", 13, 112),
+    "hdf5_output_param": LegacyParam("HDF5OutputParameter", 14, 113),
+    "hinge_loss_param": LegacyParam("HingeLossParameter", 29, 114),
+    "image_data_param": LegacyParam("ImageDataParameter", 15, 115),
+    "infogain_loss_param": LegacyParam("InfogainLossParameter", 16, 116),
+    "inner_product_param": LegacyParam("InnerProductParameter", 17, 117),
+    "lrn_param": LegacyParam("LRNParameter", 18, 118),
+    "memory_data_param": LegacyParam("MemoryDataParameter", 22, 119),
+    "mvn_param": LegacyParam("MVNParameter", 34, 120),
+    "pooling_param": LegacyParam("PoolingParameter", 19, 121),
+    "power_param": LegacyParam("PowerParameter", 21, 122),
+    "relu_param": LegacyParam("ReLUParameter", 30, 123),
+    "sigmoid_param": LegacyParam("SigmoidParameter", 38, 124),
+    "softmax_param": LegacyParam("SoftmaxParameter", 39, 125),
+    "slice_param": LegacyParam("SliceParameter", 31, 126),
+    "tanh_param": LegacyParam("TanHParameter", 37, 127),
+    "threshold_param": LegacyParam("ThresholdParameter", 25, 128),
+    "window_data_param": LegacyParam("WindowDataParameter", 20, 129),
+    "transform_param": LegacyParam("TransformationParameter", 36, 100),
+    "loss_param": LegacyParam("LossParameter", 42, 101),
+}
+
+# The data layers' parameters, which the upgrade rewrites (V0's flat fields, V1's transformation
+# fields), join LayerParameter so an upgraded training net keeps them.
+_DATA_LAYER_FIELDS = tuple(
+    _opt(V1_LAYER_PARAMS[name].message, name, V1_LAYER_PARAMS[name].number)
+    for name in ("transform_param", "data_param", "hdf5_data_param", "hdf5_output_param",
+                 "image_data_param", "infogain_loss_param", "window_data_param"))
+
+_V1_LAYER_FIELDS = (
+    _rep("string", "bottom", 2),
+    _rep("string", "top", 3),
+    _opt("string", "name", 4),
+    _rep("NetStateRule", "include", 32),
+    _rep("NetStateRule", "exclude", 33),
+    _opt("LayerType", "type", 5),
+    _rep("BlobProto", "blobs", 6),
+    _rep("string", "param", 1001),
+    _rep("DimCheckMode", "blob_share_mode", 1002),
+    _rep("float", "blobs_lr", 7),
+    _rep("float", "weight_decay", 8),
+    _rep("float", "loss_weight", 35),
+    _opt("V0LayerParameter", "layer", 1),
+)
+_V1_LAYER_ENUMS = {
+    "LayerType": {
+        "NONE": 0, "ABSVAL": 35, "ACCURACY": 1, "ARGMAX": 30, "BNLL": 2, "CONCAT": 3,
+        "CONTRASTIVE_LOSS": 37, "CONVOLUTION": 4, "DATA": 5, "DECONVOLUTION": 39, "DROPOUT": 6,
+        "DUMMY_DATA": 32, "EUCLIDEAN_LOSS": 7, "ELTWISE": 25, "EXP": 38, "FLATTEN": 8,
+        "HDF5_DATA": 9, "HDF5_OUTPUT": 10, "HINGE_LOSS": 28, "IM2COL": 11, "IMAGE_DATA": 12,
+        "INFOGAIN_LOSS": 13, "INNER_PRODUCT": 14, "LRN": 15, "MEMORY_DATA": 29,
+        "MULTINOMIAL_LOGISTIC_LOSS": 16, "MVN": 34, "POOLING": 17, "POWER": 26, "RELU": 18,
+        "SIGMOID": 19, "SIGMOID_CROSS_ENTROPY_LOSS": 27, "SILENCE": 36, "SOFTMAX": 20,
+        "SOFTMAX_LOSS": 21, "SPLIT": 22, "SLICE": 33, "TANH": 23, "WINDOW_DATA": 24,
+        "THRESHOLD": 31},
+    "DimCheckMode": _enum("STRICT", "PERMISSIVE"),
+}
+
+
+def _v1_layer_message(layer_message: MessageSpec) -> MessageSpec:
+    """V1LayerParameter, with a `*_param` field for each that LayerParameter (`layer_message`)
+    has."""
+    carried = {field.name for field in layer_message.fields}
+    params = tuple(_opt(param.message, name, param.v1_number)
+                   for name, param in V1_LAYER_PARAMS.items() if name in carried)
+    return MessageSpec(_V1_LAYER_FIELDS + params, _V1_LAYER_ENUMS)
+
+
+_LEGACY_MESSAGES: dict[str, MessageSpec] = {
+    "V0LayerParameter": MessageSpec((
+        _opt("string", "name", 1),
+        _opt("string", "type", 2),
+        _opt("uint32", "num_output", 3),
+        _opt("bool", "biasterm", 4, True),
+        _opt("FillerParameter", "weight_filler", 5),
+        _opt("FillerParameter", "bias_filler", 6),
+        _opt("uint32", "pad", 7, 0),
+        _opt("uint32", "kernelsize", 8),
+        _opt("uint32", "group", 9, 1),
+        _opt("uint32", "stride", 10, 1),
+        _opt("PoolMethod", "pool", 11, "MAX"),
+        _opt("float", "dropout_ratio", 12, 0.5),
+        _opt("uint32", "local_size", 13, 5),
+        _opt("float", "alpha", 14, 1.0),
+        _opt("float", "beta", 15, 0.75),
+        _opt("float", "k", 22, 1.0),
+        _opt("string", "source", 16),
+        _opt("float", "scale", 17, 1.0),
+        _opt("string", "meanfile", 18),
+        _opt("uint32", "batchsize", 19),
+        _opt("uint32", "cropsize", 20, 0),
+        _opt("bool", "mirror", 21, False),
+        _rep("BlobProto", "blobs", 50),
+        _rep("float", "blobs_lr", 51),
+        _rep("float", "weight_decay", 52),
+        _opt("uint32", "rand_skip", 53, 0),
+        _opt("float", "det_fg_threshold", 54, 0.5),
+        _opt("float", "det_bg_threshold", 55, 0.5),
+        _opt("float", "det_fg_fraction", 56, 0.25),
+        _opt("uint32", "det_context_pad", 58, 0),
+        _opt("string", "det_crop_mode", 59, "warp"),
+        _opt("int32", "new_num", 60, 0),
+        _opt("int32", "new_channels", 61, 0),
+        _opt("int32", "new_height", 62, 0),
+        _opt("int32", "new_width", 63, 0),
+        _opt("bool", "shuffle_images", 64, False),
+        _opt("uint32", "concat_dim", 65, 1),
+        _opt("HDF5OutputParameter", "hdf5_output_param", 1001),
+    ), {"PoolMethod": _enum("MAX", "AVE", "STOCHASTIC")}),
+    "TransformationParameter": MessageSpec((
+        _opt("float", "scale", 1, 1.0),
+        _opt("bool", "mirror", 2, False),
+        _opt("uint32", "crop_size", 3, 0),
+        _opt("string", "mean_file", 4),
+        _rep("float", "mean_value", 5),
+        _opt("bool", "force_color", 6, False),
+        _opt("bool", "force_gray", 7, False),
+    )),
+    "DataParameter": MessageSpec((
+        _opt("string", "source", 1),
+        _opt("uint32", "batch_size", 4),
+        _opt("uint32", "rand_skip", 7, 0),
+        _opt("DB", "backend", 8, "LEVELDB"),
+        _opt("float", "scale", 2, 1.0),
+        _opt("string", "mean_file", 3),
+        _opt("uint32", "crop_size", 5, 0),
+        _opt("bool", "mirror", 6, False),
+        _opt("bool", "force_encoded_color", 9, False),
+        _opt("uint32", "prefetch", 10, 4),
+    ), {"DB": _enum("LEVELDB", "LMDB")}),
+    "ImageDataParameter": MessageSpec((
+        _opt("string", "source", 1),
+        _opt("uint32", "batch_size", 4, 1),
+        _opt("uint32", "rand_skip", 7, 0),
+        _opt("bool", "shuffle", 8, False),
+        _opt("uint32", "new_height", 9, 0),
+        _opt("uint32", "new_width", 10, 0),
+        _opt("bool", "is_color", 11, True),
+        _opt("float", "scale", 2, 1.0),
+        _opt("string", "mean_file", 3),
+        _opt("uint32", "crop_size", 5, 0),
+        _opt("bool", "mirror", 6, False),
+        _opt("string", "root_folder", 12, ""),
+    )),
+    "WindowDataParameter": MessageSpec((
+        _opt("string", "source", 1),
+        _opt("float", "scale", 2, 1.0),
+        _opt("string", "mean_file", 3),
+        _opt("uint32", "batch_size", 4),
+        _opt("uint32", "crop_size", 5, 0),
+        _opt("bool", "mirror", 6, False),
+        _opt("float", "fg_threshold", 7, 0.5),
+        _opt("float", "bg_threshold", 8, 0.5),
+        _opt("float", "fg_fraction", 9, 0.25),
+        _opt("uint32", "context_pad", 10, 0),
+        _opt("string", "crop_mode", 11, "warp"),
+        _opt("bool", "cache_images", 12, False),
+        _opt("string", "root_folder", 13, ""),
+    )),
+    "HDF5DataParameter": MessageSpec((
+        _opt("string", "source", 1),
+        _opt("uint32", "batch_size", 2),
+        _opt("bool", "shuffle", 3, False),
+    )),
+    "HDF5OutputParameter": MessageSpec((_opt("string", "file_name", 1),)),
+    "InfogainLossParameter": MessageSpec((
+        _opt("string", "source", 1),
+        _opt("int32", "axis", 2, 1),
+    )),
+}
+# ===== end of the legacy net formats ==============================================================
+
 _FDP = descriptor_pb2.FieldDescriptorProto
 _SCALAR_TYPES = {
     "double": _FDP.TYPE_DOUBLE, "float": _FDP.TYPE_FLOAT, "int64": _FDP.TYPE_INT64,
@@ -305,7 +484,11 @@ _LABELS = {"optional": _FDP.LABEL_OPTIONAL, "repeated": _FDP.LABEL_REPEATED}
 def schema_messages(dialect: str) -> dict[str, MessageSpec]:
     """Every message of the dialect, by name (the data the classes are built from)."""
     _check_dialect(dialect)
-    return {**_COMMON_MESSAGES, "PoolingParameter": _POOLING_BY_DIALECT[dialect]}
+    messages = {**_COMMON_MESSAGES, **_LEGACY_MESSAGES, "PoolingParameter": _POOLING_BY_DIALECT[dialect]}
+    layer = messages["LayerParameter"]
+    messages["LayerParameter"] = layer._replace(fields=layer.fields + _DATA_LAYER_FIELDS)
+    messages["V1LayerParameter"] = _v1_layer_message(messages["LayerParameter"])
+    return messages
 
 
 def _check_dialect(dialect: str) -> None:
@@ -394,6 +577,9 @@ def parse_prototxt(text: str, dialect: str = "ceil_mode", path: str = "<prototxt
         unmodelled = _NO_SUCH_LAYER_FIELD.search(message)
         if unmodelled and unmodelled.group(1) in CAFFE_LAYER_PARAMS and line:
             raise ArchError(_unmodelled_layer(text, line, unmodelled.group(1)), span) from None
+        if _V1_TYPE_ENUM in message:
+            message += (": a legacy `layers` entry takes a V1 type such as CONVOLUTION (a current "
+                        "`layer` entry takes \"Convolution\")")
         raise ArchError(f"not a valid Caffe prototxt ({dialect} dialect): {message}", span) from None
     return net
 
@@ -409,6 +595,23 @@ def _unmodelled_layer(text: str, line: int, field: str) -> str:
     layer = f"layer '{name.group(1)}'" if name else "a layer"
     what = f"has type '{kind.group(1)}', which" if kind else "uses a layer type that"
     return f"{layer} {what} archc does not model (its {field} cannot be read)"
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """Field `number` with wire type 2 (bytes, string, message or packed values) holding
+    `payload`, in protobuf's binary encoding: built directly where going through message classes
+    would be slow (millions of floats) or impossible (a field the schema does not describe)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    encoded = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        encoded.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(encoded)
 
 
 def parse_caffemodel(data: bytes, dialect: str = "ceil_mode", path: str = "<caffemodel>") -> Message:

@@ -109,12 +109,17 @@ def resized_inputs(shapes: dict[str, list[int]], batch: int | None,
 
 
 def set_input_shapes(message, shapes: dict[str, list[int]]) -> None:
-    """Write `shapes` into the net's input declarations (as `input_shape` / one shape per top)."""
+    """Write `shapes` into the net's input declarations (as `input_shape` / one shape per top), in
+    `input_dim` where the net used it: Caffe's upgrade of a V0 net keeps only that."""
     if message.input:
+        legacy = len(message.input_dim) > 0
         del message.input_dim[:]
         del message.input_shape[:]
         for name in message.input:
-            message.input_shape.add().dim.extend(shapes[name])
+            if legacy:
+                message.input_dim.extend(shapes[name])
+            else:
+                message.input_shape.add().dim.extend(shapes[name])
     for layer in message.layer:
         if layer.type == "Input":
             del layer.input_param.shape[:]

@@ -5,9 +5,9 @@ with its own schema (`codegen.schema`), so the check below runs before Caffe is 
 itself matches weights to layers by name, silently leaves unmatched layers at their fillers, and
 aborts the whole process on a blob of the wrong shape.
 
-Both layer formats are read: the current `layer` (NetParameter field 100) and the legacy V1
-`layers` (field 2); and both blob shape encodings: `shape { dim }` and the legacy
-num/channels/height/width.
+Files in Caffe's older V0 and V1 layer formats are upgraded as Caffe upgrades them when it loads
+weights (`codegen.upgrade`), so their layers have their current names and types; both blob shape
+encodings are read: `shape { dim }` and the legacy num/channels/height/width.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from archc.files import write_atomically
-from archc.codegen import schema
+from archc.codegen import schema, upgrade
 from archc.ir import ArchError, ShapedNet
 from archc.ir.ops import ParamBlob, Shape, format_shape
 
@@ -64,25 +64,32 @@ def _blob(proto) -> StoredBlob:
 
 
 def decode_caffemodel(data: bytes, path: str = "<caffemodel>") -> list[StoredLayer]:
-    """The layers of a serialised .caffemodel, in file order (V1 `layers` after `layer`)."""
-    message = schema.parse_caffemodel(data, path=path)
+    """The layers of a serialised .caffemodel, in file order, upgraded to the current format."""
+    message = upgraded_caffemodel(data, path).net
     layers = [StoredLayer(layer.name, layer.type, tuple(_blob(b) for b in layer.blobs))
               for layer in message.layer]
-    v1_types = message.DESCRIPTOR.fields_by_name["layers"].message_type.enum_types_by_name["LayerType"]
-    for layer in message.layers:
-        type_name = v1_types.values_by_number[layer.type].name   # unknown numbers decode as NONE
-        layers.append(StoredLayer(layer.name, f"{type_name} (V1)", tuple(_blob(b) for b in layer.blobs)))
     if not layers:
         raise WeightsError(f"{path}: not a Caffe model file (no layers found)")
     return layers
 
 
-def read_caffemodel(path: str | Path) -> list[StoredLayer]:
+def upgraded_caffemodel(data: bytes, path: str = "<caffemodel>") -> upgrade.UpgradedNet:
+    """A serialised .caffemodel as Caffe reads it: upgraded from an older format, all steps."""
     try:
-        data = Path(path).read_bytes()
+        return upgrade.upgrade_net(schema.parse_caffemodel(data, path=path))
+    except upgrade.UpgradeError as error:
+        raise WeightsError(f"{path}: {error.message}") from None
+
+
+def read_caffemodel(path: str | Path) -> list[StoredLayer]:
+    return decode_caffemodel(read_caffemodel_bytes(path), str(path))
+
+
+def read_caffemodel_bytes(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
     except OSError as error:
         raise WeightsError(f"cannot read weights file {path}: {error.strerror or error}") from None
-    return decode_caffemodel(data, str(path))
 
 
 # --- checking weights against a net ------------------------------------------------------------
@@ -173,16 +180,7 @@ LayerWeights = tuple[str, str, list[np.ndarray]]
 def _packed_floats(values: np.ndarray) -> bytes:
     """BlobProto field 5 (`repeated float data [packed]`) encoded directly: far faster than
     appending millions of Python floats to a protobuf container."""
-    payload = np.ascontiguousarray(values, dtype="<f4").tobytes()
-    length = len(payload)
-    varint = bytearray()
-    while True:
-        byte = length & 0x7F
-        length >>= 7
-        varint.append(byte | (0x80 if length else 0))
-        if not length:
-            break
-    return bytes([5 << 3 | 2]) + bytes(varint) + payload
+    return schema.length_delimited(5, np.ascontiguousarray(values, dtype="<f4").tobytes())
 
 
 def encode_caffemodel(layers: list[LayerWeights], net_name: str = "") -> bytes:

@@ -94,11 +94,6 @@ def test_unsupported_type_names_the_layer_and_line():
     assert caught.value.span.line == 3
 
 
-def test_legacy_v1_layers_are_refused_clearly():
-    with pytest.raises(ArchError, match="legacy V1"):
-        net_of('layers { name: "c" type: CONVOLUTION bottom: "data" top: "c" }')
-
-
 def test_training_only_layers_are_skipped():
     body = conv("kernel_size: 1") + 'layer { name: "drop" type: "Dropout" bottom: "c" top: "c" include { phase: TRAIN } }'
     assert [layer.name for layer in net_of(body).layers] == ["c"]

@@ -110,7 +110,7 @@ def test_legacy_blob_shapes_pad_with_leading_ones():
     assert not weights.StoredBlob((64,), legacy=False, count=63).fits((64,))
 
 
-def test_v1_layers_and_legacy_blobs_are_read():
+def test_v1_layers_and_legacy_blobs_are_read_upgraded():
     net_class = schema.net_parameter_class()
     message = net_class(name="old")
     v1 = message.layers.add(name="conv1", type=4)   # CONVOLUTION
@@ -121,7 +121,7 @@ def test_v1_layers_and_legacy_blobs_are_read():
     message.layers.add(name="relu1", type=18)
     stored = weights.decode_caffemodel(message.SerializeToString())
     assert [(layer.name, layer.type) for layer in stored] == [
-        ("conv1", "CONVOLUTION (V1)"), ("relu1", "RELU (V1)")]
+        ("conv1", "Convolution"), ("relu1", "ReLU")]
     report = weights.compare({"conv1": [(16, 3, 5, 5), (16,)], "relu1": []}, stored)
     assert (report.matched, report.mismatched, report.extra) == (1, [], [])
 
