@@ -14,11 +14,13 @@ from pathlib import Path
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
-from archc.cli.model import ArgumentParser, UsageError, print_error, render_error
+from archc.cli.arguments import ArgumentParser
+from archc.cli.main import reports_errors
 from archc.codegen import upgrade
 from archc.codegen.parse import read_prototxt
-from archc.errors import ArchError
+from archc.errors import ArchError, UsageError
 from archc.files import write_atomically
+from archc.model import load_model
 from archc.runtime import weights
 
 BINARY_SUFFIX = ".caffemodel"
@@ -37,19 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors
 def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    binary = _check_paths(args.source, args.output)
+    data, net, steps = (_upgrade_caffemodel if binary else _upgrade_prototxt)(args.source)
     try:
-        args = build_parser().parse_args(argv)
-        binary = _check_paths(args.source, args.output)
-        data, net, steps = (_upgrade_caffemodel if binary else _upgrade_prototxt)(args.source)
-        try:
-            write_atomically(Path(args.output), data)
-        except OSError as error:
-            raise UsageError(f"cannot write {args.output}: {error.strerror or error}") from None
-    except UsageError as error:
-        return print_error(f"archc: error: {error}")
-    except ArchError as error:
-        return print_error(render_error(error))
+        write_atomically(Path(args.output), data)
+    except OSError as error:
+        raise UsageError(f"cannot write {args.output}: {error.strerror or error}") from None
     layers = f"{len(net.layer)} layers"
     if steps:
         print(f"upgraded {args.source} ({', '.join(steps)}) -> {args.output}: {layers}")
@@ -74,14 +72,8 @@ def _check_paths(source: str, output: str) -> bool:
 
 
 def _upgrade_prototxt(path: str) -> tuple[bytes, Message, tuple[str, ...]]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ArchError(f"{path} is not a text prototxt (a binary file must be named "
-                        f"*{BINARY_SUFFIX})") from None
-    except OSError as error:
-        raise ArchError(f"cannot read {path}: {error.strerror or error}") from None
-    proto = read_prototxt(text, path)   # the layer format upgraded, errors at their layer
+    model = load_model(path)
+    proto = read_prototxt(model.text, model.source)   # the layer format upgraded, errors at their layer
     try:
         upgraded = upgrade.upgrade_net(proto.message)
     except upgrade.UpgradeError as error:
