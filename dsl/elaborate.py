@@ -292,9 +292,9 @@ class Elaborator:
             self._for(stmt, scope, frame)
         elif kind == "from_stmt":
             value = self.eval(stmt.children[0], scope, frame)
-            if not isinstance(value, Tensor):
-                raise self.error(f"`from` takes a tensor (e.g. a name bound with `let x = current`), "
-                                 f"got {type_name(value)}", stmt.children[0])
+            if not (isinstance(value, Tensor) or _is_bundle(value)):
+                raise self.error(f"`from` takes a tensor (e.g. a name bound with `let x = current`) "
+                                 f"or a list of them, got {type_name(value)}", stmt.children[0])
             frame.cursor = value
         elif kind == "input_stmt":
             self._input(stmt, scope, frame)
@@ -302,15 +302,27 @@ class Elaborator:
             raise self.error(f"unsupported statement {kind}", stmt)
 
     def _let(self, stmt: lark.Tree, scope: Scope, frame: Frame | None) -> None:
-        name_token, value_tree = stmt.children
-        name = str(name_token)
-        if name in scope.values:
-            raise self.error(f"'{name}' is already defined in this scope: `let` names are fixed "
-                             f"once bound; choose a new name", name_token)
-        if self._is_param(name, scope):
-            raise self.error(f"'{name}' is a parameter of this file: a `let` of that name would "
-                             f"hide --{name} from the command line; choose another name", name_token)
-        scope.values[name] = self.eval(value_tree, scope, frame)
+        *name_tokens, value_tree = stmt.children
+        for index, name_token in enumerate(name_tokens):
+            name = str(name_token)
+            if name in scope.values or name in map(str, name_tokens[:index]):
+                raise self.error(f"'{name}' is already defined in this scope: `let` names are "
+                                 f"fixed once bound; choose a new name", name_token)
+            if self._is_param(name, scope):
+                raise self.error(f"'{name}' is a parameter of this file: a `let` of that name "
+                                 f"would hide --{name} from the command line; choose another name",
+                                 name_token)
+        value = self.eval(value_tree, scope, frame)
+        if len(name_tokens) == 1:
+            scope.values[str(name_tokens[0])] = value
+            return
+        # `let a, b = current` unpacks a list: the tensors of a bundle, or any list
+        if not isinstance(value, list) or len(value) != len(name_tokens):
+            got = f"a list of {len(value)}" if isinstance(value, list) else type_name(value)
+            raise self.error(f"`let` with {len(name_tokens)} names unpacks a list of "
+                             f"{len(name_tokens)} values, got {got}", value_tree)
+        for name_token, item in zip(name_tokens, value):
+            scope.values[str(name_token)] = item
 
     def _is_param(self, name: str, scope: Scope) -> bool:
         """Whether `name`, looked up from `scope`, is a file parameter."""
@@ -461,9 +473,10 @@ class Elaborator:
     def _apply_primitive(self, prim: Primitive, positional, keywords, as_tree, branches_tree,
                          stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
         args = self._bind_primitive_args(prim, positional, keywords, stmt)
-        if prim.merge and branches_tree is None:
-            raise self.error(f"'{prim.name}' merges branches: write `{prim.name} as \"name\" "
-                             f"{{ branch {{ ... }} branch {{ ... }} }}`", stmt)
+        if prim.merge and branches_tree is None and not isinstance(frame.cursor, list):
+            raise self.error(f"'{prim.name}' merges branches, or the tensors of a list cursor: "
+                             f"write `{prim.name} as \"name\" {{ branch {{ ... }} branch {{ ... }} }}`, "
+                             f"or `from [a, b]` before it", stmt)
         if not prim.merge and branches_tree is not None:
             raise self.error(f"'{prim.name}' takes no branches: only concat, sum, product and "
                              f"maximum merge", branches_tree)
@@ -472,19 +485,29 @@ class Elaborator:
         except ArgumentError as error:
             raise self.error(f"{prim.name}: {error}", stmt) from None
         names = self._layer_names(prim, len(layer_ops), as_tree, scope, frame)
-        if prim.merge:
+        if prim.merge and branches_tree is not None:
             reads = [tensor for branch in branches_tree.children
                      for tensor in self._branch(branch, scope, frame)]
+        elif frame.cursor is None:
+            raise self.error(f"'{prim.name}' has no input: start the net with "
+                             f"`input \"data\" [1, 3, size, size]`", stmt)
+        elif prim.merge:
+            reads = frame.cursor  # a list: checked above
+        elif isinstance(frame.cursor, list):
+            raise self.error(f"'{prim.name}' applies to one tensor, and the cursor holds "
+                             f"{len(frame.cursor)}: pick one with `from current[0]`, or merge "
+                             f"them with concat, sum, product or maximum", stmt)
         else:
-            if frame.cursor is None:
-                raise self.error(f"'{prim.name}' has no input: start the net with "
-                                 f"`input \"data\" [1, 3, size, size]`", stmt)
             reads = [frame.cursor]
         for tensor in reads:
             self._check_current(tensor, prim, stmt)
         bottoms = [tensor.blob for tensor in reads]
         span = self.span(stmt)
         top_override, inplace = args.get("top"), args.get("inplace")
+        if isinstance(top_override, list) or (layer_ops[-1].top_count() or 1) > 1:
+            self._apply_several_tops(prim, layer_ops, names, bottoms, top_override, inplace,
+                                     keywords, stmt, frame)
+            return
         for index, (op, layer_name) in enumerate(zip(layer_ops, names)):
             if index == 0:
                 if inplace and not op.in_place_ok:
@@ -507,6 +530,29 @@ class Elaborator:
             shaped = self.tracker.add(Layer(layer_name, op, tuple(bottoms), (top,), span))
             frame.cursor = Tensor(top, shaped.output, len(self.tracker.rewrites(top)))
             bottoms = [top]
+
+    def _apply_several_tops(self, prim: Primitive, layer_ops, names, bottoms, tops, inplace,
+                            keywords, stmt: lark.Tree, frame: Frame) -> None:
+        """An op writing several blobs (Slice, MAX pooling with its mask): named by a `top` list or
+        `<layer>_1`, `<layer>_2`, ...; the cursor becomes the list of them."""
+        if len(layer_ops) > 1 or layer_ops[0].max_tops() == 1:
+            raise self.error(f"'{prim.name}' writes one blob: give `top` one name",
+                             keywords["top"][1])
+        [op], [layer_name] = layer_ops, names
+        if inplace:
+            raise self.error(f"'{prim.name}' writes several blobs: it cannot run in place",
+                             keywords["inplace"][1])
+        count = op.top_count()
+        if tops is None:
+            tops = [f"{layer_name}_{index}" for index in range(1, count + 1)]
+        elif isinstance(tops, str) or (count is not None and len(tops) != count):
+            given = "one name" if isinstance(tops, str) else f"{len(tops)} names"
+            raise self.error(f"'{prim.name}' writes {count} blobs here: give `top` a list of "
+                             f"{count} names, got {given}", keywords["top"][1])
+        for top in tops:
+            self._check_name(top, stmt)
+        shaped = self.tracker.add(Layer(layer_name, op, tuple(bottoms), tuple(tops), self.span(stmt)))
+        frame.cursor = [Tensor(top, shape) for top, shape in zip(tops, shaped.outputs)]
 
     def _check_current(self, tensor: Tensor, prim: Primitive, stmt: lark.Tree) -> None:
         """Refuse to read a value an in-place layer has since rewritten: Caffe has only the new one."""
@@ -588,7 +634,7 @@ class Elaborator:
             else:
                 self.run_stmt(child, inner_scope, inner)
         if not forks:
-            return [inner.cursor]
+            return _tensors(inner.cursor)
         return [tensor for fork in forks for tensor in self._branch(fork, inner_scope, inner)]
 
     def _check_name(self, name: str, node: Any) -> None:
@@ -658,6 +704,15 @@ class Elaborator:
         self.path = path
         return ArchError("the spec nests too deeply to evaluate: flatten nested blocks, "
                          "branches or expressions", self.span(node) if node is not None else None)
+
+
+def _is_bundle(value: Any) -> bool:
+    """A list of tensors: what a cursor holds after an op with several tops, or `from [a, b]`."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, Tensor) for v in value)
+
+
+def _tensors(cursor: Tensor | list[Tensor]) -> list[Tensor]:
+    return cursor if isinstance(cursor, list) else [cursor]
 
 
 def _is_allowed(value: Any, allowed: list | range) -> bool:

@@ -304,10 +304,7 @@ def _tensor_ref(which: str):
 
 
 def _list(e: Evaluator, tree, scope, frame) -> list:
-    try:
-        return checked([e.eval(child, scope, frame) for child in tree.children if child is not None])
-    except EvalError as error:
-        raise e.error(str(error), tree) from None
+    return checked([e.eval(child, scope, frame) for child in tree.children if child is not None])
 
 
 def _dict(e: Evaluator, tree, scope, frame) -> dict:

@@ -26,7 +26,8 @@ def ops_for_caffe_type(name: str) -> str | None:
 
 #: Keyword arguments every primitive takes: where its output goes.
 PLACEMENT_PARAMS = (
-    Param("top", "string", doc="name of the output blob (default: the layer's name)"),
+    Param("top", "names", doc="name of the output blob (default: the layer's name), or a list "
+                              "of names for an op that writes several"),
     Param("inplace", "bool", doc="write the input blob (default for bn, scale, relu, dropout)"),
 )
 
@@ -38,6 +39,8 @@ def check_argument(param: Param, value: Any) -> Any:
         "number": _is_number(value),
         "bool": isinstance(value, bool),
         "string": isinstance(value, str),
+        "names": isinstance(value, str) or (isinstance(value, list) and bool(value)
+                                            and all(isinstance(v, str) for v in value)),
         "pair": _is_int(value) or (isinstance(value, list) and len(value) == 2
                                    and all(_is_int(v) for v in value)),
         "ints": isinstance(value, list) and all(_is_int(v) for v in value),
@@ -47,6 +50,7 @@ def check_argument(param: Param, value: Any) -> Any:
     if not ok:
         expected = {
             "int": "an integer", "number": "a number", "bool": "true or false", "string": "a string",
+            "names": "a string or a list of strings",
             "pair": "an integer or a list of two integers [h, w]", "ints": "a list of integers",
             "numbers": "a list of numbers",
             "choice": " or ".join(f'"{c}"' for c in param.choices),

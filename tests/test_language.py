@@ -530,13 +530,6 @@ def test_an_error_inside_a_block_says_where_the_block_was_called(tmp_path):
                            f"in block 'outer' called at {model}:5:3")
 
 
-def test_a_list_literal_beyond_the_limit_is_an_error_at_the_list(tmp_path):
-    elements = ", ".join(["1"] * 100_001)
-    error = error_of(tmp_path, f"let x = [{elements}]\nnet {{ input \"data\" [1, 3, 4, 4] }}\n")
-    assert "longer than 100000 elements" in error.message
-    assert (error.span.line, error.span.column) == (1, 9)
-
-
 @pytest.mark.parametrize("name, text, message, where", [
     ("a long string literal", 'let x = "' + "a" * 5000 + '"\n', "string literal of 5002 characters", (1, 9)),
     ("deep if nesting", 'net {\n' + "if true {\n" * 150 + "}\n" * 151, "nested more than 100 levels deep", (101, 9)),
@@ -555,3 +548,58 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
     path.write_text("# padding\n" * 20_000)
     with pytest.raises(ArchError, match="is larger than 128 KiB, the limit for an .arch file"):
         dsl.compile_file(str(path), {})
+
+
+def test_an_op_with_several_tops_leaves_a_list_cursor(tmp_path):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 8, 4, 4]
+          slice(points = [3, 5]) as "cut"
+          let a, b, c = current
+          from [c, a]
+          concat as "joined"
+          maxpool(2, stride = 2, top = ["pooled", "mask"]) as "pool"
+          let pooled, mask = current
+          from pooled
+          relu as "r"
+        }
+    """)
+    layers = {layer.name: layer for layer in net.layers}
+    assert layers["cut"].tops == ("cut_1", "cut_2", "cut_3")
+    assert layers["joined"].bottoms == ("cut_3", "cut_1")
+    assert layers["pool"].tops == ("pooled", "mask")
+    assert layers["r"].bottoms == ("pooled",)
+
+
+def test_blocks_return_and_loops_carry_several_tensors(tmp_path):
+    net = compile_text(tmp_path, """
+        block step(n) {
+          from [input[1], input[0]]   # swap the pair
+          let swapped = current
+          from swapped[0]
+          relu(inplace = false) as "r{n}"
+          from [current, swapped[1]]
+        }
+        net {
+          input "data" [1, 4, 4, 4]
+          slice(points = [2], top = ["x", "y"]) as "cut"
+          for i in 0..3 { step(i) }
+          sum as "out" { branch { } }
+        }
+    """)
+    layers = {layer.name: layer for layer in net.layers}
+    assert [layers[f"r{i}"].bottoms for i in range(3)] == [("y",), ("x",), ("r0",)]
+    assert layers["out"].bottoms == ("r2", "r1")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('slice(points = [2])\n  conv(4, 1)', "'conv' applies to one tensor, and the cursor holds 2"),
+    ('sum as "s"', "'sum' merges branches, or the tensors of a list cursor"),
+    ('slice(points = [2], top = "x")', "'slice' writes 2 blobs here: give `top` a list of 2 names"),
+    ('relu(top = ["a", "b"])', "'relu' writes one blob: give `top` one name"),
+    ('slice(points = [2])\n  let a, b, c = current', "`let` with 3 names unpacks a list of 3 values, got a list of 2"),
+    ('from [1, 2]', "`from` takes a tensor (e.g. a name bound with `let x = current`) or a list of them"),
+])
+def test_several_tensors_mistakes(tmp_path, text, message):
+    error = error_of(tmp_path, 'net {\n  input "data" [1, 4, 4, 4]\n  ' + text + '\n}\n')
+    assert message in error.message

@@ -218,6 +218,10 @@ class Op:
         """How many tops Caffe lets this layer write (None: any number)."""
         return 1
 
+    def top_count(self) -> int | None:
+        """How many tops the op writes when the DSL names none (None: as many as named)."""
+        return 1
+
     def infer(self, inputs: list[Shape], tops: int) -> tuple[Shape, ...]:
         """The shape of each of `tops` tops; raises ShapeError. Single-output ops define
         `output_shape` (extra tops, like Pooling's mask, have the output's shape)."""

@@ -53,6 +53,8 @@ class Pooling(Op):
     def max_tops(self) -> int:
         return 2 if self.method == "MAX" else 1  # MAX may also write the argmax mask
 
+    def top_count(self) -> int | None:
+        return None if self.method == "MAX" else 1  # named tops decide: the output, and the mask
     def output_shape(self, inputs: list[Shape]) -> Shape:
         (n, c, h, w) = checked_4d("pooling", inputs[0])
         if self.global_pooling:

@@ -88,8 +88,18 @@ class Slice(Op):
     axis: int = caffe(1)
     slice_point: tuple[int, ...] = caffe(())
 
+    primitives: ClassVar = (
+        Primitive("slice", (required("points", "ints", "where to cut, in increasing order"),
+                            Param("axis", "int", 1)),
+                  lambda a: [Slice(a["axis"], tuple(a["points"]))],
+                  "Slice: cut along an axis into len(points) + 1 tensors"),
+    )
+
     def max_tops(self) -> int | None:
         return None
+
+    def top_count(self) -> int:
+        return len(self.slice_point) + 1
 
     def is_view(self, bottoms: int, tops: int) -> bool:
         return tops == 1  # Caffe shares the bottom's memory with a lone top
