@@ -139,15 +139,16 @@ def human(count: float) -> str:
 
 def format_table(summary: Summary, model: str) -> str:
     name_width = max(len("layer"), *(len(row.name) for row in summary.rows))
+    type_width = max(12, *(len(row.type) for row in summary.rows))
     block_width = max(len("block"), *(len(block.name) for block in summary.blocks))
     lines = [f"{model}: per image, {BYTES_PER_ELEMENT}-byte activations", ""]
-    header = (f"{'layer':<{name_width}}  {'type':<12}  {'output':>16}  {'params':>9}  {'MACs':>9}  "
+    header = (f"{'layer':<{name_width}}  {'type':<{type_width}}  {'output':>16}  {'params':>9}  {'MACs':>9}  "
               f"{'activations':>11}")
     lines += [header, "-" * len(header)]
     for row in summary.rows:
         shape = ", ".join("x".join(str(d) for d in output) for output in (row.output, *row.more_outputs))
         memory = human(row.activations) if row.activations else "(in place)" if row.type != "Input" else "0"
-        lines.append(f"{row.name:<{name_width}}  {row.type:<12}  {shape:>16}  {human(row.params):>9}  "
+        lines.append(f"{row.name:<{name_width}}  {row.type:<{type_width}}  {shape:>16}  {human(row.params):>9}  "
                      f"{human(row.macs):>9}  {memory:>11}")
     block_header = (f"{'block':<{block_width}}  {'layers':>6}  {'params':>9}  {'MACs':>9}  "
                     f"{'activations':>11}  {'MACs %':>6}")

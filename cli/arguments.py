@@ -40,6 +40,19 @@ def option_value(args: list[str], index: int) -> tuple[str, str, int]:
     return option, value, index + 1
 
 
+def take_option(args: list[str], option: str) -> tuple[list[str], list[str]]:
+    """The values of every `option VALUE` (or `option=VALUE`) in `args`, and the other args."""
+    values, rest, index = [], [], 0
+    while index < len(args):
+        if args[index].partition("=")[0] == option:
+            _, value, index = option_value(args, index)
+            values.append(value)
+        else:
+            rest.append(args[index])
+            index += 1
+    return values, rest
+
+
 def split_overrides(args: list[str]) -> dict[str, str]:
     """`--depth 101 --card=64` -> {"depth": "101", "card": "64"}; `--size-x` is `--size_x`."""
     overrides: dict[str, str] = {}

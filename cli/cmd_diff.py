@@ -22,14 +22,17 @@ def main(argv: list[str]) -> int:
                     "Caffe's defaults and equivalent spellings. Fillers and lr_mult/decay_mult are ignored.")
     parser.add_argument("a", metavar="A", help="first prototxt")
     parser.add_argument("b", metavar="B", help="second prototxt")
+    parser.add_argument("--types", metavar="FORKS.arch", action="append", default=[],
+                        help="an .arch file declaring fork layer types the files use (repeatable; "
+                             "the model library's lib/forks.arch is always known)")
     args = parser.parse_args(argv)
     nets = []
     for path in (args.a, args.b):
         if is_arch_file(path):
             raise UsageError(f"{path}: diff compares prototxts; compile the model first "
                              f"(archc {path} [--PARAM VALUE ...] -o FILE.prototxt)")
-        model = load_model(path)
-        nets.append(normalise(read_prototxt(model.text, model.source)))
+        model = load_model(path, type_files=tuple(args.types))
+        nets.append(normalise(read_prototxt(model.text, model.source, model.types)))
     differences = diff_nets(*nets)
     if not differences:
         print(f"no differences: {len(nets[0].layers)} layers and {len(nets[0].inputs)} input(s) "

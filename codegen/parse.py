@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
 from archc.codegen import schema, upgrade
 from archc.ir import OPS, ArchError, Layer, Net, Span
 from archc.ir.ops import Op
+from archc.ir.ops.fork import ForkTypes
 
 # Matches comments and strings (skipped), braces, and identifiers; a field name at the top level
 # is an identifier followed by ':' or '{'.
@@ -37,6 +38,8 @@ class Prototxt:
     input_span: Span | None
     #: what was upgraded from an old format on reading (`codegen.upgrade`); () for a current file
     upgrades: tuple[str, ...] = ()
+    #: the fork types the file was read with (declared in .arch files)
+    types: ForkTypes = field(default_factory=dict)
 
 
 def detect_dialect(text: str) -> str:
@@ -44,18 +47,20 @@ def detect_dialect(text: str) -> str:
     return "round_mode" if _ROUND_MODE_FIELD.search(text) else "ceil_mode"
 
 
-def read_prototxt(text: str, path: str = "<prototxt>") -> Prototxt:
+def read_prototxt(text: str, path: str = "<prototxt>", types: ForkTypes | None = None) -> Prototxt:
     """Parse a prototxt of either dialect and any of Caffe's layer formats, noting where its
-    layers are; a V0 or V1 file is upgraded to the current format (spans point into it)."""
+    layers are; a V0 or V1 file is upgraded to the current format (spans point into it).
+    `types`: the fork layer types it may use, with their parameter messages."""
+    types = types or {}
     dialect = detect_dialect(text)
-    message = schema.parse_prototxt(text, dialect, path)
+    message = schema.parse_prototxt(text, dialect, path, schema.extensions_for(types))
     positions = top_level_fields(text, path)
     # The upgrade's errors and layer origins index the old file's entries: `layers` in V0 and V1.
-    field = "layers" if len(message.layers) else "layer"
-    old_spans = positions.get(field, [])
-    if len(old_spans) != len(getattr(message, field)):
+    entries = "layers" if len(message.layers) else "layer"
+    old_spans = positions.get(entries, [])
+    if len(old_spans) != len(getattr(message, entries)):
         # The scanner and protobuf disagree only on exotic syntax; positions are then unknown.
-        old_spans = [None] * len(getattr(message, field))
+        old_spans = [None] * len(getattr(message, entries))
     try:
         upgraded = upgrade.upgrade_layers(message)
     except upgrade.UpgradeError as error:
@@ -64,7 +69,7 @@ def read_prototxt(text: str, path: str = "<prototxt>") -> Prototxt:
     layer_spans = [old_spans[origin] for origin in upgraded.origins]
     input_spans = positions.get("input", [])
     return Prototxt(upgraded.net, dialect, path, layer_spans,
-                    input_spans[0] if input_spans else None, upgraded.steps)
+                    input_spans[0] if input_spans else None, upgraded.steps, types)
 
 
 def top_level_fields(text: str, path: str) -> dict[str, list[Span]]:
@@ -88,8 +93,8 @@ def top_level_fields(text: str, path: str) -> dict[str, list[Span]]:
     return found
 
 
-def import_net(text: str, path: str = "<prototxt>") -> Net:
-    return net_from_prototxt(read_prototxt(text, path))
+def import_net(text: str, path: str = "<prototxt>", types: ForkTypes | None = None) -> Net:
+    return net_from_prototxt(read_prototxt(text, path, types))
 
 
 def net_from_prototxt(proto: Prototxt) -> Net:
@@ -112,8 +117,8 @@ def net_from_prototxt(proto: Prototxt) -> Net:
             inputs.update(input_layer_shapes(layer, span))
             input_span = input_span or span
             continue
-        op = op_from_layer(layer, proto.dialect, span)
-        param_blobs = len(op.param_shapes([(1, 1, 1, 1)]))
+        op = op_from_layer(layer, proto.dialect, span, proto.types)
+        param_blobs = len(op.param_shapes([(1, 1, 1, 1)])) if op.built_in else len(layer.param)
         if len(layer.param) > param_blobs:
             raise ArchError(f"layer '{layer.name}' gives {len(layer.param)} param specs for its "
                             f"{param_blobs} parameter blob(s), which Caffe refuses", span)
@@ -214,13 +219,16 @@ def input_layer_shapes(layer: Message, span: Span | None) -> dict[str, tuple[int
     return _checked_shapes(dict(zip(tops, shapes)), span)
 
 
-def op_from_layer(layer: Message, dialect: str, span: Span | None) -> Op:
-    """The typed IR op of one LayerParameter, Caffe defaults applied."""
-    if layer.type not in OPS:
+def op_from_layer(layer: Message, dialect: str, span: Span | None, types: ForkTypes) -> Op:
+    """The typed IR op of one LayerParameter, Caffe defaults applied; `types`: declared forks'."""
+    definition = OPS.get(layer.type) or types.get(layer.type)
+    if definition is None:
         supported = ", ".join(sorted(OPS) + ["Input"])
+        declared = f"; declared: {', '.join(sorted(types))}" if types else ""
         raise ArchError(f"layer '{layer.name}' has type '{layer.type}', which archc does not "
-                        f"support (supported: {supported})", span)
+                        f"support (supported: {supported}{declared}); a fork's type can be "
+                        f"declared in an .arch file (`archc diff --types FILE.arch`)", span)
     try:
-        return OPS[layer.type].from_caffe(layer, dialect)
+        return definition.from_caffe(layer, dialect)
     except ValueError as error:
         raise ArchError(f"{layer.type} layer '{layer.name}': {error}", span) from None

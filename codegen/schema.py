@@ -12,6 +12,7 @@ Two dialects differ in one field, number 13 of `PoolingParameter`:
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from functools import lru_cache
 from typing import NamedTuple
@@ -20,6 +21,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from google.protobuf.message import DecodeError, Message
 
 from archc.errors import ArchError, Span
+from archc.ir.ops.fork import FIELD_KINDS
 
 DIALECTS = ("ceil_mode", "round_mode")
 PACKAGE = "caffe"
@@ -481,13 +483,49 @@ _SCALAR_TYPES = {
 _LABELS = {"optional": _FDP.LABEL_OPTIONAL, "repeated": _FDP.LABEL_REPEATED}
 
 
-def schema_messages(dialect: str) -> dict[str, MessageSpec]:
+#: `*_param` messages of declared fork types: ((LayerParameter field, ((field, scalar type,
+#: default), ...)), ...), hashable so that each set of declarations builds its classes once
+Extensions = tuple[tuple[str, tuple[tuple[str, str, object], ...]], ...]
+# Fork messages' fields in LayerParameter: numbers no Caffe uses. Text prototxt, which is what
+# archc reads and writes, goes by name; a caffemodel keeps such fields as unknown fields.
+_FIRST_EXTENSION_NUMBER = 100_000
+
+
+def extensions_for(types: dict) -> Extensions:
+    """The messages that declared fork types (`archc.ir.ops.fork.ForkTypes`) add to the schema:
+    those of a `*_param` name Caffe's LayerParameter lacks."""
+    known = {field.name for field in _COMMON_MESSAGES["LayerParameter"].fields}
+    found: dict[str, tuple] = {}
+    for op in types.values():
+        if op.param_message is None or op.param_message in known:
+            continue
+        found[op.param_message] = tuple(
+            (field.name, FIELD_KINDS[kind][1],
+             None if field.default is dataclasses.MISSING else field.default)
+            for field, kind in zip(dataclasses.fields(op), op.field_kinds))
+    return tuple(sorted(found.items()))
+
+
+def message_name(param_field: str) -> str:
+    """Caffe's naming: `shuffle_channel_param` is a `ShuffleChannelParameter`."""
+    return "".join(word.title() for word in param_field.removesuffix("_param").split("_")) + "Parameter"
+
+
+def schema_messages(dialect: str, extensions: Extensions = ()) -> dict[str, MessageSpec]:
     """Every message of the dialect, by name (the data the classes are built from)."""
     _check_dialect(dialect)
     messages = {**_COMMON_MESSAGES, **_LEGACY_MESSAGES, "PoolingParameter": _POOLING_BY_DIALECT[dialect]}
     layer = messages["LayerParameter"]
     messages["LayerParameter"] = layer._replace(fields=layer.fields + _DATA_LAYER_FIELDS)
     messages["V1LayerParameter"] = _v1_layer_message(messages["LayerParameter"])
+    added = []
+    for number, (param_field, fields) in enumerate(extensions, start=_FIRST_EXTENSION_NUMBER):
+        name = message_name(param_field)
+        messages[name] = MessageSpec(tuple(_opt(kind, field, index, default)
+                                           for index, (field, kind, default) in enumerate(fields, 1)))
+        added.append(_opt(name, param_field, number))
+    layer = messages["LayerParameter"]
+    messages["LayerParameter"] = layer._replace(fields=layer.fields + tuple(added))
     return messages
 
 
@@ -503,8 +541,8 @@ def _default_text(value: object) -> str:
     return str(value)
 
 
-def _file_descriptor(dialect: str) -> descriptor_pb2.FileDescriptorProto:
-    messages = schema_messages(dialect)
+def _file_descriptor(dialect: str, extensions: Extensions) -> descriptor_pb2.FileDescriptorProto:
+    messages = schema_messages(dialect, extensions)
     file_proto = descriptor_pb2.FileDescriptorProto(
         name=f"archc_caffe_{dialect}.proto", package=PACKAGE, syntax="proto2")
     for enum_name, values in _TOP_LEVEL_ENUMS.items():
@@ -544,27 +582,30 @@ def _add_enum(enum_proto: descriptor_pb2.EnumDescriptorProto, name: str,
 
 
 @lru_cache(maxsize=None)
-def _pool(dialect: str) -> descriptor_pool.DescriptorPool:
-    # One pool per dialect: both define caffe.PoolingParameter, differently.
+def _pool(dialect: str, extensions: Extensions = ()) -> descriptor_pool.DescriptorPool:
+    # One pool per dialect (both define caffe.PoolingParameter, differently) and set of
+    # declared fork messages.
     pool = descriptor_pool.DescriptorPool()
-    pool.Add(_file_descriptor(dialect))
+    pool.Add(_file_descriptor(dialect, extensions))
     return pool
 
 
-def message_class(name: str, dialect: str = "ceil_mode") -> type[Message]:
+def message_class(name: str, dialect: str = "ceil_mode", extensions: Extensions = ()) -> type[Message]:
     """The generated class of the Caffe message `name` (e.g. "LayerParameter") in a dialect."""
     _check_dialect(dialect)
-    return message_factory.GetMessageClass(_pool(dialect).FindMessageTypeByName(f"{PACKAGE}.{name}"))
+    pool = _pool(dialect, extensions)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))
 
 
-def net_parameter_class(dialect: str = "ceil_mode") -> type[Message]:
-    return message_class("NetParameter", dialect)
+def net_parameter_class(dialect: str = "ceil_mode", extensions: Extensions = ()) -> type[Message]:
+    return message_class("NetParameter", dialect, extensions)
 
 
-def parse_prototxt(text: str, dialect: str = "ceil_mode", path: str = "<prototxt>") -> Message:
+def parse_prototxt(text: str, dialect: str = "ceil_mode", path: str = "<prototxt>",
+                   extensions: Extensions = ()) -> Message:
     """Parse prototxt text into a NetParameter; syntax errors and unknown fields raise ArchError
-    at their line and column, naming the field."""
-    net = net_parameter_class(dialect)()
+    at their line and column, naming the field. `extensions`: declared fork messages."""
+    net = net_parameter_class(dialect, extensions)()
     try:
         text_format.Parse(text, net)
     except text_format.ParseError as error:
@@ -575,7 +616,7 @@ def parse_prototxt(text: str, dialect: str = "ceil_mode", path: str = "<prototxt
             message = message[len(prefix):]
         span = Span(path, line, column) if line else None
         unmodelled = _NO_SUCH_LAYER_FIELD.search(message)
-        if unmodelled and unmodelled.group(1) in CAFFE_LAYER_PARAMS and line:
+        if unmodelled and unmodelled.group(1).endswith("_param") and line:
             raise ArchError(_unmodelled_layer(text, line, unmodelled.group(1)), span) from None
         if _V1_TYPE_ENUM in message:
             message += (": a legacy `layers` entry takes a V1 type such as CONVOLUTION (a current "
@@ -585,8 +626,8 @@ def parse_prototxt(text: str, dialect: str = "ceil_mode", path: str = "<prototxt
 
 
 def _unmodelled_layer(text: str, line: int, field: str) -> str:
-    """The message for a standard Caffe `*_param` this subset does not carry: it belongs to a
-    layer type archc does not model, which is named, with the layer, from the text before it."""
+    """The message for a `*_param` field the schema lacks: a Caffe layer type archc does not
+    model, or an undeclared fork's type, named with its layer from the text before it."""
     before = "\n".join(text.split("\n")[:line])
     starts = list(_LAYER_START.finditer(before))
     block = before[starts[-1].start():] if starts else before
@@ -594,7 +635,10 @@ def _unmodelled_layer(text: str, line: int, field: str) -> str:
     kind = re.search(r'\btype\s*:\s*"?(\w+)', block)
     layer = f"layer '{name.group(1)}'" if name else "a layer"
     what = f"has type '{kind.group(1)}', which" if kind else "uses a layer type that"
-    return f"{layer} {what} archc does not model (its {field} cannot be read)"
+    if field in CAFFE_LAYER_PARAMS:
+        return f"{layer} {what} archc does not model (its {field} cannot be read)"
+    return (f"{layer} {what} is not Caffe's own (its {field} is no Caffe field): declare the "
+            f"fork's type in an .arch file and pass it with --types (see docs/language.md)")
 
 
 def length_delimited(number: int, payload: bytes) -> bytes:

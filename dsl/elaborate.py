@@ -19,11 +19,13 @@ from archc.dsl import interpolation
 from archc.dsl.expressions import HANDLERS as _EXPRESSIONS
 from archc.dsl.expressions import (MAX_LIST, EvalError, condition, equal, range_of, value_size,
                                    written_float, written_int)
+from archc.dsl.forks import declare_layer
 from archc.dsl.primitives import (PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive,
                                   check_argument, ops_for_caffe_type)
 from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_text, brief, type_name
 from archc.errors import ArchError, Span
 from archc.ir.net import MAX_BLOB, Layer, Net, ShapeTracker
+from archc.ir.ops.fork import ForkTypes
 
 # Limits that keep every input bounded in time and memory; each error names the limit
 # (expressions have their own, in dsl.expressions).
@@ -71,6 +73,7 @@ class Module:
     scope: Scope
     params: list[ParamInfo] = field(default_factory=list)
     net_body: lark.Tree | None = None
+    types: ForkTypes = field(default_factory=dict)  # fork layer types declared or imported
 
 
 class Libraries(Protocol):
@@ -136,6 +139,12 @@ class Elaborator:
                 self._let(item, module.scope, None)
             elif kind == "block_def":
                 self._block(item, module)
+            elif kind == "layer_decl":
+                op, primitive = declare_layer(self, item, module.scope)
+                if primitive.name in module.scope.values or primitive.name in module.types:
+                    raise self.error(f"'{primitive.name}' is already defined", item.children[0])
+                module.types[op.caffe_type] = op
+                module.scope.values[primitive.name] = primitive
             elif kind == "net_def":
                 if not top_level:
                     raise self.error("an imported library cannot define a net", item)
@@ -155,6 +164,7 @@ class Elaborator:
                 raise ArchError(f"import '{target}' defines '{name}', which this file already "
                                 f"defines", span)
             module.scope.values[name] = value
+        module.types.update(library.types)
 
     def _param(self, item: lark.Tree, module: Module, overrides: dict[str, str]) -> None:
         name_token, type_token, default_tree, allowed_tree, doc_token = item.children

@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol
 import lark
 
 from archc.dsl.values import BlockDef, Frame, Scope, Tensor, brief, show, type_name
-from archc.errors import ArchError
+from archc.errors import ArchError, Span
 from archc.ir.ops.base import FLOAT32_MAX, FLOAT32_MIN_NORMAL
 
 MAX_INT = 2 ** 53
@@ -39,6 +39,9 @@ class Evaluator(Protocol):
 
     def error(self, message: str, node: Any) -> ArchError:
         """An error at a node of the file being evaluated."""
+
+    def span(self, node: Any) -> Span:
+        """Where a node of the file being evaluated stands."""
 
 
 def _number(value: Any) -> bool:

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from archc.errors import ArchError, UsageError
 from archc.ir.net import Net
+from archc.ir.ops.fork import ForkTypes
+
+#: the fork layer types every prototxt may use without a flag: the model library's declarations
+SHIPPED_TYPES = "lib/forks.arch"
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,6 +29,7 @@ class Model:
     text: str                   # the deploy prototxt
     source: str                 # names the text in messages: the prototxt's path, `<FILE.arch, generated>`
     compiled: Net | None = field(default=None, repr=False)  # the net an .arch file compiled into
+    type_files: tuple[str, ...] = ()  # .arch files declaring fork types a prototxt may use
 
     @cached_property
     def net(self) -> Net:
@@ -34,7 +39,12 @@ class Model:
         if self.compiled is not None:
             return self.compiled
         from archc.codegen.parse import import_net
-        return import_net(self.text, self.source)
+        return import_net(self.text, self.source, self.types)
+
+    @cached_property
+    def types(self) -> ForkTypes:
+        """The fork layer types the prototxt may use: the shipped ones, then `type_files`'."""
+        return fork_types(self.type_files)
 
     @property
     def name(self) -> str:
@@ -46,8 +56,24 @@ def is_arch_file(path: str | Path) -> bool:
     return Path(path).suffix == ".arch"
 
 
+def fork_types(files: tuple[str, ...] = ()) -> ForkTypes:
+    """The fork layer types declared in the model library's `lib/forks.arch` and in `files`
+    (a later declaration of a name replaces an earlier one)."""
+    from importlib.resources import as_file, files as package_files
+
+    from archc import dsl
+    with as_file(package_files("archc.archs") / SHIPPED_TYPES) as shipped:
+        types = dict(dsl.declared_types(str(shipped)))
+    for path in files:
+        if not Path(path).is_file():
+            raise ArchError(f"no such file: {path} (--types names an .arch file of `layer` "
+                            f"declarations)")
+        types.update(dsl.declared_types(path))
+    return types
+
+
 def load_model(path: str | Path, overrides: dict[str, str] | None = None,
-               pool_dialect: str = "ceil_mode") -> Model:
+               pool_dialect: str = "ceil_mode", type_files: tuple[str, ...] = ()) -> Model:
     """MODEL into a `Model`: an .arch file compiled with `overrides` (its pooling rounding spelled
     in `pool_dialect`), or a prototxt file read as it is. Raises ArchError: a missing or unreadable
     file, a compile error; UsageError: overrides given to a prototxt."""
@@ -66,4 +92,4 @@ def load_model(path: str | Path, overrides: dict[str, str] | None = None,
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ArchError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
-    return Model(path, {}, text, path)
+    return Model(path, {}, text, path, type_files=tuple(type_files))

@@ -52,7 +52,9 @@ def load_net_text(text: str, source: str = "<prototxt>", weights_path: str | Pat
     `force_backward` makes Caffe compute gradients through a deploy net (for timing backward)."""
     caffe = caffe_env.import_caffe()
     info = caffe_env.caffe_info()
-    message = validate_against_schema(translate_rounding(text, info.pool_dialect, source), source)
+    translated = translate_rounding(text, info.pool_dialect, source)
+    refuse_unknown_layer_types(translated, source, caffe.layer_type_list())
+    message = validate_against_schema(translated, source)
     inputs = None
     if batch is not None or input_size is not None:
         inputs = resized_inputs(input_shapes(message), batch, input_size)
@@ -125,6 +127,28 @@ def set_input_shapes(message, shapes: dict[str, list[int]]) -> None:
             del layer.input_param.shape[:]
             for top in layer.top:
                 layer.input_param.shape.add().dim.extend(shapes[top])
+
+
+class MissingLayerTypes(caffe_env.CaffeError):
+    """The net uses layer types this Caffe lacks (a fork's): nothing to run it with."""
+
+    exit_code = 1
+
+
+def refuse_unknown_layer_types(text: str, source: str, known: list[str]) -> None:
+    """Refuse a net with layer types this Caffe does not register (those of forks, declared in
+    .arch files), which Caffe would abort on, before it sees the net."""
+    message = caffe_env.caffe_pb2().NetParameter()
+    try:  # the types only: fields of unknown layers' messages are skipped here
+        text_format.Parse(text, message, allow_unknown_field=True)
+    except text_format.ParseError:
+        return  # validate_against_schema reports it, at its line
+    missing = sorted({layer.type for layer in message.layer} - set(known))
+    if missing:
+        raise MissingLayerTypes(f"{source} uses layer type(s) {', '.join(missing)}, which this "
+                                f"Caffe ({caffe_env.caffe_info().path}) does not have: they come "
+                                f"from Caffe forks; run the net with a Caffe built with them "
+                                f"(ARCHC_CAFFE_ROOT)")
 
 
 def validate_against_schema(text: str, source: str):

@@ -190,10 +190,12 @@ class Op:
     max_bottoms: ClassVar[int | None] = 1
     min_tops: ClassVar[int] = 1
     primitives: ClassVar[tuple[Primitive, ...]] = ()
+    #: built into the Caffe archc runs (False: a fork's type, declared in an .arch file)
+    built_in: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "caffe_type" in cls.__dict__:
+        if "caffe_type" in cls.__dict__ and cls.built_in:
             if cls.caffe_type in REGISTRY:
                 raise TypeError(f"two op definitions for Caffe type {cls.caffe_type}")
             REGISTRY[cls.caffe_type] = cls
@@ -201,11 +203,16 @@ class Op:
     def _values(self) -> tuple:
         return tuple(getattr(self, field.name) for field in dataclasses.fields(self))
 
+    def _kind(self) -> Any:
+        """What makes two ops of equal values the same op: their definition."""
+        return type(self)
+
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._values() == other._values()
+        return isinstance(other, Op) and other._kind() == self._kind() and \
+            self._values() == other._values()
 
     def __hash__(self) -> int:
-        return hash((type(self), self._values()))
+        return hash((self._kind(), self._values()))
 
     def __repr__(self) -> str:
         values = ", ".join(f"{field.name}={getattr(self, field.name)!r}"
