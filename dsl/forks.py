@@ -19,7 +19,7 @@ from archc.errors import ArchError
 from archc.ir.ops import OPS, Param, Primitive, Shape, ShapeError
 from archc.ir.ops.fork import FIELD_KINDS, ForkField, ForkOp, ForkRules, declare
 
-RULES = ("bottoms", "shape", "params")
+RULES = ("bottoms", "shape", "params", "macs")
 # the DSL argument kind of each field kind
 _ARGUMENT_KINDS = {"int": "int", "float": "number", "bool": "bool", "str": "string"}
 
@@ -71,9 +71,24 @@ def declare_layer(evaluator: Evaluator, item: lark.Tree, scope: Scope) -> tuple[
                              f"of shapes")
         return [tuple(shape) for shape in shapes]
 
+    def macs(inputs: list[Shape], output: Shape, values: dict[str, Any]) -> int:
+        if "macs" not in rules:
+            return 0
+        bound = Scope(scope)
+        bound.values.update(values)
+        bound.values.update(inputs=[list(shape) for shape in inputs], output=list(output))
+        try:
+            count = evaluator.eval(rules["macs"], bound, None)
+        except ArchError as error:
+            raise ShapeError(f"its macs rule (declared at {origin}): {error.message}") from None
+        if type_name(count) != "int" or count < 0:
+            raise ShapeError(f"its macs rule (declared at {origin}) gave {type_name(count)} "
+                             f"{count!r:.60}, not a count")
+        return count
+
     op = declare(caffe_type, message, fields, bottoms, ForkRules(
         lambda inputs, values: evaluate("shape", inputs, values),
-        lambda inputs, values: evaluate("params", inputs, values), origin))
+        lambda inputs, values: evaluate("params", inputs, values), macs, origin))
     params = tuple(Param(f.name, _ARGUMENT_KINDS[f.kind], f.default, required=f.default is None)
                    for f in fields)
     primitive = Primitive(caffe_type, params, lambda arguments: [op(**arguments)],

@@ -1,7 +1,6 @@
 """Xception against the published xception, the paper's Figure 5 and Keras' parameter counts."""
 import pytest
 
-from archc.ir import ArchError
 from archc.ir.net import infer_shapes
 from golden import (assert_caffe_allocates_the_inferred_shapes, assert_matches,
                     assert_only_input_size_changes, generate, layers_by_name, output_shape)
@@ -67,10 +66,19 @@ def test_pooling_pads_keep_the_shortcuts_aligned_at_any_size(size):
     assert pads == [shapes[layer.name][2] % 2 for layer in net.layers if layer.name.endswith("_pool")]
 
 
-def test_depthwise_type_is_refused_until_archc_can_emit_it():
+def test_xception_dw_is_the_same_net_with_the_forks_depthwise_type():
     # the zoo's xception-dw uses the Caffe fork's ConvolutionDepthwise
-    with pytest.raises(ArchError, match="not an allowed value of 'depthwise'"):
-        generate(ARCH, depthwise="true")
+    plain, _ = generate(ARCH)
+    depthwise, text = generate(ARCH, depthwise="true")
+    pairs = list(zip(plain.layers, depthwise.layers))
+    changed = [(a.name, b.type) for a, b in pairs if a.type != b.type]
+    assert changed == [(a.name, "ConvolutionDepthwise") for a, _ in pairs
+                       if a.type == "Convolution" and a.op.group > 1]
+    shaped_plain, shaped_dw = infer_shapes(plain), infer_shapes(depthwise)
+    assert shaped_dw.blobs == shaped_plain.blobs
+    assert [e.params for e in shaped_dw.layers] == [e.params for e in shaped_plain.layers]
+    assert sum(e.macs for e in shaped_dw.layers) == sum(e.macs for e in shaped_plain.layers)
+    assert text.count('type: "ConvolutionDepthwise"') == 34
 
 
 def test_size_changes_only_the_input_shape():

@@ -29,11 +29,12 @@ class ForkField:
 
 @dataclass(frozen=True)
 class ForkRules:
-    """What a declaration computes: tops' shapes and parameter blob shapes, from the inputs'
-    shapes and the layer's field values; both raise ShapeError."""
+    """What a declaration computes from the inputs' shapes and the layer's field values: tops'
+    shapes, parameter blob shapes, and multiply-accumulates per image; all raise ShapeError."""
 
     shapes: Callable[[list[Shape], dict[str, Any]], list[Shape]]
     blobs: Callable[[list[Shape], dict[str, Any]], list[Shape]]
+    macs: Callable[[list[Shape], Shape, dict[str, Any]], int]   # per image, from the output
     origin: str                    # where it was declared, for messages
 
 
@@ -90,6 +91,9 @@ class ForkOp(Op):
             if value is not dataclasses.MISSING:
                 values[field.name] = value
         return cls(**values)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return self.rules.macs(inputs, output, self._fields())
 
     def param_blobs(self, inputs: list[Shape]) -> tuple[ParamBlob, ...]:
         # weights first (He-normal over the fan-in of a 2-D or larger blob), then biases
