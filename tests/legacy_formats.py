@@ -16,23 +16,12 @@ from __future__ import annotations
 from google.protobuf import text_format
 
 from archc.codegen import schema
+from archc.codegen.upgrade import V1_LAYER_TYPES
 from archc.ir.ops.base import short_float
 
-#: current type -> V1 LayerType enum name
-V1_TYPE_NAMES = {
-    "AbsVal": "ABSVAL", "Accuracy": "ACCURACY", "ArgMax": "ARGMAX", "BNLL": "BNLL",
-    "Concat": "CONCAT", "ContrastiveLoss": "CONTRASTIVE_LOSS", "Convolution": "CONVOLUTION",
-    "Deconvolution": "DECONVOLUTION", "Data": "DATA", "Dropout": "DROPOUT",
-    "DummyData": "DUMMY_DATA", "EuclideanLoss": "EUCLIDEAN_LOSS", "Eltwise": "ELTWISE",
-    "Exp": "EXP", "Flatten": "FLATTEN", "HDF5Data": "HDF5_DATA", "HDF5Output": "HDF5_OUTPUT",
-    "HingeLoss": "HINGE_LOSS", "Im2col": "IM2COL", "ImageData": "IMAGE_DATA",
-    "InfogainLoss": "INFOGAIN_LOSS", "InnerProduct": "INNER_PRODUCT", "LRN": "LRN",
-    "MemoryData": "MEMORY_DATA", "MultinomialLogisticLoss": "MULTINOMIAL_LOGISTIC_LOSS",
-    "MVN": "MVN", "Pooling": "POOLING", "Power": "POWER", "ReLU": "RELU", "Sigmoid": "SIGMOID",
-    "SigmoidCrossEntropyLoss": "SIGMOID_CROSS_ENTROPY_LOSS", "Silence": "SILENCE",
-    "Softmax": "SOFTMAX", "SoftmaxWithLoss": "SOFTMAX_LOSS", "Split": "SPLIT", "Slice": "SLICE",
-    "TanH": "TANH", "WindowData": "WINDOW_DATA", "Threshold": "THRESHOLD",
-}
+#: current type -> V1 LayerType enum name (the inverse of the upgrade's table: real Caffe, which
+#: upgrades the files these tests write by itself, checks that table)
+V1_TYPE_NAMES = {current: v1 for v1, current in V1_LAYER_TYPES.items() if current}
 #: V1LayerParameter's `*_param` fields
 V1_PARAMS = {
     "accuracy_param", "argmax_param", "concat_param", "contrastive_loss_param",
