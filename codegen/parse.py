@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
@@ -18,6 +19,7 @@ from google.protobuf.message import Message
 from archc.codegen import schema, upgrade
 from archc.ir import OPS, ArchError, Layer, Net, Span
 from archc.ir.ops import Op
+from archc.ir.ops.base import read_pair, short_float
 from archc.ir.ops.fork import ForkTypes
 
 # Matches comments and strings (skipped), braces, and identifiers; a field name at the top level
@@ -149,6 +151,63 @@ def _check_layer_fields(layer: Message, span: Span | None, weight_names: dict[st
         if given not in (0, count):
             raise ArchError(f"layer '{layer.name}' gives {given} {field} values for {count} "
                             f"{what} blob(s): Caffe takes none or one per {what}", span)
+    if layer.blobs:
+        # Caffe would take these as the layer's weights, skip its fillers, and abort on a shape
+        # that differs from the one it needs.
+        raise ArchError(f"layer '{layer.name}' carries `blobs` in the prototxt: weights belong in "
+                        f"the .caffemodel; remove them", span)
+    if layer.type == "BatchNorm" and any(param.lr_mult != 0 for param in layer.param):
+        raise ArchError(f"BatchNorm layer '{layer.name}' gives its statistics a non-zero lr_mult, "
+                        f"which Caffe refuses: remove its `param` specs (or give lr_mult: 0)", span)
+    for where, filler, holder in _fillers(layer):
+        problem = _filler_problem(where, filler, holder)
+        if problem:
+            raise ArchError(f"layer '{layer.name}': {where} {problem}, which Caffe aborts on "
+                            f"when it sets the layer up: fix or remove the filler", span)
+
+
+# Caffe's fillers (filler.hpp GetFiller), and what each checks when a layer is set up: fillers run
+# at set-up, also in a deploy net, before any weights are loaded.
+FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
+
+
+def _fillers(message: Message, prefix: str = "") -> Iterator[tuple[str, Message, Message]]:
+    """Every FillerParameter set in a layer's messages, with its path and the message holding it."""
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None or descriptor.is_repeated:
+            continue
+        path = f"{prefix}{descriptor.name}"
+        if descriptor.message_type.name == "FillerParameter":
+            yield path, value, message
+        else:
+            yield from _fillers(value, f"{path}.")
+
+
+def _filler_problem(where: str, filler: Message, holder: Message) -> str | None:
+    # num_output, where the holder has one, is the first axis of the blob the filler fills
+    outputs = holder.num_output if "num_output" in holder.DESCRIPTOR.fields_by_name else None
+    if filler.type not in FILLER_TYPES:
+        return f"has filler type '{filler.type}', not one of Caffe's ({', '.join(FILLER_TYPES)})"
+    if filler.type != "gaussian" and filler.sparse != -1:
+        return f"sets sparse: {filler.sparse}, which only a gaussian filler takes"
+    if filler.type == "gaussian":
+        if not filler.std > 0:
+            return f"is a gaussian filler with std {short_float(filler.std)}: it must be positive"
+        if filler.sparse < -1 or (filler.sparse >= 0 and (outputs is None or filler.sparse > outputs)):
+            return (f"is a gaussian filler with sparse: {filler.sparse}: give -1, or at most the "
+                    f"layer's num_output")
+    if filler.type == "uniform" and filler.min > filler.max:
+        return (f"is a uniform filler with min {short_float(filler.min)} above max "
+                f"{short_float(filler.max)}")
+    if filler.type == "bilinear":  # it fills square 4-D blobs only: a convolution's weights
+        try:
+            kernel = read_pair(holder, "kernel_size", None) if where.endswith(
+                "convolution_param.weight_filler") else None
+        except ValueError:  # the convolution's own import says what is wrong with its kernel
+            return None
+        if kernel is None or kernel[0] != kernel[1]:
+            return "is a bilinear filler, which fills only a square convolution kernel"
+    return None
 
 
 def _require_fresh_inputs(layer: Message, span: Span | None, inputs: dict, read: set[str]) -> None:

@@ -143,12 +143,34 @@ def refuse_unknown_layer_types(text: str, source: str, known: list[str]) -> None
         text_format.Parse(text, message, allow_unknown_field=True)
     except text_format.ParseError:
         return  # validate_against_schema reports it, at its line
-    missing = sorted({layer.type for layer in message.layer} - set(known))
+    types = {layer.type for layer in message.layer}
+    if "Python" in types:
+        raise ArchError(f"{source} has a Python layer, which makes Caffe import and run a module "
+                        f"the file names: archc never runs code a model names; use a model "
+                        f"without Python layers")
+    cudnn = any(value == _CUDNN for layer in message.layer for _, value in _engines(layer))
+    if cudnn and not caffe_env.caffe_info().gpu:
+        raise MissingLayerTypes(f"{source} asks for `engine: CUDNN`, which this CPU-only Caffe "
+                                f"does not have (it aborts): remove the engine fields, or give "
+                                f"engine: CAFFE")
+    missing = sorted(types - set(known))
     if missing:
         raise MissingLayerTypes(f"{source} uses layer type(s) {', '.join(missing)}, which this "
                                 f"Caffe ({caffe_env.caffe_info().path}) does not have: they come "
                                 f"from Caffe forks; run the net with a Caffe built with them "
                                 f"(ARCHC_CAFFE_ROOT)")
+
+
+_CUDNN = 2  # Engine enum value, the same in every *_param message that has one
+
+
+def _engines(layer):
+    """(field, value) of every `engine` set in a layer's parameter messages."""
+    for descriptor, params in layer.ListFields():
+        if descriptor.message_type is not None and not descriptor.is_repeated:
+            field = params.DESCRIPTOR.fields_by_name.get("engine")
+            if field is not None and params.HasField("engine"):
+                yield field, params.engine
 
 
 def validate_against_schema(text: str, source: str):

@@ -93,6 +93,7 @@ class Convolution(Op):
     def from_caffe(cls, layer: Any, dialect: str) -> Convolution:
         p = layer.convolution_param
         require(p.HasField("num_output"), "num_output is required")
+        require(p.group >= 1, "group must be at least 1 (Caffe divides the channels by it)")
         require(p.axis == 1 and not p.force_nd_im2col, "only 2-D convolution over axis 1 is supported")
         kernel = read_pair(p, "kernel_size", None)
         require(kernel is not None, "kernel_size (or kernel_h and kernel_w) is required")
