@@ -18,7 +18,7 @@ $(BIN)/archc: pyproject.toml
 # An editable install leaves the project's own modules uncompiled; compile them here, as pip does
 # for a normal install, so no command pays for it (every one would where PYTHONDONTWRITEBYTECODE is set).
 setup: $(BIN)/archc
-	$(PY) -m compileall -q archc cli dsl ir codegen analysis model runtime
+	$(PY) -m compileall -q archc cli dsl ir codegen analysis model export runtime
 
 caffe: setup
 	scripts/build-caffe.sh $(PY)
