@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archc.export import to_onnx, to_pytorch
+from archc.export import to_pytorch
 from archc.export.common import Parameters
 from archc.ir import ArchError, Net, ShapedNet, infer_shapes
 from archc.runtime import fold_batchnorm, weights
@@ -58,7 +58,9 @@ class OnnxRuntimeRun:
 
     def __init__(self, prepared: Prepared, outputs: list[str], threads: int = 0):
         import onnxruntime
-        model = to_onnx.to_onnx(prepared.shaped, prepared.parameters, outputs)
+
+        from archc.export.to_onnx import to_onnx  # the onnx extra loads only when used
+        model = to_onnx(prepared.shaped, prepared.parameters, outputs)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: ONNX Runtime's own choice
         self.session = onnxruntime.InferenceSession(model.SerializeToString(), options,

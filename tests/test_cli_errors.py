@@ -97,3 +97,10 @@ def test_a_command_without_its_extra_names_the_install_command(tmp_path, hidden,
     assert result.stderr == (f"archc: error: this command needs archc's {extra} extra, which is "
                              f"not installed (No module named '{hidden}'): "
                              f"pip install 'archc[{extra}]'\n")
+
+
+def test_the_pytorch_export_needs_no_onnx(tmp_path):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_MODULE, "onnx", "export", MODEL, "--to",
+                             "pytorch", "-o", "out"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "model.safetensors").is_file()
