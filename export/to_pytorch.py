@@ -25,7 +25,8 @@ import numpy as np
 from archc.export.common import (ExportError, Parameters, Refusal, caffe_outputs, form_for,
                                  named_tensors, normalised_axis, pool_axes, refused,
                                  tensor_shapes)
-from archc.export.torch_code import Attribute, Binary, Variable, call, method, render
+from archc.export.torch_code import (Attribute, Binary, Variable, call, evaluate, method,
+                                     render)
 from archc.ir import LayerShapes, ShapedNet
 
 TARGET = "PyTorch"
@@ -326,6 +327,31 @@ def state_dict(shaped: ShapedNet, made: Program, parameters: Parameters) -> dict
     weights = {key: named_tensors(layers[layer], parameters[layer])[role]
                for key, layer, role in made.tensors}
     return {**weights, **dict(made.buffers)}
+
+
+def _namespaces() -> dict[str, object]:
+    import torch
+    return {"torch": torch, "nn": torch.nn, "F": torch.nn.functional}
+
+
+def build_module(made: Program):
+    """An nn.Module holding the program's modules under model.py's attribute names (so its
+    state dict has model.py's keys), built by evaluating their constructors."""
+    namespaces = _namespaces()
+    module = namespaces["nn"].Module()
+    for attribute, constructor in made.modules:
+        module.add_module(attribute, evaluate(constructor, {}, module, namespaces))
+    return module
+
+
+def run(made: Program, module, inputs: list) -> dict[str, object]:
+    """model.py's forward, evaluated: the output blobs by name, from the inputs in order."""
+    namespaces = _namespaces()
+    variables = {variable: value for (_, variable), value in zip(made.inputs, inputs)}
+    for statement in made.statements:
+        value = evaluate(statement.value, variables, module, namespaces)
+        variables.update(zip(statement.targets, value if len(statement.targets) > 1 else (value,)))
+    return {blob: variables[variable] for blob, variable in made.outputs}
 
 
 _TEMPLATES = Path(__file__).with_name("templates")
