@@ -12,10 +12,6 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
-#: the modules a `Name` resolves in, as the generated file imports them
-NAMESPACES = ("torch", "nn", "F")
-
-
 @dataclass(frozen=True)
 class Name:
     """A function or class: `F.relu`, `nn.Conv2d`, `torch.cat`."""
@@ -99,7 +95,7 @@ def render(node: Any) -> str:
 
 def evaluate(node: Any, variables: dict[str, Any], module: Any, namespaces: dict[str, Any]) -> Any:
     """The value of an expression: `variables` holds forward's variables, `module` is `self`,
-    `namespaces` maps NAMESPACES to the modules they name."""
+    `namespaces` maps `torch`, `nn` and `F` to the modules model.py imports under those names."""
     def value(item: Any) -> Any:
         return evaluate(item, variables, module, namespaces)
     if isinstance(node, Name):

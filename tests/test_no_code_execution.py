@@ -1,8 +1,8 @@
 """The compiler treats .arch files and prototxts as data (issue 5, section 4).
 
 Nothing in the compiler's packages (nor the exporter, which writes Python) can hand text to
-Python or a shell, and an import can only read files inside the directory it was found in (the model's, the shipped library's or an
-ARCHC_PATH directory), symlinks included.
+Python or a shell, and an import can only read files inside the directory it was found in (the
+model's, the shipped library's or an ARCHC_PATH directory), symlinks included.
 """
 from __future__ import annotations
 
