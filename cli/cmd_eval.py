@@ -1,5 +1,6 @@
 """`archc eval MODEL [--PARAM VALUE ...] --weights W --val LIST [options]`: the seed's ImageNet
-evaluation protocol (see runtime/eval), batched, parallel, resumable, on Caffe or OpenCV."""
+evaluation protocol (see runtime/eval), batched, parallel, resumable, on Caffe, OpenCV, or the net
+exported to ONNX Runtime or torch."""
 from __future__ import annotations
 
 import argparse
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", help="results JSON (default: MODEL-stem.eval.json); an "
                                           "interrupted run resumes from it")
     parser.add_argument("--backend", choices=BACKENDS, default="caffe")
-    parser.add_argument("--gpu", type=int, metavar="N", help="run Caffe on GPU N")
+    parser.add_argument("--gpu", type=int, metavar="N", help="run Caffe (or torch) on GPU N")
     parser.add_argument("--workers", type=integer_at_least(0),
                         default=max(1, min(4, (os.cpu_count() or 2) - 1)),
                         help="image-loading processes (0: load in this process)")

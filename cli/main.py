@@ -21,10 +21,11 @@ POOL_DIALECTS = ("ceil_mode", "round_mode")
 SUBCOMMANDS = {
     "diff": "semantic difference of two prototxts",
     "summary": "per-layer shapes, parameters, MACs and memory of a model",
-    "eval": "accuracy of a model with weights on a val list (Caffe or OpenCV)",
+    "eval": "accuracy of a model with weights on a val list (Caffe, OpenCV, ONNX Runtime, torch)",
     "time": "forward/backward timing per layer, like `caffe time`",
     "weights": "list a .caffemodel's layers, or write initialised weights",
     "upgrade": "rewrite a V0/V1 prototxt or .caffemodel in Caffe's current format",
+    "export": "the net with its weights as ONNX or PyTorch, exact to Caffe",
     "doctor": "which Caffe and OpenCV archc finds, and what is missing",
 }
 
@@ -34,10 +35,10 @@ USAGE = """usage: archc FILE.arch [--PARAM VALUE ...] [-o OUT] [--pool-rounding 
        archc COMMAND ...               where COMMAND is one of:
 """ + "".join(f"         {name:<9} {text}\n" for name, text in SUBCOMMANDS.items())
 
-# The modules of the `runtime` extra (pyproject.toml) that archc imports itself; pycaffe's own
-# (scipy, six, scikit-image) are reported by runtime.caffe_env.
-RUNTIME_EXTRA_MODULES = ("cv2", "matplotlib")
-RUNTIME_EXTRA_FIX = "pip install 'archc[runtime]'"
+# The modules of the optional extras (pyproject.toml) that archc imports itself -> their extra;
+# pycaffe's own (scipy, six, scikit-image) are reported by runtime.caffe_env.
+EXTRA_OF_MODULE = {"cv2": "runtime", "matplotlib": "runtime", "onnx": "onnx", "onnxruntime": "onnx",
+                   "torch": "torch", "safetensors": "torch"}
 INTERRUPTED = 130   # a shell's status for SIGINT
 INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE
 
@@ -45,7 +46,7 @@ INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE
 def reports_errors(command: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
     """`command(argv)` returning its exit status, with every error it raises turned into a message
     on stderr and the status for it: an ArchError's `exit_code`, 130 on Ctrl-C, 2 and the install
-    command for a missing runtime extra, 70 for a bug."""
+    command for a missing extra, 70 for a bug."""
     @functools.wraps(command)
     def run(argv: list[str]) -> int:
         try:
@@ -58,9 +59,10 @@ def reports_errors(command: Callable[[list[str]], int]) -> Callable[[list[str]],
             sys.stderr.close()
             return 0
         except ModuleNotFoundError as error:
-            if (error.name or "").partition(".")[0] in RUNTIME_EXTRA_MODULES:
-                return report(ArchError(f"this command needs archc's runtime extras, which are "
-                                        f"not installed ({error}): {RUNTIME_EXTRA_FIX}"))
+            extra = EXTRA_OF_MODULE.get((error.name or "").partition(".")[0])
+            if extra is not None:
+                return report(ArchError(f"this command needs archc's {extra} extra, which is not "
+                                        f"installed ({error}): pip install 'archc[{extra}]'"))
             return internal_error(error)
         except Exception as error:  # a bug in archc, not the user's mistake: say so, briefly
             return internal_error(error)

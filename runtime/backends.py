@@ -3,7 +3,8 @@
 `caffe` is the reference: real pycaffe through `runtime.loader` (rounding translation, schema and
 shape checks, weights check, `--gpu`), running BatchNorm and Scale folded into the convolutions
 before them unless told not to (`runtime.fold_batchnorm`). `opencv` is OpenCV's DNN module reading the same prototxt
-and .caffemodel, so evaluation works before Caffe is built; both must agree. Either one accepts
+and .caffemodel, so evaluation works before Caffe is built; both must agree. `onnxruntime` and
+`torch` run the net exported by archc (`runtime.exporting`), which computes Caffe's blobs. Either one accepts
 any batch size and any input size the net can take; one it cannot take is an ArchError, never an
 abort. Both are given the net in the IR (`ShapedNet`), which they use for those checks.
 """
@@ -20,11 +21,11 @@ import numpy as np
 
 from archc.ir import ArchError, Net, ShapedNet, infer_shapes
 from archc.ir.ops import format_shape
-from archc.runtime import fold_batchnorm, weights
+from archc.runtime import exporting, fold_batchnorm, weights
 from archc.runtime.pool_rounding import translate_rounding
 from archc.runtime.processes import exit_with_parent
 
-BACKENDS = ("caffe", "opencv")
+BACKENDS = ("caffe", "opencv", "onnxruntime", "torch")
 
 
 class Backend(Protocol):
@@ -124,6 +125,37 @@ class OpenCVBackend:
         return output.reshape(len(batch), -1).copy()
 
 
+class ExportedBackend:
+    """`onnxruntime` or `torch`: the net exported with its weights and run in this process (torch
+    on CUDA device `gpu` if given). An input size is exported when first fed, since exported
+    models have fixed spatial sizes (the batch is free)."""
+
+    def __init__(self, kind: str, weights_path: str | None, blob: str, shaped: ShapedNet, *,
+                 gpu: int | None = None):
+        if blob not in shaped.blobs:
+            raise ArchError(f"the net has no blob '{blob}'")
+        self.name, self.blob, self.gpu = kind, blob, gpu
+        self.structure = shaped.net
+        self.parameters = exporting.parameters_of(shaped, weights_path)
+        self.runs: dict[tuple[int, int], object] = {}
+        self._run_at(*shaped.blobs[next(iter(shaped.net.inputs))][2:])  # export problems now
+
+    def _run_at(self, height: int, width: int):
+        if (height, width) not in self.runs:
+            prepared = exporting.Prepared(reshaped(self.structure, height, width), self.parameters)
+            if self.name == "onnxruntime":
+                # a replica process is given its share of the cores in OMP_NUM_THREADS
+                threads = int(os.environ.get("OMP_NUM_THREADS", "0"))
+                self.runs[(height, width)] = exporting.OnnxRuntimeRun(prepared, [self.blob], threads)
+            else:
+                self.runs[(height, width)] = exporting.TorchRun(prepared, [self.blob], self.gpu)
+        return self.runs[(height, width)]
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        outputs = self._run_at(*batch.shape[2:])(batch)
+        return outputs[self.blob].reshape(len(batch), -1).copy()
+
+
 def _cv_message(error: Exception) -> str:
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error"
@@ -133,15 +165,24 @@ def open_backend(kind: str, text: str, source: str, weights_path: str | None, bl
                  shaped: ShapedNet, *, gpu: int | None = None, allow_missing: bool = False,
                  fold: bool = True) -> Backend:
     """The backend `kind` with the net loaded; `shaped` is the net in the IR (for the weights check
-    and output naming of backends without Caffe's own). `fold`: Caffe runs BatchNorm and Scale
-    folded into the convolutions before them (OpenCV folds them itself)."""
+    and output naming of backends without Caffe's own, and what the exported backends export).
+    `fold`: Caffe runs BatchNorm and Scale folded into the convolutions before them (OpenCV folds
+    them itself; the exported backends run them as written)."""
     if kind == "caffe":
         return CaffeBackend(text, source, weights_path, blob, shaped, gpu=gpu,
                             allow_missing=allow_missing, fold=fold)
     if kind == "opencv":
         if gpu is not None:
-            raise ArchError("--gpu needs --backend caffe (the OpenCV backend runs on the CPU)")
+            raise ArchError("--gpu needs --backend caffe or torch (the OpenCV backend runs on the CPU)")
         return OpenCVBackend(text, source, weights_path, blob, shaped, allow_missing=allow_missing)
+    if kind in ("onnxruntime", "torch"):
+        if gpu is not None and kind == "onnxruntime":
+            raise ArchError("--gpu needs --backend caffe or torch (the ONNX Runtime backend runs "
+                            "on the CPU)")
+        if allow_missing:
+            raise ArchError(f"--allow-missing needs --backend caffe: the {kind} backend runs "
+                            f"exported weights, every layer's")
+        return ExportedBackend(kind, weights_path, blob, shaped, gpu=gpu)
     raise ArchError(f"unknown backend '{kind}': expected one of {', '.join(BACKENDS)}")
 
 

@@ -90,3 +90,33 @@ def time_net(net, iterations: int = 50, warmup: int = 1, seed: int = 0,
     return TimingReport({name: tuple(net.blobs[name].data.shape) for name in net.inputs},
                         iterations, warmup, total_forward * per_ms, total_backward * per_ms,
                         total * per_ms, layers)
+
+
+@dataclass(frozen=True)
+class ForwardTiming:
+    """Forward passes of a whole net (a backend without per-layer timing)."""
+
+    inputs: dict[str, tuple[int, ...]]
+    iterations: int
+    warmup: int
+    forward_ms: float
+
+    def format(self, title: str) -> str:
+        shapes = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in self.inputs.items())
+        return (f"{title}: {shapes}; average of {self.iterations} iterations after {self.warmup} "
+                f"warm-up\nAverage Forward pass:          {self.forward_ms:10.3f} ms")
+
+
+def time_forward(forward: Callable[..., object], inputs: dict[str, np.ndarray],
+                 iterations: int = 50, warmup: int = 1,
+                 clock: Callable[[], float] = time.perf_counter) -> ForwardTiming:
+    """Time `forward(*inputs)`, whole passes, warm-up excluded."""
+    if iterations < 1 or warmup < 0:
+        raise ValueError("iterations must be at least 1 and warm-up at least 0")
+    for _ in range(warmup):
+        forward(*inputs.values())
+    started = clock()
+    for _ in range(iterations):
+        forward(*inputs.values())
+    return ForwardTiming({name: x.shape for name, x in inputs.items()}, iterations, warmup,
+                         (clock() - started) * 1000.0 / iterations)

@@ -171,6 +171,22 @@ def check(expected: Expected, weights_path: str | Path, *, allow_missing: bool =
     return report
 
 
+def read_parameters(path: str | Path, shaped: ShapedNet) -> dict[str, list[np.ndarray]]:
+    """The values of every layer's parameter blobs, float32 in the net's shapes, as Caffe would
+    load them (by layer name, a later stored layer of a name replacing an earlier one). Raises
+    WeightsError when they do not fit, or a layer with parameters has none."""
+    expected = expected_from_ir(shaped)
+    check(expected, path)
+    message = schema.parse_caffemodel(Path(path).read_bytes(), path=str(path))
+    values: dict[str, list[np.ndarray]] = {}
+    for layer in [*message.layer, *message.layers]:
+        if expected.get(layer.name):
+            values[layer.name] = [
+                np.asarray(blob.data or blob.double_data, np.float32).reshape(shape)
+                for blob, shape in zip(layer.blobs, expected[layer.name])]
+    return values
+
+
 # --- writing weights ------------------------------------------------------------------------
 
 #: one layer's stored parameters: (name, Caffe type, blobs)

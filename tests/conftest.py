@@ -43,3 +43,29 @@ def eval_dataset(tmp_path_factory):
     evalkit.write_tiny_net(directory)
     evalkit.write_dataset(directory)
     return directory
+
+
+def _extra_package(name: str, extra: str):
+    """An optional extra's package. Skips, visibly, where it is absent; with
+    ARCHC_REQUIRE_CAFFE=1 (CI, which installs the test extra) it fails, so CI cannot skip them."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        if os.environ.get("ARCHC_REQUIRE_CAFFE") == "1":
+            pytest.fail(f"ARCHC_REQUIRE_CAFFE=1 but {name} (archc[{extra}]) is missing: {error}")
+        pytest.skip(f"{name} not installed (pip install 'archc[{extra}]'): {error}")
+
+
+@pytest.fixture(scope="session")
+def onnxruntime():
+    """ONNX Runtime (and onnx), as the `caffe` fixture: a skip, or under ARCHC_REQUIRE_CAFFE=1 a failure."""
+    _extra_package("onnx", "onnx")
+    return _extra_package("onnxruntime", "onnx")
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch (and safetensors), as the `caffe` fixture: a skip, or under ARCHC_REQUIRE_CAFFE=1 a failure."""
+    _extra_package("safetensors", "torch")
+    return _extra_package("torch", "torch")

@@ -12,6 +12,7 @@ from archc.errors import ArchError, Span, UsageError
 from archc.runtime.caffe_env import CaffeError
 from archc.runtime.eval.errors import EvalError
 from archc.runtime.weights import WeightsError
+from conftest import REPO
 
 NET = 'param size_x: int = 8\nnet { input "data" [1, 3, size_x, size_x]  relu as "r" }\n'
 
@@ -65,25 +66,41 @@ def test_a_parameter_given_twice_in_any_spelling_is_refused(tmp_path, capsys, ar
     assert split_overrides(["--size-x", "3"]) == {"size_x": "3"}
 
 
-# Hides OpenCV from the interpreter, as an install without the runtime extras would.
-WITHOUT_OPENCV = """
+# Hides one module (the first argument) from the interpreter, as an install without the extra
+# that brings it would.
+WITHOUT_MODULE = """
 import importlib.abc, sys
 
-class NoOpenCV(importlib.abc.MetaPathFinder):
+hidden = sys.argv.pop(1)
+
+class Hide(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name == "cv2" or name.startswith("cv2."):
+        if name == hidden or name.startswith(hidden + "."):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
-sys.meta_path.insert(0, NoOpenCV())
+sys.meta_path.insert(0, Hide())
 from archc.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
+MODEL = str(REPO / "archs" / "densenet.arch")
 
 
-def test_eval_without_the_runtime_extras_names_the_install_command(tmp_path):
-    result = subprocess.run([sys.executable, "-c", WITHOUT_OPENCV, "eval", "m.prototxt",
-                             "--weights", "w", "--val", "v"],
+@pytest.mark.parametrize("hidden, extra, args", [
+    ("cv2", "runtime", ["eval", "m.prototxt", "--weights", "w", "--val", "v"]),
+    ("onnx", "onnx", ["export", MODEL, "--to", "onnx", "-o", "m.onnx", "--no-weights"]),
+    ("safetensors", "torch", ["export", MODEL, "--to", "pytorch", "-o", "m"]),
+])
+def test_a_command_without_its_extra_names_the_install_command(tmp_path, hidden, extra, args):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_MODULE, hidden, *args],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr == ("archc: error: this command needs archc's runtime extras, which are "
-                             "not installed (No module named 'cv2'): pip install 'archc[runtime]'\n")
+    assert result.stderr == (f"archc: error: this command needs archc's {extra} extra, which is "
+                             f"not installed (No module named '{hidden}'): "
+                             f"pip install 'archc[{extra}]'\n")
+
+
+def test_the_pytorch_export_needs_no_onnx(tmp_path):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_MODULE, "onnx", "export", MODEL, "--to",
+                             "pytorch", "-o", "out"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "model.safetensors").is_file()

@@ -1,5 +1,6 @@
 """The forward backends on real trained weights (open-nsfw's ResNet-50 1by2): Caffe and OpenCV
-agree within 1e-4, and any batch size and input size give the same per-image scores."""
+agree within 1e-4, the exported backends (ONNX Runtime, torch) with Caffe within 1e-5 of the
+scores' scale, and any batch size and input size give the same per-image scores."""
 from __future__ import annotations
 
 import importlib.util
@@ -48,13 +49,28 @@ def test_caffe_and_opencv_agree_on_real_weights(caffe, blob):
         assert np.ptp(caffe_scores[:, 1] - caffe_scores[:, 0]) > 0.1
 
 
+# the fixture that each backend needs: it skips, or fails under ARCHC_REQUIRE_CAFFE=1
+NEEDS = {"caffe": "caffe", "opencv": None, "onnxruntime": "onnxruntime", "torch": "torch"}
+
+
 def open_backend(kind: str, request):
-    if kind == "caffe":
-        request.getfixturevalue("caffe")  # skips, or fails under ARCHC_REQUIRE_CAFFE=1
+    if NEEDS[kind]:
+        request.getfixturevalue(NEEDS[kind])
     return open_nsfw_spec(kind).open()
 
 
-@pytest.mark.parametrize("kind", ["caffe", "opencv"])
+@pytest.mark.parametrize("kind", ["onnxruntime", "torch"])
+@pytest.mark.parametrize("blob", ["prob", "fc_nsfw"])
+def test_the_exported_backends_agree_with_caffe_on_real_weights(request, kind, blob):
+    batch = photo_crops(4)
+    request.getfixturevalue("caffe")
+    caffe_scores = replace(open_nsfw_spec("caffe"), blob=blob).open().forward(batch)
+    request.getfixturevalue(NEEDS[kind])
+    scores = replace(open_nsfw_spec(kind), blob=blob).open().forward(batch)
+    np.testing.assert_allclose(scores, caffe_scores, rtol=0, atol=1e-5 * np.abs(caffe_scores).max())
+
+
+@pytest.mark.parametrize("kind", list(NEEDS))
 def test_scores_do_not_depend_on_the_batch(request, kind):
     backend = open_backend(kind, request)
     batch = photo_crops(3)
@@ -63,7 +79,7 @@ def test_scores_do_not_depend_on_the_batch(request, kind):
     np.testing.assert_allclose(together, one_by_one, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["caffe", "opencv"])
+@pytest.mark.parametrize("kind", list(NEEDS))
 def test_an_input_size_the_net_cannot_take_is_an_error_not_an_abort(request, kind):
     # open-nsfw pools with a fixed 7x7 kernel before its InnerProduct: 256x256 input cannot work
     backend = open_backend(kind, request)

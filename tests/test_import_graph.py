@@ -20,6 +20,7 @@ LEVELS = (
     ("dsl", "codegen"),
     ("analysis",),
     ("model",),
+    ("export",),   # IR and arrays -> ONNX / PyTorch; the runtime runs what it makes
     ("runtime",),
     ("cli",),
 )
@@ -29,7 +30,7 @@ ENTRY_POINTS = {"archc.__main__": "cli"}
 # Packages whose source folders are scanned (found where the installation maps them); a
 # package that does not exist (yet) is skipped.
 PACKAGES = ("archc", "archc.ir", "archc.dsl", "archc.codegen", "archc.analysis", "archc.model",
-            "archc.runtime", "archc.cli")
+            "archc.export", "archc.runtime", "archc.cli")
 
 
 def _project_modules() -> dict[str, Path]:

@@ -1,8 +1,8 @@
 """The compiler treats .arch files and prototxts as data (issue 5, section 4).
 
-Nothing in the compiler's packages can hand text to Python or a shell, and an import can only
-read files inside the directory it was found in (the model's, the shipped library's or an
-ARCHC_PATH directory), symlinks included.
+Nothing in the compiler's packages (nor the exporter, which writes Python) can hand text to
+Python or a shell, and an import can only read files inside the directory it was found in (the
+model's, the shipped library's or an ARCHC_PATH directory), symlinks included.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from archc import dsl
 from archc.errors import ArchError
 
 REPO = Path(__file__).resolve().parent.parent
-COMPILER_PACKAGES = ("dsl", "ir", "codegen")
+COMPILER_PACKAGES = ("dsl", "ir", "codegen", "export")
 # Python's builtins that run text, called by bare name (`self.eval` and `re.compile` are fine),
 # and the library functions that start a shell or load modules by name.
 FORBIDDEN_BUILTINS = {"eval", "exec", "compile", "__import__"}

@@ -1,0 +1,161 @@
+"""What the export targets share: the refusal error, Caffe's parameter blobs as named tensors,
+the net's outputs and batch axis as Caffe sees them, and pooling's geometry spelled for
+frameworks that round down.
+
+Each target keeps a registry, Caffe type -> its form of that op or a `Refusal` saying why it has
+none; `forms_for` reads it, so an op without either is a named error, never a silent gap.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from archc.errors import ArchError
+from archc.ir import Layer, LayerShapes, Net, ShapedNet, infer_shapes
+from archc.ir.ops import BatchNorm, Pooling
+
+#: layer name -> its parameter blobs, in Caffe's order and shapes (float32)
+Parameters = dict[str, list[np.ndarray]]
+
+
+class ExportError(ArchError):
+    """A net that cannot be exported exactly: the message names the layer and the reason."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An op with no exact form in a target, and why: registered in place of a form."""
+
+    reason: str
+
+
+def refused(target: str, layer: Layer, reason: str) -> ExportError:
+    """The error for a layer (or one setting of it) that `target` cannot compute as Caffe does."""
+    return ExportError(f"cannot export layer '{layer.name}' ({layer.type}) to {target}: {reason}")
+
+
+def form_for(target: str, registry: dict[str, Callable | Refusal], layer: Layer) -> Callable:
+    """The layer's form in `target`'s registry; an ExportError naming the layer where the op is
+    refused, or not registered (an op added to the IR before its export forms)."""
+    form = registry.get(layer.type)
+    if form is None:
+        raise refused(target, layer, "archc has no export form for this op yet")
+    if isinstance(form, Refusal):
+        raise refused(target, layer, form.reason)
+    return form
+
+
+# ----- parameters: Caffe's blobs as the tensors both targets store ---------------------------
+
+def _weight_and_bias(op, blobs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    return dict(zip(("weight", "bias"), blobs))
+
+
+def _batch_norm_statistics(op: BatchNorm, blobs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Caffe stores mean and variance multiplied by a moving-average factor (the third blob) and
+    divides by it at every forward pass, in float32, a factor of 0 meaning 0; done here once,
+    with the same float32 operations, it gives the statistics Caffe normalises with."""
+    if not op.use_global_stats:
+        return {}  # Caffe normalises with the batch's own statistics and reads no blob
+    factor = np.float32(blobs[2].reshape(-1)[0])
+    scale = np.float32(0) if factor == 0 else np.float32(1) / factor
+    return {"running_mean": (blobs[0] * scale).astype(np.float32),
+            "running_var": (blobs[1] * scale).astype(np.float32)}
+
+
+#: Caffe type -> its blobs as named tensors, where not weight then bias
+TENSORS: dict[str, Callable] = {"BatchNorm": _batch_norm_statistics}
+
+
+def named_tensors(layer: Layer, blobs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The layer's parameter blobs as the tensors the targets store, by role."""
+    return TENSORS.get(layer.type, _weight_and_bias)(layer.op, blobs)
+
+
+def tensor_shapes(entry: LayerShapes) -> dict[str, tuple[int, ...]]:
+    """The roles and shapes of a layer's tensors, from its parameter blobs' shapes alone."""
+    blobs = [np.zeros(shape, np.float32) for shape in entry.param_shapes]
+    return {role: array.shape for role, array in named_tensors(entry.layer, blobs).items()}
+
+
+# ----- the net as Caffe runs it ---------------------------------------------------------------
+
+def caffe_outputs(net: Net) -> list[str]:
+    """The blobs Caffe makes the net's outputs: written by a layer and read by none after the
+    last write, in the order Caffe lists them (by name: it keeps them in a std::set)."""
+    available: set[str] = set()
+    for layer in net.layers:
+        available.difference_update(layer.bottoms)
+        available.update(layer.tops)
+    return sorted(available)
+
+
+def batch_axes(net: Net) -> dict[str, tuple[int, ...]] | None:
+    """For each blob, the axes whose size is the batch's (None: the net takes only its declared
+    batch size, e.g. a Reshape that names it)."""
+    try:
+        ones, twos = (infer_shapes(replace(net, inputs={name: (batch, *shape[1:])
+                                                         for name, shape in net.inputs.items()}))
+                      for batch in (1, 2))
+    except ArchError:
+        return None
+    if [e.param_shapes for e in ones.layers] != [e.param_shapes for e in twos.layers]:
+        return None
+    return {blob: tuple(axis for axis, (a, b) in enumerate(zip(shape, twos.blobs[blob])) if a != b)
+            for blob, shape in ones.blobs.items()}
+
+
+def last_writers(shaped: ShapedNet) -> dict[str, str]:
+    """blob -> the layer that writes its final value (in-place layers rewrite blobs)."""
+    return {top: entry.layer.name for entry in shaped.layers for top in entry.layer.tops}
+
+
+# ----- pooling: Caffe's windows for frameworks that round down --------------------------------
+
+@dataclass(frozen=True)
+class PoolAxis:
+    """One spatial axis of a pooling layer: Caffe's windows as padding before and after the input
+    that a floor-rounding pool (or one with explicit pads) reproduces, and Caffe's divisors."""
+
+    size: int
+    kernel: int
+    stride: int
+    pad: int
+    out: int
+
+    @property
+    def pad_after(self) -> int:
+        """Caffe's ceil rounding lets the last window overhang the padded input (a window that
+        would start in the padding is dropped); padding the end far enough for it makes floor
+        rounding count the same windows."""
+        return max(self.pad, (self.out - 1) * self.stride + self.kernel - self.size - self.pad)
+
+    def divisors(self) -> np.ndarray:
+        """What Caffe's average divides each window by along this axis: the window clipped to
+        the padded input (padding counts, the overhang beyond it does not)."""
+        starts = np.arange(self.out) * self.stride - self.pad
+        return np.minimum(starts + self.kernel, self.size + self.pad) - starts
+
+
+def pool_axes(entry: LayerShapes) -> tuple[PoolAxis, PoolAxis]:
+    op: Pooling = entry.layer.op
+    (_, _, height, width), (_, _, out_h, out_w) = entry.inputs[0], entry.output
+    return (PoolAxis(height, op.kernel_h, op.stride_h, op.pad_h, out_h),
+            PoolAxis(width, op.kernel_w, op.stride_w, op.pad_w, out_w))
+
+
+def average_correction(entry: LayerShapes) -> np.ndarray | None:
+    """out_h x out_w factors turning a full-kernel average of the zero-padded input into Caffe's
+    (kernel area / Caffe's divisor); None where Caffe divides every window by the full kernel."""
+    rows, columns = pool_axes(entry)
+    divisors = np.outer(rows.divisors(), columns.divisors())
+    area = rows.kernel * columns.kernel
+    if (divisors == area).all():
+        return None
+    return (area / divisors).astype(np.float32)
+
+
+def normalised_axis(axis: int, rank: int) -> int:
+    return axis + rank if axis < 0 else axis

@@ -1,0 +1,73 @@
+"""The export registries against the IR: every op in OPS has, in each target, a form or a named
+refusal; a refusal reaches the user with the layer's name; the PyTorch names are identifiers,
+deterministic, and never replace an nn.Module attribute."""
+from __future__ import annotations
+
+import keyword
+
+import pytest
+
+from archc.export import to_onnx, to_pytorch
+from archc.export.common import ExportError, Refusal
+from archc.ir import Layer, Net, infer_shapes
+from archc.ir.ops import OPS, Pooling, ReLU
+
+REGISTRIES = {"ONNX": to_onnx.FORMS, "PyTorch": to_pytorch.FORMS}
+
+
+@pytest.mark.parametrize("target", sorted(REGISTRIES))
+def test_every_op_has_a_form_or_a_named_refusal(target):
+    registry = REGISTRIES[target]
+    missing = sorted(set(OPS) - set(registry))
+    assert not missing, (f"{target}: no export form or Refusal for {', '.join(missing)}: add one "
+                         f"to archc/export/to_{target.lower()}.py")
+    assert set(registry) <= set(OPS), f"{target}: forms for ops the IR lacks"
+    for caffe_type, entry in registry.items():
+        assert callable(entry) or (isinstance(entry, Refusal) and entry.reason), caffe_type
+
+
+def test_a_refused_op_is_named_at_its_layer(monkeypatch):
+    monkeypatch.setitem(to_onnx.FORMS, "ReLU", Refusal("no exact form, for the test"))
+    shaped = infer_shapes(Net({"data": (1, 2, 4, 4)}, [Layer("act/1", ReLU(), ("data",), ("act",))]))
+    with pytest.raises(ExportError, match=r"cannot export layer 'act/1' \(ReLU\) to ONNX: no exact "
+                                          r"form, for the test"):
+        to_onnx.to_onnx(shaped, None)
+
+
+@pytest.mark.parametrize("target, export", [
+    ("ONNX", lambda shaped: to_onnx.to_onnx(shaped, None)),
+    ("PyTorch", lambda shaped: to_pytorch.program(shaped))])
+def test_the_argmax_mask_top_is_refused_by_name(target, export):
+    shaped = infer_shapes(Net({"data": (1, 2, 4, 4)}, [
+        Layer("pool", Pooling("MAX", 2, 2, 2, 2), ("data",), ("pooled", "mask"))]))
+    with pytest.raises(ExportError, match=f"'pool' \\(Pooling\\) to {target}: the argmax mask top"):
+        export(shaped)
+
+
+def test_pytorch_refuses_pooling_padding_beyond_half_the_kernel_and_onnx_takes_it():
+    shaped = infer_shapes(Net({"data": (1, 2, 7, 7)}, [
+        Layer("pool", Pooling("AVE", 3, 3, 3, 3, 2, 2), ("data",), ("pooled",))]))
+    with pytest.raises(ExportError, match="at most half the kernel as padding"):
+        to_pytorch.program(shaped)
+    to_onnx.to_onnx(shaped, None)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("conv1/7x7_s2", "conv1_7x7_s2"), ("inception_3a/1x1", "inception_3a_1x1"),
+    ("1x1", "layer_1x1"), ("_private", "layer_private"), ("class", "class_"),
+    ("forward", "forward_"), ("training", "training_"), ("é", "layer_"), ("", "layer_")])
+def test_layer_names_become_identifiers(name, expected):
+    assert to_pytorch.identifier(name, "layer", to_pytorch.MODULE_ATTRIBUTES, set()) == expected
+    assert expected.isidentifier() and not keyword.iskeyword(expected)
+
+
+def test_names_made_alike_are_told_apart_in_order():
+    taken: set[str] = set()
+    made = [to_pytorch.identifier(name, "blob", to_pytorch.RESERVED_VARIABLES, taken)
+            for name in ("a/b", "a_b", "a.b", "torch", "F", "self")]
+    assert made == ["a_b", "a_b_2", "a_b_3", "torch_", "F_", "self_"]
+
+
+def test_module_attributes_cover_every_attribute_of_an_nn_module(torch):
+    attributes = {name for name in dir(torch.nn.Module()) if not name.startswith("_")}
+    assert attributes <= to_pytorch.MODULE_ATTRIBUTES, sorted(attributes - to_pytorch.MODULE_ATTRIBUTES)
