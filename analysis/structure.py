@@ -54,10 +54,14 @@ class Group:
 
     @property
     def call(self) -> str:
-        """The block call as written (`bottleneck(n=1, stride=2)`), where the name is not it."""
-        if self.kind == BLOCK_CALL and self.frame.text != self.name:
-            return self.frame.text
-        return ""
+        """The block call as written (`bottleneck(n=1, stride=2)`), less the argument that is the
+        group's name (`conv_bn(c=64, k=7)` for conv_bn("conv1", 64, 7), named `conv1`); empty
+        where the call is the name or the group is no block call."""
+        if self.kind != BLOCK_CALL or self.frame.text == self.name:
+            return ""
+        values = ", ".join(f"{name}={value}" for name, value in self.frame.values
+                           if value != f'"{self.name}"')
+        return f"{self.frame.name}({values})"
 
 
 def block_of_name(name: str) -> str:
