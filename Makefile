@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: setup caffe test bench soak clean
+.PHONY: setup caffe test-tools test bench soak clean
 
 $(BIN)/archc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ setup: $(BIN)/archc
 caffe: setup
 	scripts/build-caffe.sh $(PY)
 
-test: setup caffe $(FIXTURES)
+# Debian's graphviz (archc graph's layout) and chromium (the browser test of its page), if missing.
+test-tools:
+	scripts/install-test-tools.sh
+
+test: setup caffe test-tools $(FIXTURES)
 	$(BIN)/pytest -q
 
 # Speed targets, each reported as ratios measured in one run (see each script's header).

@@ -21,6 +21,7 @@ POOL_DIALECTS = ("ceil_mode", "round_mode")
 SUBCOMMANDS = {
     "diff": "semantic difference of two prototxts",
     "summary": "per-layer shapes, parameters, MACs and memory of a model",
+    "graph": "draw a model with its blocks (SVG, PNG, clickable HTML)",
     "eval": "accuracy of a model with weights on a val list (Caffe or OpenCV)",
     "time": "forward/backward timing per layer, like `caffe time`",
     "weights": "list a .caffemodel's layers, or write initialised weights",
