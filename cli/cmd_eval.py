@@ -7,6 +7,7 @@ import functools
 import math
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from archc.cli.arguments import ArgumentParser, integer_at_least, split_overrides
@@ -18,6 +19,7 @@ from archc.runtime import fold_batchnorm, weights
 from archc.runtime.backends import BACKENDS, BackendSpec, Forwarder
 from archc.runtime.eval import model as netinfo
 from archc.runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
+from archc.runtime.eval.errors import NothingEvaluated
 from archc.runtime.eval.metrics import accuracy_key, results_document
 from archc.runtime.eval.presets import PRESETS, Preset, preset_for_model
 from archc.runtime.eval.progress import Progress
@@ -26,7 +28,7 @@ from archc.runtime.eval.run import Job, run
 from archc.runtime.eval.settings import EvalSettings
 from archc.runtime.eval.sweep import plot_accuracy, plot_path, results_path_for_size
 from archc.runtime.eval.synsets import parse_remap, remap_table, val_list_order
-from archc.runtime.eval.vallist import label_entries, read_val_list
+from archc.runtime.eval.vallist import image_path, label_entries, read_val_list
 from archc.runtime.processes import termination_interrupts
 
 SHOWN_SKIPS = 10
@@ -88,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", metavar="MODEL")
     parser.add_argument("--weights", required=True, help=".caffemodel with the trained weights")
     parser.add_argument("--val", required=True, help="val list: 'relative/path label' per line")
-    parser.add_argument("--root", default=".", help="directory the val list's paths are under")
+    parser.add_argument("--root", help="directory the val list's paths are under (default: the "
+                                       "current directory)")
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="preprocessing of a model family (default: the family the model's "
                              "file name names, if any; else no preset, and --mean and --std are "
@@ -159,8 +162,9 @@ def evaluate(argv: list[str]) -> int:
         raise UsageError(f"--base-size {args.base_size} is smaller than the crop size {max(sizes)}")
     if args.gpu is not None and args.gpu < 0:
         raise UsageError(f"--gpu {args.gpu}: a device number is 0 or more")
-    if not Path(args.root).is_dir():
-        raise UsageError(f"--root {args.root} is not a directory")
+    root = args.root or "."
+    if not Path(root).is_dir():
+        raise UsageError(f"--root {root} is not a directory")
     nets = args.nets or default_nets(args.backend, args.gpu)
     if nets > 1 and args.gpu is not None:
         raise UsageError("--nets applies to CPU runs; on a GPU one net is fed in large batches")
@@ -183,7 +187,7 @@ def evaluate(argv: list[str]) -> int:
         model=netinfo.absolute(model.path), model_sha256=netinfo.sha256_of_text(model.text),
         weights=netinfo.absolute(args.weights), weights_sha256=netinfo.sha256_of_file(args.weights),
         val=netinfo.absolute(args.val), val_sha256=netinfo.sha256_of_file(args.val),
-        root=netinfo.absolute(args.root), preset=preset_name,
+        root=netinfo.absolute(root), preset=preset_name,
         mean=args.mean or preset.mean, std=args.std or preset.std, crops=args.crops,
         batch=args.batch, topk=topk, blob=args.blob,
         backend=args.backend, device="cpu" if args.gpu is None else f"gpu {args.gpu}",
@@ -203,9 +207,10 @@ def evaluate(argv: list[str]) -> int:
             settings = settings_at(crop_size=size, base_size=base_size(args, preset, size),
                                    scales=protocol_scales(args.crops, size))
             preprocess = Preprocess(settings.mean, settings.std, settings.base_size, size, args.crops)
-            job = Job(entries, args.root, preprocess, args.batch, max(topk), args.workers)
+            job = Job(entries, root, preprocess, args.batch, max(topk), args.workers)
             target = results_path_for_size(results, size) if args.sizes else results
-            document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "")
+            document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "",
+                                     args)
             print(report(document, target))
             for key in accuracies:
                 accuracies[key].append(document["accuracy"][key] or 0.0)
@@ -300,8 +305,11 @@ class Nets:
             self.forwarder.close()
 
 
-def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, label: str) -> dict:
-    """The results document of one crop size: computed, resumed, or read back when complete."""
+def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, label: str,
+                  args) -> dict:
+    """The results document of one crop size: computed, resumed, or read back when complete.
+    A run that evaluated no image keeps no results (a rerun with the right --root starts afresh)
+    and fails."""
     with Lock(target.with_name(target.name + ".lock"), target):
         state = open_journal(target, settings)
         if isinstance(state, dict):
@@ -309,8 +317,27 @@ def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, la
             return state
         run(job, nets.get(), state, Progress(len(job.entries), settings.topk, label))
         document = results_document(state.settings, state.records())
+        if not document["counts"]["evaluated"]:
+            state.discard()
+            raise NothingEvaluated(nothing_evaluated(document, job, args))
         write_final(state, document)
     return document
+
+
+def nothing_evaluated(document: dict, job: Job, args) -> str:
+    """Why a run evaluated no image: the reasons counted, the first paths tried, and what to fix."""
+    skipped = document["skipped"]
+    reasons = Counter(record["skipped"] for record in skipped)
+    counted = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+    root = netinfo.absolute(job.root)
+    tried = ", ".join(image_path(root, record["image"]) for record in skipped[:3])
+    given = f"--root {args.root}" if args.root else "--root . (the default: the current directory)"
+    if reasons.most_common(1)[0][0] == "missing":
+        fix = f"pass --root DIR, the directory the paths in {args.val} are relative to"
+    else:
+        fix = "check the images: none of them could be read as a photo"
+    return (f"no image was evaluated: all {len(skipped)} were skipped ({counted}); tried "
+            f"{tried}{', ...' if len(skipped) > 3 else ''} with {given}: {fix}")
 
 
 def default_nets(backend: str, gpu: int | None) -> int:
@@ -335,9 +362,14 @@ def report(document: dict, results: Path) -> str:
         shown = "n/a" if accuracy is None else f"{100 * accuracy:.2f}%"
         lines.append(f"  {key:<6} {shown}  ({document['correct'][key]}/{counts['evaluated']})")
     for record in document["skipped"][:SHOWN_SKIPS]:
-        lines.append(f"  skipped {record['image']}: {record['skipped']}")
+        lines.append(f"  skipped {record['image']}: {record['skipped']} "
+                     f"({image_path(settings.root, record['image'])})")
     if counts["skipped"] > SHOWN_SKIPS:
         lines.append(f"  ... {counts['skipped'] - SHOWN_SKIPS} more skipped images are listed in the results")
+    missing = sum(1 for record in document["skipped"] if record["skipped"] == "missing")
+    if missing > counts["images"] / 2:
+        lines.append(f"  most images are missing under {settings.root}: is --root the directory "
+                     f"the paths in {Path(settings.val).name} are relative to?")
     lines.append(f"  results: {results}")
     return "\n".join(lines)
 
