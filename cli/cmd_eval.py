@@ -27,11 +27,13 @@ from archc.runtime.eval.results import Lock, open_journal, write_final
 from archc.runtime.eval.run import Job, run
 from archc.runtime.eval.settings import EvalSettings
 from archc.runtime.eval.sweep import plot_accuracy, plot_path, results_path_for_size
-from archc.runtime.eval.synsets import parse_remap, remap_table, val_list_order
+from archc.runtime.eval.synsets import (parse_remap, read_class_names, remap_table, synset_path,
+                                       val_list_order)
 from archc.runtime.eval.vallist import image_path, label_entries, read_val_list
 from archc.runtime.processes import termination_interrupts
 
 SHOWN_SKIPS = 10
+SHOWN_PREDICTIONS = 5
 DEFAULT_TOPK = (1, 5)
 
 
@@ -127,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "core, up to 4, for Caffe on the CPU; else 1)")
     parser.add_argument("--synset", help="class-order remap by WNID: VAL:MODEL (2012, 2015 or a "
                                          "synset file), MODEL (val in 2012 order), or none")
+    parser.add_argument("--labels", metavar="WORDS",
+                        help="class names, one a line in the model's class order, after a WNID or "
+                             "not (a synset file with words, like synset_words.txt); default: the "
+                             "words of --synset's MODEL list, where it has them")
     parser.add_argument("--sizes", type=_int_list,
                         help="evaluate at each crop size and plot accuracy against it")
     parser.add_argument("--allow-missing", action="store_true",
@@ -179,6 +185,7 @@ def evaluate(argv: list[str]) -> int:
     remap = parse_remap(args.synset) if args.synset is not None else preset_remap(preset, lines, args.val)
     table = remap_table(*remap) if remap else None
     entries = label_entries(lines, num_classes, table, args.val)
+    names = class_names(args.labels, remap, num_classes)
 
     fold = args.backend == "caffe" and not args.keep_batchnorm
     # everything but the crop size and what follows from it
@@ -192,6 +199,7 @@ def evaluate(argv: list[str]) -> int:
         batch=args.batch, topk=topk, blob=args.blob,
         backend=args.backend, device="cpu" if args.gpu is None else f"gpu {args.gpu}",
         nets=nets, synset=":".join(remap) if remap else None, fold_batchnorm=fold,
+        labels=netinfo.absolute(args.labels) if args.labels else None,
         layers_without_weights=layers_without_weights(model.net, args.weights)
         if args.allow_missing else ())
     spec = BackendSpec(args.backend, model.text, model.source, args.weights, args.blob,
@@ -202,6 +210,7 @@ def evaluate(argv: list[str]) -> int:
               f"them (--keep-batchnorm runs them as written)", file=sys.stderr)
     results = Path(args.results or f"{Path(model.path).stem}.eval.json")
     accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in topk}
+    evaluated = 0
     with Nets(spec, nets) as shared:
         for size in sizes:
             settings = settings_at(crop_size=size, base_size=base_size(args, preset, size),
@@ -210,13 +219,17 @@ def evaluate(argv: list[str]) -> int:
             job = Job(entries, root, preprocess, args.batch, max(topk), args.workers)
             target = results_path_for_size(results, size) if args.sizes else results
             document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "",
-                                     args)
+                                     args, names)
             print(report(document, target))
             for key in accuracies:
                 accuracies[key].append(document["accuracy"][key] or 0.0)
+            evaluated = max(evaluated, document["counts"]["evaluated"])
     if args.sizes:
         png = plot_path(results)
-        plot_accuracy(sizes, accuracies, f"{Path(model.path).name}, {args.crops} crop(s)", png)
+        title = (f"{Path(model.path).name}, weights {Path(args.weights).name}\n"
+                 f"{evaluated} images, {args.crops} crop(s) per image")
+        protocols = [f"{size}\nfrom {base_size(args, preset, size)}" for size in sizes]
+        plot_accuracy(sizes, accuracies, title, protocols, png)
         print(sweep_table(sizes, accuracies))
         print(f"plot: {png}")
     return 0
@@ -255,6 +268,22 @@ def base_size(args, preset: Preset | None, crop: int) -> int:
 
 def protocol_scales(crops: int, crop: int) -> tuple[int, ...] | None:
     return tuple(scales_for(crop)) if crops == 144 else None
+
+
+def class_names(labels: str | None, remap: tuple[str, str] | None,
+                num_classes: int) -> list[str] | None:
+    """The model's class names: --labels, else the words of the remap's MODEL synset list."""
+    if labels is not None:
+        names = read_class_names(labels)
+        if names is None:
+            raise UsageError(f"--labels {labels} holds WNIDs without words: give a file with a "
+                             f"class name on each line")
+    else:
+        names = read_class_names(remap[1]) if remap else None
+    if names is not None and len(names) != num_classes:
+        raise UsageError(f"{labels or synset_path(remap[1])} names {len(names)} classes but the "
+                         f"model has {num_classes}")
+    return names
 
 
 def preset_remap(preset: Preset | None, lines, val: str) -> tuple[str, str] | None:
@@ -306,7 +335,7 @@ class Nets:
 
 
 def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, label: str,
-                  args) -> dict:
+                  args, names: list[str] | None) -> dict:
     """The results document of one crop size: computed, resumed, or read back when complete.
     A run that evaluated no image keeps no results (a rerun with the right --root starts afresh)
     and fails."""
@@ -316,7 +345,7 @@ def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, la
             print(f"{target} is already complete for these settings", file=sys.stderr)
             return state
         run(job, nets.get(), state, Progress(len(job.entries), settings.topk, label))
-        document = results_document(state.settings, state.records())
+        document = results_document(state.settings, state.records(), names)
         if not document["counts"]["evaluated"]:
             state.discard()
             raise NothingEvaluated(nothing_evaluated(document, job, args))
@@ -361,6 +390,21 @@ def report(document: dict, results: Path) -> str:
     for key, accuracy in document["accuracy"].items():
         shown = "n/a" if accuracy is None else f"{100 * accuracy:.2f}%"
         lines.append(f"  {key:<6} {shown}  ({document['correct'][key]}/{counts['evaluated']})")
+    for k in settings.topk:
+        tied = document.get("ties", {}).get(accuracy_key(k), 0)
+        if tied:
+            lines.append(f"  {accuracy_key(k)} is inflated by ties: {tied} of {counts['evaluated']} "
+                         f"images have equal {_ordinal(k)} and {_ordinal(k + 1)} best scores, and "
+                         f"equal scores rank the lower class index first (a saturated softmax, from "
+                         f"filler weights?)")
+    names = document.get("class_names")
+    if names:
+        shown = document["images"][:SHOWN_PREDICTIONS]
+        lines.append(f"  best classes of the first {len(shown)} images (label: predictions):")
+        for record in shown:
+            best = ", ".join(f"{_short(names[c])} {score:.3g}"
+                             for c, score in zip(record["top"][:3], record["scores"]))
+            lines.append(f"    {record['image']}  {_short(names[record['label']])}: {best}")
     for record in document["skipped"][:SHOWN_SKIPS]:
         lines.append(f"  skipped {record['image']}: {record['skipped']} "
                      f"({image_path(settings.root, record['image'])})")
@@ -372,6 +416,16 @@ def report(document: dict, results: Path) -> str:
                      f"the paths in {Path(settings.val).name} are relative to?")
     lines.append(f"  results: {results}")
     return "\n".join(lines)
+
+
+def _short(name: str) -> str:
+    """A class name's first synonym: `tench` for `tench, Tinca tinca`."""
+    return name.split(",")[0]
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def sweep_table(sizes: list[int], accuracies: dict[str, list[float]]) -> str:
