@@ -1,12 +1,19 @@
 """`archc time MODEL [--PARAM VALUE ...] [--batch N] [--iterations N] [--warmup N]
-[--input-size H[xW]] [--gpu N]`: Caffe's `caffe time` report, from pycaffe (see runtime.timing)."""
+[--input-size H[xW]] [--gpu N] [--keep-batchnorm] [--summary] [--json]`: Caffe's `caffe time`
+report, from pycaffe (see runtime.timing), with totals per batch and per image.
+
+By default the net is timed as `archc eval` runs it: each Convolution -> BatchNorm -> Scale chain
+folded into one convolution (runtime.fold_batchnorm), so the images/s of both agree."""
 from __future__ import annotations
 
 import argparse
+import json
 
 from archc.cli.arguments import ArgumentParser, integer_at_least, split_overrides
 from archc.cli.main import reports_errors
-from archc.model import load_model
+from archc.errors import ArchError
+from archc.model import Model, load_model
+from archc.runtime import fold_batchnorm
 from archc.runtime.loader import load_net_text
 from archc.runtime.timing import time_net
 
@@ -26,19 +33,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="archc time", allow_abbrev=False,
         usage="archc time MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] [--batch N] "
-              "[--iterations N] [--warmup N] [--input-size H[xW]] [--gpu N]",
+              "[--iterations N] [--warmup N] [--input-size H[xW]] [--gpu N] [--keep-batchnorm] "
+              "[--summary] [--json]",
         description="Average forward, backward and forward-backward time per iteration and per "
-                    "layer, like `caffe time`, warm-up excluded. Parameters of an .arch MODEL "
-                    "follow it as --PARAM VALUE (for an .arch family, set the input size with its "
-                    "own --size).")
+                    "layer, like `caffe time`, warm-up excluded, then the forward pass per batch, "
+                    "per image and in images/s. BatchNorm is folded into the convolutions before "
+                    "it, as `archc eval` runs it, unless --keep-batchnorm. Parameters of an .arch "
+                    "MODEL follow it as --PARAM VALUE (for an .arch family, set the input size "
+                    "with its own --size).")
     parser.add_argument("model", metavar="MODEL")
-    parser.add_argument("--batch", type=integer_at_least(1),
+    parser.add_argument("--batch", type=integer_at_least(1), metavar="N",
                         help="images per forward pass (default: the net's)")
-    parser.add_argument("--iterations", type=integer_at_least(1), default=50, help="timed iterations (50)")
-    parser.add_argument("--warmup", type=integer_at_least(0), default=1, help="untimed iterations first (1)")
+    parser.add_argument("--iterations", type=integer_at_least(1), default=50, metavar="N",
+                        help="timed iterations (default 50)")
+    parser.add_argument("--warmup", type=integer_at_least(0), default=1, metavar="N",
+                        help="untimed iterations first (default 1)")
     parser.add_argument("--input-size", type=_input_size, metavar="H[xW]",
                         help="input height and width (default: the net's)")
     parser.add_argument("--gpu", type=integer_at_least(0), metavar="N", help="run on GPU N (needs a CUDA Caffe)")
+    parser.add_argument("--keep-batchnorm", action="store_true",
+                        help="time BatchNorm and Scale layers as written (default: folded into the "
+                             "convolutions before them, as archc eval runs them)")
+    parser.add_argument("--summary", action="store_true", help="the totals only, no layer table")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document (layers, unless --summary, and totals)")
     return parser
 
 
@@ -46,9 +64,32 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args, rest = build_parser().parse_known_args(argv)
     model = load_model(args.model, split_overrides(rest))
-    net = load_net_text(model.text, model.source, gpu=args.gpu, batch=args.batch,
+    text, source, folded = timed_net(model, args.keep_batchnorm)
+    net = load_net_text(text, source, gpu=args.gpu, batch=args.batch,
                         input_size=args.input_size, force_backward=True).net
     report = time_net(net, args.iterations, args.warmup)
     device = "CPU" if args.gpu is None else f"GPU {args.gpu}"
-    print(report.format(f"archc time {model.name} on {device}"))
+    if args.json:
+        document = {"model": model.name, "device": device.lower(), "batchnorm_folded": folded,
+                    **report.to_json(with_layers=not args.summary)}
+        print(json.dumps(document, indent=1))
+        return 0
+    how = f", {folded} BatchNorm folded as archc eval runs them" if folded else \
+        ", BatchNorm as written" if args.keep_batchnorm else ""
+    print(report.format(f"archc time {model.name} on {device}{how}", with_layers=not args.summary))
     return 0
+
+
+def timed_net(model: Model, keep_batchnorm: bool) -> tuple[str, str, int]:
+    """The prototxt to time, its name in messages, and how many BatchNorm layers it folds."""
+    if keep_batchnorm:
+        return model.text, model.source, 0
+    try:
+        net = model.net
+    except ArchError:  # a layer outside the IR: Caffe is asked about the net (archc eval cannot
+        return model.text, model.source, 0  # run it, so there is nothing to compare with)
+    folds = fold_batchnorm.plan(net)
+    if not folds:
+        return model.text, model.source, 0
+    return (fold_batchnorm.folded_text(net, folds), f"{model.source} (BatchNorm folded)",
+            len(folds))

@@ -9,7 +9,7 @@ outputs' gradients are set to ones so that every layer propagates real numbers.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
@@ -33,19 +33,47 @@ class TimingReport:
     forward_backward_ms: float
     layers: list[LayerTime]
 
-    def format(self, title: str) -> str:
+    @property
+    def batch(self) -> int:
+        """Images per iteration: the first input's batch axis."""
+        return next(iter(self.inputs.values()))[0]
+
+    def totals(self) -> dict[str, float]:
+        """Per batch and per image, and the images a second the forward pass takes."""
+        return {"batch": self.batch,
+                "forward_ms": self.forward_ms,
+                "forward_ms_per_image": self.forward_ms / self.batch,
+                "images_per_second": 1000.0 * self.batch / self.forward_ms if self.forward_ms else 0.0,
+                "backward_ms": self.backward_ms,
+                "forward_backward_ms": self.forward_backward_ms}
+
+    def to_json(self, with_layers: bool = True) -> dict:
+        document = {"inputs": {name: list(shape) for name, shape in self.inputs.items()},
+                    "iterations": self.iterations, "warmup": self.warmup,
+                    "totals": self.totals()}
+        if with_layers:
+            document["layers"] = [asdict(layer) for layer in self.layers]
+        return document
+
+    def format(self, title: str, with_layers: bool = True) -> str:
         shapes = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in self.inputs.items())
-        width = max([len("layer")] + [len(layer.name) for layer in self.layers])
-        type_width = max([len("type")] + [len(layer.type) for layer in self.layers])
         lines = [f"{title}: {shapes}; average of {self.iterations} iterations after "
-                 f"{self.warmup} warm-up",
-                 f"{'layer':<{width}}  {'type':<{type_width}}  {'forward ms':>10}  {'backward ms':>11}"]
-        for layer in self.layers:
-            lines.append(f"{layer.name:<{width}}  {layer.type:<{type_width}}  "
-                         f"{layer.forward_ms:>10.3f}  {layer.backward_ms:>11.3f}")
+                 f"{self.warmup} warm-up"]
+        if with_layers:
+            width = max([len("layer")] + [len(layer.name) for layer in self.layers])
+            type_width = max([len("type")] + [len(layer.type) for layer in self.layers])
+            lines.append(f"{'layer':<{width}}  {'type':<{type_width}}  {'forward ms':>10}  "
+                         f"{'backward ms':>11}")
+            for layer in self.layers:
+                lines.append(f"{layer.name:<{width}}  {layer.type:<{type_width}}  "
+                             f"{layer.forward_ms:>10.3f}  {layer.backward_ms:>11.3f}")
+        totals = self.totals()
         lines += [f"Average Forward pass:          {self.forward_ms:10.3f} ms",
                   f"Average Backward pass:         {self.backward_ms:10.3f} ms",
-                  f"Average Forward-Backward:      {self.forward_backward_ms:10.3f} ms"]
+                  f"Average Forward-Backward:      {self.forward_backward_ms:10.3f} ms",
+                  f"{f'Forward per batch of {self.batch}:':<31}{self.forward_ms:10.3f} ms",
+                  f"Forward per image:             {totals['forward_ms_per_image']:10.3f} ms",
+                  f"Forward images per second:     {totals['images_per_second']:10.1f}"]
         return "\n".join(lines)
 
 
