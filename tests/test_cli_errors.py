@@ -12,6 +12,7 @@ from archc.errors import ArchError, Span, UsageError
 from archc.runtime.caffe_env import CaffeError
 from archc.runtime.eval.errors import EvalError
 from archc.runtime.weights import WeightsError
+from conftest import REPO
 
 NET = 'param size_x: int = 8\nnet { input "data" [1, 3, size_x, size_x]  relu as "r" }\n'
 
@@ -51,6 +52,21 @@ def test_a_missing_source_is_no_such_file_even_when_the_output_exists(tmp_path, 
     assert main([str(tmp_path / "missing.arch"), "-o", str(output)]) == 2
     assert capsys.readouterr().err == f"archc: error: no such file: {tmp_path / 'missing.arch'}\n"
     assert output.read_text() == "kept\n"
+
+
+def test_a_misspelt_parameter_is_a_command_line_error(tmp_path, capsys):
+    source = tmp_path / "m.arch"
+    source.write_text("# a comment first\n" + NET)
+    assert main([str(source), "--size_y", "8"]) == 2
+    assert capsys.readouterr().err == (f"archc: error: --size_y is not a parameter of {source}; "
+                                       f"did you mean --size_x?\n")
+    assert main([str(source), "--depth", "8"]) == 2
+    assert capsys.readouterr().err == (f"archc: error: --depth is not a parameter of {source}; "
+                                       f"its parameters are --size_x\n")
+    resnext = str(REPO / "archs" / "resnext.arch")
+    assert main([resnext, "--dpeth", "50"]) == 2
+    assert capsys.readouterr().err == (f"archc: error: --dpeth is not a parameter of {resnext}; "
+                                       f"did you mean --depth?\n")
 
 
 @pytest.mark.parametrize("args, message", [
