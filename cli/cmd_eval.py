@@ -81,60 +81,71 @@ def build_parser() -> argparse.ArgumentParser:
             f"{', '.join(f'{c} from {b}' for c, b in p.bases.items())}"
             + (f"  labels {p.synset}" if p.synset else "") + "\n"
             for name, p in PRESETS.items())
-        + "\nexample: archc eval archs/resnext.arch --depth 101 --weights resnext101.caffemodel "
-          "--val ILSVRC2012_val.txt --root ~/Database/ILSVRC2012 --crops 12",
-        usage="archc eval MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] --weights W --val LIST "
-              "[options]",
+        + "\nexample:\n  archc eval archs/resnext.arch --depth 101 --weights resnext101.caffemodel \\\n"
+          "      --val ILSVRC2012_val.txt --root ~/Database/ILSVRC2012 --crops 12",
+        usage="archc eval MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] --weights FILE "
+              "--val LIST [options]",
         description="Top-k accuracy of a model on a labelled image list, with the seed's\n"
                     "preprocessing and 1/12/144-crop protocols. Parameters of an .arch MODEL\n"
                     "follow it as --PARAM VALUE. The results file is written as the run goes:\n"
                     "rerun the same command after an interruption to resume.")
     parser.add_argument("model", metavar="MODEL")
-    parser.add_argument("--weights", required=True, help=".caffemodel with the trained weights")
-    parser.add_argument("--val", required=True, help="val list: 'relative/path label' per line")
-    parser.add_argument("--root", help="directory the val list's paths are under (default: the "
-                                       "current directory)")
+    parser.add_argument("--weights", required=True, metavar="FILE",
+                        help=".caffemodel with the trained weights")
+    parser.add_argument("--val", required=True, metavar="LIST",
+                        help="val list: 'relative/path label' per line")
+    parser.add_argument("--root", metavar="DIR", help="directory the val list's paths are under "
+                                                      "(default: the current directory)")
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="preprocessing of a model family (default: the family the model's "
                              "file name names, if any; else no preset, and --mean and --std are "
                              "needed)")
-    parser.add_argument("--mean", type=_bgr, help="per-channel mean, B,G,R (default: the preset's)")
-    parser.add_argument("--std", type=_std, help="per-channel std, B,G,R (default: the preset's)")
-    parser.add_argument("--base-size", type=integer_at_least(1),
+    parser.add_argument("--mean", type=_bgr, metavar="B,G,R",
+                        help="per-channel mean, or one value for all (default: the preset's)")
+    parser.add_argument("--std", type=_std, metavar="B,G,R",
+                        help="per-channel std, or one value for all (default: the preset's)")
+    parser.add_argument("--base-size", type=integer_at_least(1), metavar="N",
                         help="shorter side is resized to this first (default: the preset's base "
                              "for the crop size, as listed below, else the crop size itself)")
-    parser.add_argument("--crop-size", type=integer_at_least(1),
+    parser.add_argument("--crop-size", type=integer_at_least(1), metavar="N",
                         help="side of the square crops (default: the model's input size, else the "
                              "preset's)")
     parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1,
                         help="1: centre crop; 12: corners, centre and whole of the image squashed "
                              "to base x base, and mirrors; 144: the 12 of three squares at each of "
-                             "four scales (default 1)")
-    parser.add_argument("--batch", type=integer_at_least(1), default=8,
-                        help="crops per forward pass (default 8)")
-    parser.add_argument("--topk", type=_int_list,
-                        help="accuracies to report (default 1,5, those of them up to the model's "
+                             "four scales (default: 1)")
+    parser.add_argument("--batch", type=integer_at_least(1), default=8, metavar="N",
+                        help="crops per forward pass (default: 8)")
+    parser.add_argument("--topk", type=_int_list, metavar="K,...",
+                        help="accuracies to report (default: 1,5, those of them up to the model's "
                              "number of classes)")
-    parser.add_argument("--blob", default="prob", help="output blob holding the class scores "
-                                                       "(default prob)")
-    parser.add_argument("--results", help="results JSON (default: MODEL-stem.eval.json); an "
-                                          "interrupted run resumes from it")
-    parser.add_argument("--backend", choices=BACKENDS, default="caffe")
+    parser.add_argument("--blob", default="prob", metavar="NAME",
+                        help="output blob holding the class scores (default: prob)")
+    parser.add_argument("--results", metavar="FILE",
+                        help="results JSON (default: MODEL-stem.eval.json); an interrupted run "
+                             "resumes from it")
+    parser.add_argument("--backend", choices=BACKENDS, default="caffe",
+                        help="caffe: real pycaffe (`make caffe` builds it); opencv: OpenCV's DNN "
+                             "module, which needs no Caffe (default: caffe)")
     parser.add_argument("--gpu", type=int, metavar="N", help="run Caffe on GPU N")
-    parser.add_argument("--workers", type=integer_at_least(0),
-                        default=max(1, min(4, (os.cpu_count() or 2) - 1)),
-                        help="image-loading processes (0: load in this process)")
-    parser.add_argument("--nets", type=integer_at_least(1),
+    workers = max(1, min(4, (os.cpu_count() or 2) - 1))
+    parser.add_argument("--workers", type=integer_at_least(0), default=workers, metavar="N",
+                        help=f"image-loading processes, 0 to load in this process (default: one "
+                             f"per core but one, 1 to 4: {workers} here)")
+    parser.add_argument("--nets", type=integer_at_least(1), metavar="N",
                         help="copies of the net forwarding in parallel processes (default: one per "
                              "core, up to 4, for Caffe on the CPU; else 1)")
-    parser.add_argument("--synset", help="class-order remap by WNID: VAL:MODEL (2012, 2015 or a "
-                                         "synset file), MODEL (val in 2012 order), or none")
+    parser.add_argument("--synset", metavar="VAL:MODEL",
+                        help="class-order remap by WNID: VAL:MODEL (each 2012, 2015 or a synset "
+                             "file), MODEL (val in 2012 order), or none")
     parser.add_argument("--labels", metavar="WORDS",
                         help="class names, one a line in the model's class order, after a WNID or "
                              "not (a synset file with words, like synset_words.txt); default: the "
                              "words of --synset's MODEL list, where it has them")
-    parser.add_argument("--sizes", type=_int_list,
-                        help="evaluate at each crop size and plot accuracy against it")
+    parser.add_argument("--sizes", type=_int_list, metavar="N,N,...",
+                        help="comma-separated crop sizes, e.g. 224,256,288,320: evaluate at each "
+                             "(a results file per size, MODEL-stem.eval-224.json, ...) and plot "
+                             "accuracy against crop size (MODEL-stem.eval-sizes.png)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="load even if some layers have no weights")
     parser.add_argument("--keep-batchnorm", action="store_true",

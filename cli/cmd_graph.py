@@ -21,8 +21,8 @@ EVERY_BLOCK = "all"
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="archc graph", allow_abbrev=False,
-        usage="archc graph MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] [-o OUT] "
-              "[--open NAME,...|all] [--stages side|stacked]",
+        usage="archc graph MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] [-o OUT]\n"
+              "                   [--open NAME,...|all] [--stages {side,stacked}]",
         description="Draw the net: each block call of an .arch MODEL is a box with its output "
                     "shape, parameters and MACs, or opened, a frame around its layers; loop "
                     "iterations (stages) are frames; edges carry blob shapes. A prototxt's layers "
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: every block closed)")
     parser.add_argument("--stages", choices=STAGE_LAYOUTS, default=SIDE_BY_SIDE,
                         help="top-level loop iterations beside each other or one under another "
-                             "(default side)")
+                             "(default: side)")
     return parser
 
 

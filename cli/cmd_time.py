@@ -32,9 +32,10 @@ def _input_size(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="archc time", allow_abbrev=False,
-        usage="archc time MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] [--batch N] "
-              "[--iterations N] [--warmup N] [--input-size H[xW]] [--gpu N] [--keep-batchnorm] "
-              "[--summary] [--json]",
+        usage="archc time MODEL.prototxt|MODEL.arch [--PARAM VALUE ...]\n"
+              "                  [--batch N] [--iterations N] [--warmup N] [--input-size H[xW]] "
+              "[--gpu N]\n"
+              "                  [--keep-batchnorm] [--summary] [--json]",
         description="Average forward, backward and forward-backward time per iteration and per "
                     "layer, like `caffe time`, warm-up excluded, then the forward pass per batch, "
                     "per image and in images/s. BatchNorm is folded into the convolutions before "
@@ -45,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=integer_at_least(1), metavar="N",
                         help="images per forward pass (default: the net's)")
     parser.add_argument("--iterations", type=integer_at_least(1), default=50, metavar="N",
-                        help="timed iterations (default 50)")
+                        help="timed iterations (default: 50)")
     parser.add_argument("--warmup", type=integer_at_least(0), default=1, metavar="N",
-                        help="untimed iterations first (default 1)")
+                        help="untimed iterations first (default: 1)")
     parser.add_argument("--input-size", type=_input_size, metavar="H[xW]",
                         help="input height and width (default: the net's)")
     parser.add_argument("--gpu", type=integer_at_least(0), metavar="N", help="run on GPU N (needs a CUDA Caffe)")

@@ -21,7 +21,7 @@ from archc.dsl.expressions import (MAX_LIST, EvalError, condition, equal, range_
                                    written_float, written_int)
 from archc.dsl.primitives import (PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive,
                                   check_argument, ops_for_caffe_type)
-from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_text, brief, type_name
+from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_choice, brief, type_name
 from archc.errors import ArchError, Span
 from archc.ir.net import BLOCK_CALL, LOOP_ITERATION, MAX_BLOB, CallFrame, Layer, Net, ShapeTracker
 
@@ -176,8 +176,8 @@ class Elaborator:
             value = self._parse_override(name, kind, overrides[name], span)
         if allowed is not None and not _is_allowed(value, allowed):
             source = f"--{name} {overrides[name]}" if name in overrides else f"the default {brief(value)}"
-            raise ArchError(f"{source} is not an allowed value of '{name}': choose one of "
-                            f"{allowed_text(allowed)}", self.span(allowed_tree))
+            raise ArchError(f"{source} is not an allowed value of '{name}': choose "
+                            f"{allowed_choice(allowed)}", self.span(allowed_tree))
         doc = self.string(doc_token, module.scope, None) if doc_token is not None else ""
         module.params.append(ParamInfo(name, kind, default, allowed, doc, span))
         module.scope.values[name] = value

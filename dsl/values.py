@@ -157,11 +157,17 @@ def _pieces(value: Any, quoted: bool):
 
 
 def allowed_text(values: list | range) -> str:
-    """A parameter's allowed values as the language writes them: `32..=1024` for a range, the
-    values for a list (the first and last few of a long one)."""
+    """A parameter's allowed values as users of Python tools read them: `[32, 1024]` for a range
+    (both ends included), `{50, 101, 152}` for a list (the first and last few of a long one)."""
     if isinstance(values, range) and values.step == 1 and len(values) > 1:
-        return f"{values.start}..={values[-1]}"
+        return f"[{values.start}, {values[-1]}]"
     shown = [show(value) for value in values]
     if len(shown) > 12:
         shown = [*shown[:3], "...", *shown[-2:]]
-    return brief(", ".join(shown), 200)
+    return "{" + brief(", ".join(shown), 200) + "}"
+
+
+def allowed_choice(values: list | range) -> str:
+    """What a value must be: `an integer in [32, 1024]`, `one of {50, 101, 152}`."""
+    text = allowed_text(values)
+    return f"an integer in {text}" if text.startswith("[") else f"one of {text}"

@@ -103,3 +103,18 @@ def test_eval_without_the_runtime_extras_names_the_install_command(tmp_path):
     assert result.returncode == 2
     assert result.stderr == ("archc: error: this command needs archc's runtime extras, which are "
                              "not installed (No module named 'cv2'): pip install 'archc[runtime]'\n")
+
+
+@pytest.mark.parametrize("command", ["eval", "time", "weights", "graph"])
+def test_every_option_says_what_it_takes_and_does(command, monkeypatch):
+    import importlib
+    monkeypatch.setenv("COLUMNS", "100")
+    parser = importlib.import_module(f"archc.cli.cmd_{command}").build_parser()
+    for action in parser._actions:
+        if action.option_strings and action.nargs != 0:
+            # a value's shape, not argparse's upper-cased option name (`--iterations ITERATIONS`)
+            assert action.choices or action.metavar, action.option_strings
+        if action.option_strings:
+            assert action.help, f"{action.option_strings} has no description"
+    usage = parser.format_usage().splitlines()
+    assert all(len(line) <= 100 for line in usage), usage
