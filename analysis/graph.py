@@ -52,7 +52,8 @@ class GroupFacts:
     @property
     def closable(self) -> bool:
         """Whether it can be drawn as one box: a block call, or a name group of several layers."""
-        return self.group.kind == BLOCK_CALL or (self.group.kind == NAME_PREFIX and len(self.layers) > 1)
+        kind = self.group.kind
+        return kind == BLOCK_CALL or (kind == NAME_PREFIX and len(self.layers) > 1)
 
 
 class NetGraph:
@@ -120,8 +121,8 @@ class NetGraph:
         lines = [f"digraph {_quote(prefix or 'net')} {{", f"  graph [{graph}];",
                  "  node [fontname=\"Helvetica\", fontsize=10, shape=box, style=\"rounded,filled\", "
                  "color=\"#7a7a7a\", penwidth=0.8, margin=\"0.12,0.04\"];",
-                 "  edge [fontname=\"Helvetica\", fontsize=8, fontcolor=\"#505050\", color=\"#707070\", "
-                 "arrowsize=0.6];"]
+                 "  edge [fontname=\"Helvetica\", fontsize=8, fontcolor=\"#505050\", "
+                 "color=\"#707070\", arrowsize=0.6];"]
         for name, shape in self.shaped.net.inputs.items():
             label = _html_label(f"<b>{html.escape(name)}</b>", shape_text(shape))
             attributes = _attributes(id=f"{prefix}input_{name}", label=label, shape="oval",
@@ -211,21 +212,23 @@ class _Drawing:
         attributes = dict(id=f"{self.prefix}{node}", tooltip=tooltip,
                           fillcolor=_FILL.get(layer.type, _FILL_OTHER))
         if isinstance(op, Eltwise):
+            symbol = _MERGE_SYMBOLS.get(op.operation, op.operation)
             attributes.update(shape="circle", style="filled", fixedsize="false", margin="0.02",
-                              label=_html_label(f"<b>{_MERGE_SYMBOLS.get(op.operation, op.operation)}</b>"))
+                              label=_html_label(f"<b>{symbol}</b>"))
         elif isinstance(op, Concat):
             attributes.update(shape="invtrapezium", style="filled", label=_html_label("<b>concat</b>"))
         else:
             detail = _detail(op)
-            attributes["label"] = _html_label(f"<b>{html.escape(layer.name)}</b>",
-                                              html.escape(layer.type) + (" " + detail if detail else ""))
+            kind = html.escape(layer.type) + (" " + detail if detail else "")
+            attributes["label"] = _html_label(f"<b>{html.escape(layer.name)}</b>", kind)
         return f"{_quote(node)} [{_attributes(**attributes)}];"
 
     def edges(self) -> list[str]:
         """One edge per blob passed between two different nodes, labelled with its shape, except
         into an in-place layer drawn on its own (the shape is the one on the edge before)."""
+        inputs = self.graph.shaped.net.inputs
         writer: dict[str, tuple[str, tuple[int, ...]]] = {
-            name: (self.input_node(name), shape) for name, shape in self.graph.shaped.net.inputs.items()}
+            name: (self.input_node(name), shape) for name, shape in inputs.items()}
         seen: set[tuple[str, str, str]] = set()
         lines = []
         for index, entry in enumerate(self.graph.shaped.layers):
@@ -235,7 +238,8 @@ class _Drawing:
                 if source == node or (source, node, bottom) in seen:
                     continue
                 seen.add((source, node, bottom))
-                attributes = dict(id=f"{self.prefix}e{len(seen)}", tooltip=f"{bottom}: {shape_text(shape)}")
+                attributes = dict(id=f"{self.prefix}e{len(seen)}",
+                                  tooltip=f"{bottom}: {shape_text(shape)}")
                 if not (entry.layer.in_place and node == f"L{index}"):
                     attributes["label"] = f" {shape_text(shape)}"
                 lines.append(f"  {_quote(source)} -> {_quote(node)} [{_attributes(**attributes)}];")

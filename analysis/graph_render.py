@@ -94,7 +94,8 @@ _PAGE = string.Template("""<!DOCTYPE html>
   .hint { color: #666; font-size: 12px; }
   main { padding: 10px; }
   main svg a { cursor: pointer; }
-  main svg g.node > a:hover polygon, main svg g.node > a:hover path { stroke: #d9822b; stroke-width: 2.5; }
+  main svg g.node > a:hover polygon, main svg g.node > a:hover path {
+    stroke: #d9822b; stroke-width: 2.5; }
 </style>
 </head>
 <body>

@@ -171,8 +171,8 @@ def _describe_params(path: str) -> str:
         allowed = None if param.allowed is None else allowed_text(param.allowed)
         listed = allowed is not None and allowed.startswith("{")
         option = f"--{param.name} {allowed if listed else param.type.upper()}"
-        details = f"(default: {show(param.default)}" + (f"; in {allowed}" if allowed and not listed else "") + ")"
-        details = details.replace(" ", NO_BREAK)  # wrapped as a whole
+        ranged = f"; in {allowed}" if allowed and not listed else ""
+        details = f"(default: {show(param.default)}{ranged})".replace(" ", NO_BREAK)  # kept whole
         rows.append((option, f"{param.doc} {details}" if param.doc else details))
     width = min(max((len(option) for option, _ in rows), default=0), HELP_OPTION_WIDTH)
     lines = [f"usage: archc {path} [--PARAM VALUE ...] [-o OUT] [--pool-rounding "
