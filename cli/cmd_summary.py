@@ -1,7 +1,8 @@
 """`archc summary MODEL [--json] [--PARAM VALUE ...]`: per-layer and per-block complexity, per image.
 
 MODEL is a deploy .prototxt or an .arch file (with its `--PARAM VALUE` overrides).
-See analysis.summary for what each column counts and how layers group into blocks.
+See analysis.summary for what each column counts, analysis.structure for how layers group into
+blocks.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ USAGE = """usage: archc summary MODEL.prototxt [--json] [--types FORKS.arch ...]
 
 Per layer: output shape, parameters (every blob Caffe allocates), multiply-accumulates and
 activation memory (output elements; in-place layers add none), all per image; then totals per
-block (layers grouped by name prefix, in-place layers with their producer) and for the net.
+block and for the net. Blocks are an .arch file's top-level block calls, with the block calls of
+each loop iteration nested under it; layers outside any block (all of a prototxt's) are grouped by
+name prefix, in-place layers with their producer.
   --json    print the same figures as JSON
   --types   an .arch file declaring fork layer types the prototxt uses (repeatable; the model
             library's lib/forks.arch is always known)

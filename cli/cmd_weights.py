@@ -23,17 +23,22 @@ from archc.runtime import weights
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="archc weights", allow_abbrev=False,
-                     usage="archc weights FILE.caffemodel [--check MODEL [--allow-missing]] | "
-                           "archc weights --init MODEL -o OUT.caffemodel [--seed N]; "
-                           "an .arch MODEL takes its --PARAM VALUE overrides",
-                     description=__doc__.split("\n\n")[0])
+                            usage="archc weights FILE.caffemodel\n"
+                                  "       archc weights FILE.caffemodel --check MODEL "
+                                  "[--PARAM VALUE ...] [--allow-missing]\n"
+                                  "       archc weights --init MODEL [--PARAM VALUE ...] "
+                                  "-o OUT.caffemodel [--seed N]",
+                            description="List a .caffemodel's layers and blob shapes, check them "
+                                        "against MODEL, or write filler-initialised weights for "
+                                        "MODEL, without Caffe. MODEL is a deploy .prototxt or an "
+                                        ".arch file followed by its --PARAM VALUE overrides.")
     parser.add_argument("--check", metavar="MODEL", help="compare the weights with what MODEL needs")
     parser.add_argument("--allow-missing", action="store_true",
                         help="with --check: layers without weights are not a failure")
     parser.add_argument("--init", metavar="MODEL", help="write filler-initialised weights for MODEL")
     parser.add_argument("-o", "--output", metavar="OUT", help="with --init: the .caffemodel to write")
-    parser.add_argument("--seed", type=integer_at_least(0), default=0,
-                        help="with --init: random seed (0)")
+    parser.add_argument("--seed", type=integer_at_least(0), default=0, metavar="N",
+                        help="with --init: random seed (default: 0)")
     return parser
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,19 +18,23 @@ from archc.files import write_atomically
 # Kept here rather than imported from codegen so `archc doctor` and friends start without
 # loading the compiler (lark, jinja2); tests check it equals codegen.render.POOL_DIALECTS.
 POOL_DIALECTS = ("ceil_mode", "round_mode")
+HELP_WIDTH = 100          # a file's --help, wrapped like argparse's
+HELP_OPTION_WIDTH = 28    # its option column, at most
+NO_BREAK = "\xa0"         # a space textwrap does not break at
 
 SUBCOMMANDS = {
     "diff": "semantic difference of two prototxts",
     "summary": "per-layer shapes, parameters, MACs and memory of a model",
+    "graph": "draw a model with its blocks (SVG, PNG, clickable HTML)",
     "eval": "accuracy of a model with weights on a val list (Caffe, OpenCV, ONNX Runtime, torch)",
-    "time": "forward/backward timing per layer, like `caffe time`",
+    "time": "forward/backward timing per layer, like `caffe time`, and images/s",
     "weights": "list a .caffemodel's layers, or write initialised weights",
     "upgrade": "rewrite a V0/V1 prototxt or .caffemodel in Caffe's current format",
     "export": "the net with its weights as ONNX or PyTorch, exact to Caffe",
     "doctor": "which Caffe and OpenCV archc finds, and what is missing",
 }
 
-USAGE = """usage: archc FILE.arch [--PARAM VALUE ...] [-o OUT] [--pool-rounding ceil_mode|round_mode]
+USAGE = """usage: archc FILE.arch [--PARAM VALUE ...] [-o OUT] [--pool-rounding {ceil_mode,round_mode}]
        archc FILE.arch --help          list the file's parameters
        archc --version
        archc COMMAND ...               where COMMAND is one of:
@@ -159,16 +164,29 @@ def _options(args: list[str]):
 
 
 def _describe_params(path: str) -> str:
+    """The file's parameters as argparse lays out options: name and values, then the doc, the
+    default and the allowed range, wrapped in a column of their own."""
     from archc import dsl
     from archc.dsl.values import allowed_text, show
 
-    lines = [f"usage: archc {path} [--PARAM VALUE ...] [-o OUT] [--pool-rounding ceil_mode|round_mode]",
-             "", "parameters:"]
+    rows = []
     for param in dsl.file_params(path):
-        allowed = "" if param.allowed is None else f"  in {allowed_text(param.allowed)}"
-        lines.append(f"  --{param.name} {param.type.upper():<6} default {show(param.default)}{allowed}")
-        if param.doc:
-            lines.append(f"      {param.doc}")
-    if len(lines) == 3:
+        allowed = None if param.allowed is None else allowed_text(param.allowed)
+        listed = allowed is not None and allowed.startswith("{")
+        option = f"--{param.name} {allowed if listed else param.type.upper()}"
+        ranged = f"; in {allowed}" if allowed and not listed else ""
+        details = f"(default: {show(param.default)}{ranged})".replace(" ", NO_BREAK)  # kept whole
+        rows.append((option, f"{param.doc} {details}" if param.doc else details))
+    width = min(max((len(option) for option, _ in rows), default=0), HELP_OPTION_WIDTH)
+    lines = [f"usage: archc {path} [--PARAM VALUE ...] [-o OUT] [--pool-rounding "
+             f"{{{','.join(POOL_DIALECTS)}}}]", "", "parameters:"]
+    for option, text in rows:
+        wrapped = [line.replace(NO_BREAK, " ") for line in textwrap.wrap(text, HELP_WIDTH - width - 4)]
+        if len(option) > width:  # as argparse does: a long option gets its own line
+            lines.append(f"  {option}")
+        else:
+            lines.append(f"  {option:<{width}}  {wrapped.pop(0)}")
+        lines += [f"  {'':<{width}}  {line}" for line in wrapped]
+    if not rows:
         lines.append("  none")
     return "\n".join(lines)

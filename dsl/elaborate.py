@@ -22,9 +22,9 @@ from archc.dsl.expressions import (MAX_LIST, EvalError, condition, equal, range_
 from archc.dsl.forks import declare_layer
 from archc.dsl.primitives import (PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive,
                                   check_argument, ops_for_caffe_type)
-from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_text, brief, type_name
+from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_choice, brief, type_name
 from archc.errors import ArchError, Span
-from archc.ir.net import MAX_BLOB, Layer, Net, ShapeTracker
+from archc.ir.net import BLOCK_CALL, LOOP_ITERATION, MAX_BLOB, CallFrame, Layer, Net, ShapeTracker
 from archc.ir.ops.fork import ForkTypes
 
 # Limits that keep every input bounded in time and memory; each error names the limit
@@ -35,6 +35,8 @@ MAX_CALL_NOTES = 5  # "called at" notes on an error, innermost first
 # Statements a misspelt keyword was probably meant to be (an unknown name reads as an op).
 STATEMENT_KEYWORDS = ("from", "input", "let", "for", "if")
 MAX_NAME = 512
+# How much of a block argument or loop value a layer's call path records (for summary and graph).
+MAX_RECORDED_VALUE = 40
 # Work budget of one elaboration: one step per statement and per expression node, plus the size
 # of every value an expression yields. Loops whose bodies add no layers (`for i in 0..100000
 # { for j in 0..100000 { let x = i } }`) would otherwise run for hours.
@@ -184,8 +186,8 @@ class Elaborator:
             value = self._parse_override(name, kind, overrides[name], span)
         if allowed is not None and not _is_allowed(value, allowed):
             source = f"--{name} {overrides[name]}" if name in overrides else f"the default {brief(value)}"
-            raise ArchError(f"{source} is not an allowed value of '{name}': choose one of "
-                            f"{allowed_text(allowed)}", self.span(allowed_tree))
+            raise ArchError(f"{source} is not an allowed value of '{name}': choose "
+                            f"{allowed_choice(allowed)}", self.span(allowed_tree))
         doc = self.string(doc_token, module.scope, None) if doc_token is not None else ""
         module.params.append(ParamInfo(name, kind, default, allowed, doc, span))
         module.scope.values[name] = value
@@ -353,14 +355,22 @@ class Elaborator:
         else:
             raise self.error(f"`for` iterates over a list, a range or a table, got "
                              f"{type_name(iterable)}", iterable_tree)
-        for key, value in pairs:
-            inner = Scope(scope)
-            if second is None:
-                inner.values[str(first)] = value if isinstance(iterable, list) else key
-            else:
-                inner.values[str(first)] = key
-                inner.values[str(second)] = value
-            self.run_body(body, inner, frame)
+        variables = (str(first),) if second is None else (str(first), str(second))
+        span, outer = self.span(stmt), frame.call_path
+        try:
+            for iteration, (key, value) in enumerate(pairs):
+                inner = Scope(scope)
+                if second is None:
+                    inner.values[str(first)] = value if isinstance(iterable, list) else key
+                else:
+                    inner.values[str(first)] = key
+                    inner.values[str(second)] = value
+                frame.call_path = (*outer, CallFrame(
+                    LOOP_ITERATION, ", ".join(variables), span,
+                    tuple((name, _recorded(inner.values[name])) for name in variables), iteration))
+                self.run_body(body, inner, frame)
+        finally:
+            frame.call_path = outer
 
     def _input(self, stmt: lark.Tree, scope: Scope, frame: Frame) -> None:
         name_token, shape_tree = stmt.children
@@ -464,8 +474,11 @@ class Elaborator:
                    if formal not in bound.values and default is None]
         if missing:
             raise self.error(f"block '{block.name}' needs argument '{missing[0]}'", stmt)
-        inner = Frame(cursor=frame.cursor, input=frame.cursor, depth=frame.depth + 1)
         call = self.span(stmt)
+        given = tuple((formal, _recorded(bound.values[formal])) for formal in names
+                      if formal in bound.values)
+        inner = Frame(cursor=frame.cursor, input=frame.cursor, depth=frame.depth + 1,
+                      call_path=(*frame.call_path, CallFrame(BLOCK_CALL, block.name, call, given)))
         caller_path, self.path = self.path, block.span.path
         try:
             for formal, default in block.formals:
@@ -537,7 +550,8 @@ class Elaborator:
             if len(self.tracker.layers) >= MAX_LAYERS:
                 raise self.error(f"the net exceeds {MAX_LAYERS} layers: is a repeat count too large?",
                                  stmt)
-            shaped = self.tracker.add(Layer(layer_name, op, tuple(bottoms), (top,), span))
+            shaped = self.tracker.add(Layer(layer_name, op, tuple(bottoms), (top,), span,
+                                            frame.call_path))
             frame.cursor = Tensor(top, shaped.output, len(self.tracker.rewrites(top)))
             bottoms = [top]
 
@@ -633,7 +647,8 @@ class Elaborator:
         """Run a branch from the cursor; its output, or its sub-branches' outputs in order."""
         if frame.cursor is None:
             raise self.error("a branch has no input: start the net with `input`", branch)
-        inner = Frame(cursor=frame.cursor, input=frame.input, depth=frame.depth)
+        inner = Frame(cursor=frame.cursor, input=frame.input, depth=frame.depth,
+                      call_path=frame.call_path)
         inner_scope = Scope(scope)
         forks = []
         for child in branch.children:
@@ -723,6 +738,11 @@ def _is_bundle(value: Any) -> bool:
 
 def _tensors(cursor: Tensor | list[Tensor]) -> list[Tensor]:
     return cursor if isinstance(cursor, list) else [cursor]
+
+
+def _recorded(value: Any) -> str:
+    """A block argument or loop value as a layer's call path records it: as written, cut short."""
+    return brief(value, MAX_RECORDED_VALUE, quoted=True)
 
 
 def _is_allowed(value: Any, allowed: list | range) -> bool:

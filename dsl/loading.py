@@ -19,7 +19,7 @@ from pathlib import Path
 
 from archc.dsl import parser
 from archc.dsl.elaborate import Elaborator, Module
-from archc.errors import ArchError, Span
+from archc.errors import ArchError, Span, UsageError
 
 # Far above any real model (the library's largest is under 8 KiB) and below what takes the parser
 # a second (it reads about 100,000 tokens a second here): larger files are refused unread.
@@ -115,12 +115,12 @@ def load_module(path: str, overrides: dict[str, str], loader: Loader | None = No
     except RecursionError:
         raise elaborator.too_deep() from None
     unknown = sorted(set(overrides) - {p.name for p in module.params})
-    if unknown:
+    if unknown:  # a mistake on the command line, not in the file: no place in it to show
         names = [p.name for p in module.params]
         close = difflib.get_close_matches(unknown[0], names, n=1)
         hint = f"did you mean --{close[0]}?" if close else \
-            f"its parameters: {', '.join('--' + n for n in names) or 'none'}"
-        raise ArchError(f"{path} has no parameter --{unknown[0]}: {hint}", Span(path, 1, 1))
+            f"its parameters are {', '.join('--' + n for n in names) or 'none'}"
+        raise UsageError(f"--{unknown[0]} is not a parameter of {path}; {hint}")
     return module
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import lark
 
 from archc.errors import Span
+from archc.ir.net import CallFrame
 from archc.ir.ops import Shape
 
 
@@ -74,11 +75,13 @@ class Scope:
 
 @dataclass
 class Frame:
-    """Where a body runs: the cursor (current blob) and the body's input blob."""
+    """Where a body runs: the cursor (current blob), the body's input blob, and the block calls and
+    loop iterations it runs in (recorded on each layer it emits)."""
 
     cursor: Tensor | None
     input: Tensor | None
     depth: int = 0
+    call_path: tuple[CallFrame, ...] = ()
 
 
 def type_name(value: Any) -> str:
@@ -106,37 +109,65 @@ def type_name(value: Any) -> str:
 
 def show(value: Any) -> str:
     """A value as the language would write it (for messages and string interpolation)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "[" + ", ".join(_show_item(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_show_item(k)}: {_show_item(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, Tensor):
-        return value.blob
-    if isinstance(value, BlockDef):
-        return f"block {value.name}"
-    return repr(value)
+    return "".join(_pieces(value, quoted=False))
 
 
-def _show_item(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else show(value)
+def literal(value: Any) -> str:
+    """`show`, with a string in quotes, as it is written in a file (`"conv1"`, `[1, 2]`)."""
+    return "".join(_pieces(value, quoted=True))
 
 
-def brief(value: Any, limit: int = 80) -> str:
-    """`show`, cut to `limit` characters: messages stay one readable line whatever the value."""
-    text = value if isinstance(value, str) else show(value)
+def brief(value: Any, limit: int = 80, quoted: bool = False) -> str:
+    """`show` (or `literal`), cut to `limit` characters: messages stay one readable line whatever
+    the value, and a long list is only written as far as it is shown."""
+    text = ""
+    for piece in _pieces(value, quoted):
+        text += piece
+        if len(text) > limit:
+            break
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _pieces(value: Any, quoted: bool):
+    """The text of `value`, piece by piece; strings inside lists and tables are always quoted."""
+    if isinstance(value, bool):
+        yield "true" if value else "false"
+    elif isinstance(value, str):
+        yield f'"{value}"' if quoted else value
+    elif isinstance(value, list):
+        yield "["
+        for index, item in enumerate(value):
+            yield ", " if index else ""
+            yield from _pieces(item, quoted=True)
+        yield "]"
+    elif isinstance(value, dict):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            yield ", " if index else ""
+            yield from _pieces(key, quoted=True)
+            yield ": "
+            yield from _pieces(item, quoted=True)
+        yield "}"
+    elif isinstance(value, Tensor):
+        yield value.blob
+    elif isinstance(value, BlockDef):
+        yield f"block {value.name}"
+    else:
+        yield repr(value)
+
+
 def allowed_text(values: list | range) -> str:
-    """A parameter's allowed values as the language writes them: `32..=1024` for a range, the
-    values for a list (the first and last few of a long one)."""
+    """A parameter's allowed values as users of Python tools read them: `[32, 1024]` for a range
+    (both ends included), `{50, 101, 152}` for a list (the first and last few of a long one)."""
     if isinstance(values, range) and values.step == 1 and len(values) > 1:
-        return f"{values.start}..={values[-1]}"
+        return f"[{values.start}, {values[-1]}]"
     shown = [show(value) for value in values]
     if len(shown) > 12:
         shown = [*shown[:3], "...", *shown[-2:]]
-    return brief(", ".join(shown), 200)
+    return "{" + brief(", ".join(shown), 200) + "}"
+
+
+def allowed_choice(values: list | range) -> str:
+    """What a value must be: `an integer in [32, 1024]`, `one of {50, 101, 152}`."""
+    text = allowed_text(values)
+    return f"an integer in {text}" if text.startswith("[") else f"one of {text}"

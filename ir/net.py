@@ -15,6 +15,28 @@ from archc.ir.ops import INT_MAX, Op, Shape, ShapeError, format_shape
 MAX_BLOB = INT_MAX
 
 
+BLOCK_CALL = "block"
+LOOP_ITERATION = "loop"
+
+
+@dataclass(frozen=True)
+class CallFrame:
+    """One step of the source structure that emitted a layer: a block call, or one iteration of a
+    loop. Summary groups and graph clusters are the distinct call paths (chains of these)."""
+
+    kind: str                             # BLOCK_CALL or LOOP_ITERATION
+    name: str                             # the block's name; a loop's variables ("stage, count")
+    span: Span                            # the call statement; the `for` statement
+    values: tuple[tuple[str, str], ...]   # the arguments given / the loop variables, as written
+    iteration: int = 0                    # which iteration of the loop (0 for a block call)
+
+    @property
+    def text(self) -> str:
+        """`bottleneck(n=1, stride=2)`, or `for stage=0, count=3`."""
+        values = ", ".join(f"{name}={value}" for name, value in self.values)
+        return f"{self.name}({values})" if self.kind == BLOCK_CALL else f"for {values}"
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str
@@ -22,6 +44,9 @@ class Layer:
     bottoms: tuple[str, ...]
     tops: tuple[str, ...]
     span: Span | None = None
+    # The block calls and loop iterations that emitted the layer, outermost first; empty for a
+    # layer written at the top of a net, and for every layer of an imported prototxt.
+    call_path: tuple[CallFrame, ...] = ()
 
     @property
     def type(self) -> str:

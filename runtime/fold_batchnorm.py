@@ -10,6 +10,7 @@ layers only ever rewrote the convolution's blob in place.
 
     plan(net)                    -> which (convolution, batch norm, scale) chains fold
     folded_net(net, folds)       -> the net without them, each convolution with a bias
+    folded_text(net, folds)      -> its prototxt
     folded_parameters(...)       -> a convolution's new weights and bias
     load_folded(loaded, net, ...) -> a Caffe net of the folded structure with folded weights
 """
@@ -94,14 +95,18 @@ def folded_parameters(convolution: list[np.ndarray], batch_norm: list[np.ndarray
             ((bias - mean) * multiplier + beta).astype(np.float32)]
 
 
+def folded_text(net: Net, folds: list[Fold]) -> str:
+    """The prototxt of `folded_net(net, folds)`."""
+    from archc.codegen.render import render
+    return render(folded_net(net, folds))
+
+
 def load_folded(loaded, net: Net, folds: list[Fold], source: str, *, gpu: int | None = None):
     """A Caffe net of `folded_net(net, folds)`, its weights taken from `loaded` (a Caffe net of
     `net` with its weights), the folded convolutions' computed."""
-    from archc.codegen.render import render
     from archc.runtime.loader import load_net_text
 
-    folded = load_net_text(render(folded_net(net, folds)), f"{source} (BatchNorm folded)",
-                           gpu=gpu).net
+    folded = load_net_text(folded_text(net, folds), f"{source} (BatchNorm folded)", gpu=gpu).net
     by_convolution = {fold.convolution: fold for fold in folds}
     for name, blobs in folded.params.items():
         fold = by_convolution.get(name)

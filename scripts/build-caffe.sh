@@ -24,6 +24,7 @@ RUNTIME_LIBS=(libboost-filesystem1.74.0 libboost-thread1.74.0 libboost-python1.7
 
 say() { printf 'build-caffe: %s\n' "$*" >&2; }
 die() { printf 'build-caffe: error: %s\n' "$*" >&2; exit 1; }
+source "$(dirname "$0")/apt.sh"
 
 [[ $# -eq 1 ]] || die "usage: $0 PYTHON   (the interpreter that must import caffe, e.g. .venv/bin/python)"
 PYTHON=$1
@@ -39,22 +40,6 @@ CACHE_ROOT=${ARCHC_CACHE_DIR:-$HOME/.cache/archc}/caffe
 KEY=$CAFFE_DEB_VERSION-$PY_TAG-numpy$NUMPY_MAJOR
 DEST=$CACHE_ROOT/$KEY
 PTH_FILE=$SITE_PACKAGES/archc-caffe.pth
-
-as_root() {
-    if [[ $EUID -eq 0 ]]; then "$@"
-    elif command -v sudo >/dev/null; then sudo "$@"
-    else die "need root to run: $* (re-run as root or install those packages yourself)"
-    fi
-}
-
-apt_install() {
-    say "installing from Debian: $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-        || die "apt-get update failed (is deb.debian.org reachable?)"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends --no-upgrade "$@" >/dev/null \
-        || die "apt-get install failed for: $*"
-}
 
 # Installs the runtime libraries only when the cached build actually misses one.
 ensure_runtime_libs() {
@@ -79,6 +64,28 @@ link_into_python() {
 }
 
 # --- the build (only on a cache miss) ------------------------------------------------------------
+# The build's log lies outside its work directory, which is removed however the build ends: a
+# failed build's log stays for reading, a finished one's goes into the cache with the build.
+LOG=$CACHE_ROOT/$KEY.build.log
+
+# A failed step: the end of the log, and where the whole of it is.
+fail() {
+    grep -m 20 -B2 -A8 'error' "$LOG" >&2 || tail -n 40 "$LOG" >&2
+    die "$1 (the lines above are from the log; all of it is kept in $LOG)"
+}
+
+# Compiler output into the log, and on the terminal one line per new percentage make reports.
+show_progress() {
+    local line shown=""
+    while IFS= read -r line; do
+        printf '%s\n' "$line" >>"$LOG"
+        if [[ $line =~ ^\[\ *([0-9]+)%\] && ${BASH_REMATCH[1]} != "$shown" ]]; then
+            shown=${BASH_REMATCH[1]}
+            say "compiling: $shown% ($((SECONDS - started)) s)"
+        fi
+    done
+}
+
 build_into() {
     local work=$1 stage=$2
     apt_install "${BUILD_DEPS[@]}"
@@ -92,9 +99,10 @@ build_into() {
                     -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
                     -o APT::Sandbox::User=root)   # the private dirs are ours, not _apt's
     say "fetching Debian source package caffe=$CAFFE_DEB_VERSION"
-    apt-get -qq "${apt_opts[@]}" update || die "apt-get update of the bullseye source index failed"
-    (cd "$work/src" && apt-get -qq "${apt_opts[@]}" source "caffe=$CAFFE_DEB_VERSION" >/dev/null) \
-        || die "apt-get source caffe=$CAFFE_DEB_VERSION failed"
+    apt-get -qq "${apt_opts[@]}" update >>"$LOG" 2>&1 \
+        || fail "apt-get update of the bullseye source index failed"
+    (cd "$work/src" && apt-get -qq "${apt_opts[@]}" source "caffe=$CAFFE_DEB_VERSION" >>"$LOG" 2>&1) \
+        || fail "apt-get source caffe=$CAFFE_DEB_VERSION failed"
     local src
     src=$(find "$work/src" -mindepth 1 -maxdepth 1 -type d -name 'caffe-*' | head -n1)
     [[ -n $src ]] || die "no unpacked caffe source tree in $work/src"
@@ -120,14 +128,13 @@ print(sysconfig.get_paths()["include"], lib)')
         -Dpython_version=3 -DUSE_LEVELDB=OFF -DUSE_LMDB=OFF -DUSE_OPENCV=OFF -DUSE_NCCL=OFF \
         -DBUILD_docs=OFF -DBUILD_matlab=OFF -DCMAKE_BUILD_RPATH='$ORIGIN' \
         -DPYTHON_EXECUTABLE="$PY_EXE" -DPYTHON_INCLUDE_DIR="$py_include" \
-        -DPYTHON_LIBRARY="$py_library" >"$work/cmake.log" 2>&1) \
-        || { tail -n 40 "$work/cmake.log" >&2; die "cmake failed (log above)"; }
+        -DPYTHON_LIBRARY="$py_library" >>"$LOG" 2>&1) \
+        || fail "cmake failed"
 
     local jobs=${ARCHC_BUILD_JOBS:-$(nproc)}
-    say "compiling with $jobs jobs (several minutes; log: $work/make.log)"
-    (cd "$work/build" && make -j"$jobs" pycaffe >"$work/make.log" 2>&1) \
-        || { grep -m 20 -B2 -A8 'error' "$work/make.log" >&2 || tail -n 40 "$work/make.log" >&2
-             die "compiling caffe failed (log above)"; }
+    say "compiling with $jobs jobs (about 5 minutes on 2 cores; log: $LOG)"
+    (cd "$work/build" && make -j"$jobs" pycaffe 2>&1) | show_progress \
+        || fail "compiling caffe failed"
 
     # cp -L: python/caffe/_caffe.so is a symlink into the build tree.
     mkdir -p "$stage/python"
@@ -147,11 +154,13 @@ flock "$lock_fd"
 if [[ -f $DEST/BUILD-INFO ]]; then
     say "cache hit: $DEST"
 else
-    say "cache miss: building $KEY into $DEST"
+    say "cache miss: building $KEY into $DEST (log: $LOG)"
     started=$SECONDS
     WORK=$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")
     trap 'rm -rf "$WORK"' EXIT
+    : >"$LOG"
     build_into "$WORK" "$WORK/stage"
+    mv "$LOG" "$WORK/stage/build.log"
     # Rename within one file system is atomic: an interrupted build never leaves a half cache.
     mv "$WORK/stage" "$DEST"
     say "built in $((SECONDS - started)) s"

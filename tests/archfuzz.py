@@ -35,6 +35,8 @@ from archc.ir import ArchError, infer_shapes
 REPO = Path(__file__).resolve().parent.parent
 LIBRARY = REPO / "archs"
 DIAGNOSTIC = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<column>\d+): error: ")
+UNKNOWN_PARAMETER = re.compile(r"archc: error: --\w+ is not a parameter of [^\n]+; "
+                               r"(did you mean --\w+\?|its parameters are [^\n]+)")
 
 
 @dataclass
@@ -150,7 +152,11 @@ def _problem(code: int, stderr: str, out: Path, workspace: Workspace, dialect: s
 
 
 def diagnostic_problem(stderr: str, workspace: Workspace) -> str | None:
-    """None when stderr holds exactly one `FILE:LINE:COL: error:` inside a workspace file."""
+    """None when stderr holds exactly one `FILE:LINE:COL: error:` inside a workspace file, or is
+    the one line that refuses a parameter the file does not declare (a command-line mistake, with
+    no place in the file to show)."""
+    if UNKNOWN_PARAMETER.fullmatch(stderr.strip()):
+        return None
     found = [m for m in map(DIAGNOSTIC.match, stderr.splitlines()) if m]
     if len(found) != 1:
         return f"{len(found)} positioned diagnostics"

@@ -54,6 +54,21 @@ def test_a_missing_source_is_no_such_file_even_when_the_output_exists(tmp_path, 
     assert output.read_text() == "kept\n"
 
 
+def test_a_misspelt_parameter_is_a_command_line_error(tmp_path, capsys):
+    source = tmp_path / "m.arch"
+    source.write_text("# a comment first\n" + NET)
+    assert main([str(source), "--size_y", "8"]) == 2
+    assert capsys.readouterr().err == (f"archc: error: --size_y is not a parameter of {source}; "
+                                       f"did you mean --size_x?\n")
+    assert main([str(source), "--depth", "8"]) == 2
+    assert capsys.readouterr().err == (f"archc: error: --depth is not a parameter of {source}; "
+                                       f"its parameters are --size_x\n")
+    resnext = str(REPO / "archs" / "resnext.arch")
+    assert main([resnext, "--dpeth", "50"]) == 2
+    assert capsys.readouterr().err == (f"archc: error: --dpeth is not a parameter of {resnext}; "
+                                       f"did you mean --depth?\n")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--size_x", "1", "--size-x", "2"], "--size_x is given twice (as --size_x and --size-x)"),
     (["--size-x=1", "--size-x", "2"], "--size_x is given twice: give each parameter once"),
@@ -104,3 +119,18 @@ def test_the_pytorch_export_needs_no_onnx(tmp_path):
                              "pytorch", "-o", "out"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("command", ["eval", "time", "weights", "graph"])
+def test_every_option_says_what_it_takes_and_does(command, monkeypatch):
+    import importlib
+    monkeypatch.setenv("COLUMNS", "100")
+    parser = importlib.import_module(f"archc.cli.cmd_{command}").build_parser()
+    for action in parser._actions:
+        if action.option_strings and action.nargs != 0:
+            # a value's shape, not argparse's upper-cased option name (`--iterations ITERATIONS`)
+            assert action.choices or action.metavar, action.option_strings
+        if action.option_strings:
+            assert action.help, f"{action.option_strings} has no description"
+    usage = parser.format_usage().splitlines()
+    assert all(len(line) <= 100 for line in usage), usage

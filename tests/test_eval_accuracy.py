@@ -29,6 +29,7 @@ def check_known_answers(document, crops):
     assert document["correct"] == {"top1": evalkit.EXPECTED_TOP1, "top5": evalkit.EXPECTED_TOP5}
     assert document["accuracy"] == {"top1": evalkit.EXPECTED_TOP1 / 12,
                                     "top5": evalkit.EXPECTED_TOP5 / 12}
+    assert document["ties"] == {"top1": 0, "top5": 0}
     for record, (nearest, label) in zip(document["images"], evalkit.CASES):
         assert record["label"] == label
         assert record["top"] == evalkit.expected_ranking(evalkit.image_colour(nearest))[:5]
@@ -82,11 +83,61 @@ def test_labels_are_remapped_by_wnid(eval_dataset, tmp_path):
     document = json.loads((tmp_path / "r.json").read_text())
     assert [record["label"] for record in document["images"]] == [label for _, label in evalkit.CASES]
     assert document["correct"] == {"top1": evalkit.EXPECTED_TOP1, "top5": evalkit.EXPECTED_TOP5}
+    # the model's synset list has words: they name the classes
+    assert document["class_names"] == [f"class {wnid}" for wnid in wnids]
 
 
-def test_size_sweep_writes_one_results_file_per_size_and_a_plot(eval_dataset, tmp_path, capsys):
+def test_class_names_from_a_words_file_are_in_the_results_and_the_report(eval_dataset, tmp_path,
+                                                                          capsys):
+    words = tmp_path / "words.txt"
+    words.write_text("".join(f"n{k:08d} colour {k}, hue {k}\n" for k in range(evalkit.CLASSES)))
+    document = run_eval(eval_dataset, tmp_path / "r.json", "--labels", str(words), "--workers", "0")
+    assert document["class_names"][:2] == ["colour 0, hue 0", "colour 1, hue 1"]
+    assert document["settings"]["labels"] == str(words)
+    out = capsys.readouterr().out
+    assert "  best classes of the first 5 images (label: predictions):\n" \
+           "    img/00.png  colour 0: colour 0 0.486, colour 1 0.366, colour 2 0.126\n" in out
+    # a plain list of names, one a line, works as well; bare WNIDs or a wrong count do not
+    words.write_text("".join(f"colour {k}\n" for k in range(evalkit.CLASSES)))
+    assert run_eval(eval_dataset, tmp_path / "plain.json", "--labels", str(words),
+                    "--workers", "0")["class_names"][9] == "colour 9"
+    for text, message in ((f"n{0:08d}\n" * 10, "holds WNIDs without words"),
+                          ("a\nb\n", "names 2 classes but the model has 10")):
+        words.write_text(text)
+        assert cmd_eval.main(evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "x.json"),
+                                               "--labels", str(words))) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_ties_at_the_kth_place_are_counted_and_reported(eval_dataset, tmp_path, capsys):
+    # all-zero weights: every class scores 1/10, so the top k is the k lowest class indices
+    zeros = tmp_path / "zeros.caffemodel"
+    weights.write_caffemodel(zeros, [("fc", "InnerProduct", [np.zeros((10, 3), np.float32),
+                                                             np.zeros(10, np.float32)])], "tiny")
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), "--workers", "0")
+    args[args.index("--weights") + 1] = str(zeros)
+    assert cmd_eval.main(args) == 0
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["ties"] == {"top1": 12, "top5": 12}
+    assert all(record["tied"] == [1, 2, 3, 4, 5] and record["top"] == [0, 1, 2, 3, 4]
+               for record in document["images"])
+    out = capsys.readouterr().out
+    assert ("  top5 is inflated by ties: 12 of 12 images have equal 5th and 6th best scores, and "
+            "equal scores rank the lower class index first (a saturated softmax, from filler "
+            "weights?)") in out
+    assert "  top1 is inflated by ties: 12 of 12 images have equal 1st and 2nd best scores" in out
+
+
+def test_size_sweep_writes_one_results_file_per_size_and_a_plot(eval_dataset, tmp_path, capsys,
+                                                                 monkeypatch):
+    plotted = []
+    real_plot = cmd_eval.plot_accuracy
+    monkeypatch.setattr(cmd_eval, "plot_accuracy", lambda *args: plotted.append(args) or real_plot(*args))
     assert cmd_eval.main(evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"),
                                            "--sizes", "16,20", "--workers", "0")) == 0
+    (sizes, _, title, protocols, _), = plotted
+    assert title == "tiny.prototxt, weights tiny.caffemodel\n12 images, 1 crop(s) per image"
+    assert (sizes, protocols) == ([16, 20], ["16\nfrom 20", "20\nfrom 20"])
     for size in (16, 20):
         document = json.loads((tmp_path / f"r-{size}.json").read_text())
         assert document["settings"]["crop_size"] == size

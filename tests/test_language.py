@@ -240,7 +240,7 @@ def test_parameter_overrides_types_and_allowed_values(tmp_path):
 def test_a_float_parameter_with_an_integer_range_takes_those_integers(tmp_path):
     text = 'param f: float = 2.0 in 1..=3\nnet { input "data" [1, 3, 4, 4]  dropout(f / 4) as "d" }\n'
     assert compile_text(tmp_path, text, f="3").layers[0].op.ratio == 0.75
-    assert "choose one of 1, 2, 3" in error_of(tmp_path, text, f="2.5").message
+    assert "choose one of {1, 2, 3}" in error_of(tmp_path, text, f="2.5").message
 
 
 @pytest.mark.parametrize("kind, text, message", [
@@ -296,7 +296,7 @@ def test_membership_in_allowed_values_compares_types(tmp_path):
             'net { input "data" [1, 3, 4, 4]  conv(on ? 2 : 3, 1) as "c"  dropout(f / 4) as "d" }\n')
     net = compile_text(tmp_path, text, f=2.5)
     assert (net.layers[0].op.num_output, net.layers[1].op.ratio) == (2, 2.5 / 4)
-    assert "choose one of true" in error_of(tmp_path, text, on="false").message
+    assert "choose one of {true}" in error_of(tmp_path, text, on="false").message
     assert compile_text(tmp_path, text, f=1).layers[1].op.ratio == 0.25
 
 
@@ -308,10 +308,10 @@ def test_help_never_lists_allowed_values_of_another_type(tmp_path):
 
 
 @pytest.mark.parametrize("allowed, value, shown", [
-    ("1..=100000", 0, "choose one of 1..=100000"),
-    ("0..100000", 100000, "choose one of 0..=99999"),
-    ("range(0, 40, 2)", 3, "choose one of 0, 2, 4, ..., 36, 38"),
-    ("[1, 2, 4]", 3, "choose one of 1, 2, 4"),
+    ("1..=100000", 0, "choose an integer in [1, 100000]"),
+    ("0..100000", 100000, "choose an integer in [0, 99999]"),
+    ("range(0, 40, 2)", 3, "choose one of {0, 2, 4, ..., 36, 38}"),
+    ("[1, 2, 4]", 3, "choose one of {1, 2, 4}"),
 ])
 def test_allowed_values_are_checked_and_named_as_written(tmp_path, allowed, value, shown):
     text = f'param n: int = 2 in {allowed}\nnet {{ input "data" [1, 3, 4, 4]  conv(n, 1) as "c" }}\n'
@@ -443,9 +443,28 @@ def test_file_help_lists_parameters_with_defaults_allowed_values_and_docs(capsys
     assert main([str(REPO / "archs" / "resnet_v2.arch"), "--help"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("usage: archc ")
-    assert "  --depth INT    default 101  in 101, 152, 269" in lines
-    assert "  --size INT    default 224  in 32..=1024" in lines
-    assert "      number of layers" in lines
+    # argparse's layout: options in one column, their help in the next; ranges as [low, high]
+    assert lines[0] == (f"usage: archc {REPO / 'archs' / 'resnet_v2.arch'} [--PARAM VALUE ...] "
+                        f"[-o OUT] [--pool-rounding {{ceil_mode,round_mode}}]")
+    assert lines[2:] == [
+        "parameters:",
+        "  --depth {101, 152, 269}  number of layers (default: 101)",
+        "  --size INT               input side (pixels) (default: 224; in [32, 1024])",
+        "  --classes INT            number of classes (default: 1000; in [1, 100000])"]
+
+
+def test_file_help_wraps_long_docs_in_their_column(tmp_path, capsys):
+    from archc.cli.main import main
+
+    path = tmp_path / "m.arch"
+    path.write_text('param a_rather_long_parameter_name: float = 0.5 "' + " ".join(["word"] * 30) + '"\n'
+                    'param flag: bool = true\nnet { input "data" [1, 3, 4, 4] }\n')
+    assert main([str(path), "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()[3:]
+    assert lines[0] == "  --a_rather_long_parameter_name FLOAT"
+    assert all(line.startswith(" " * 32) and len(line) <= 100 for line in lines[1:-1])
+    assert lines[-2].endswith("word word (default: 0.5)")
+    assert lines[-1] == "  --flag BOOL                   (default: true)"
 
 
 def test_a_value_survives_an_op_that_does_not_rewrite_it_in_place(tmp_path):

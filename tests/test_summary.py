@@ -1,4 +1,5 @@
-"""`archc summary`: totals against published facts, block grouping, activation memory, CLI."""
+"""`archc summary`: totals against published facts, block grouping (by the .arch file's blocks and
+loops, or by name for a prototxt), activation memory, CLI."""
 from __future__ import annotations
 
 import json
@@ -6,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from archc.analysis.summary import block_of_name, summarise
+from archc.analysis.structure import block_of_name
+from archc.analysis.summary import summarise
 from archc.cli.cmd_summary import main as summary_main
 from archc.codegen.parse import import_net
 from archc.ir import infer_shapes
+from golden import generate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,12 +90,51 @@ def test_uncut_names_join_a_block_they_extend(reference_cls):
     assert rows["classifier"].block == "classifier"
 
 
+def test_an_arch_model_groups_by_its_block_calls_and_loops():
+    net, _ = generate("resnext.arch", depth=50, card=32)
+    summary = summarise(infer_shapes(net))
+    blocks = [(block.depth, block.name, block.layers) for block in summary.blocks]
+    assert blocks[:6] == [(0, "data", 0), (0, "conv1", 4), (0, "pool1", 1),
+                          (0, "for stage=0, count=3", 42), (1, "resx1", 16), (1, "resx2", 13)]
+    assert blocks[-3:] == [(0, "pool_ave", 1), (0, "classifier", 1), (0, "prob", 1)]
+    # a stage holds its bottlenecks; the top-level blocks add up to the net
+    stages = [block for block in summary.blocks if block.name.startswith("for stage=")]
+    assert [block.layers for block in stages] == [42, 55, 81, 42]
+    assert sum(block.macs for block in summary.blocks if block.depth == 0) == summary.total.macs
+    resx4 = next(block for block in summary.blocks if block.name == "resx4")
+    assert resx4.call == "bottleneck(n=4, inner=256, out=512, stride=2)"
+    rows = {row.name: row for row in summary.rows}
+    assert rows["resx4_conv2_bn"].block == rows["resx4_elewise_relu"].block == "resx4"
+
+
+def test_blocks_without_a_shared_name_are_named_by_their_call():
+    net, _ = generate("densenet.arch", depth=121)
+    names = [block.name for block in summarise(infer_shapes(net)).blocks]
+    # the transition's layers (dense6_concat_bn, conv2, pool2) share no name
+    assert names[:7] == ["data", "conv1", "pool1", "for b=0, count=6", "dense1", "dense2", "dense3"]
+    assert names[9:12] == ["dense6", "transition(n=2)", "for b=1, count=12"]
+    net, _ = generate("inception_v4.arch")
+    blocks = summarise(infer_shapes(net)).blocks
+    assert [block.name for block in blocks][:4] == ["data", "stem()", "inception_a1", "inception_a2"]
+    assert {block.depth for block in blocks} == {0}  # loops of one block call each add no level
+
+
+def test_cli_table_nests_a_loops_blocks_and_names_their_calls(capsys):
+    assert summary_main([str(REPO / "archs" / "resnext.arch"), "--depth", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("for stage=1, count=4 ") for line in lines)
+    resx4 = next(line for line in lines if line.startswith("  resx4 "))
+    assert resx4.endswith("  bottleneck(n=4, inner=256, out=512, stride=2)")
+
+
 def test_cli_json_matches_the_table_totals(reference_cls, capsys):
     path = reference_cls / "resnext" / "deploy_resnext50-32x4d.prototxt"
     assert summary_main([str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["total"]["params"] == summary_of(path).total.params
     assert data["layers"][1]["output"] == [64, 112, 112]
+    resx1 = data["blocks"][3]
+    assert (resx1["name"], resx1["depth"], resx1["call"], resx1["layers"]) == ("resx1", 0, "", 16)
     assert summary_main([str(path)]) == 0
     assert f"{data['total']['macs']:,} MACs" in capsys.readouterr().out
 

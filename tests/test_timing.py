@@ -1,10 +1,14 @@
-"""`archc time`: per-layer averages with warm-up excluded, on a scripted net and on real Caffe."""
+"""`archc time`: per-layer averages with warm-up excluded, totals per batch and per image, JSON,
+and BatchNorm folded as `archc eval` runs it; on a scripted net and on real Caffe."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
 from archc.cli import cmd_time
+from conftest import REPO
 from archc.runtime.timing import time_net
 from test_loader import SMALL
 
@@ -66,6 +70,15 @@ def test_per_layer_and_total_averages_exclude_the_warm_up():
     text = report.format("archc time net")
     assert text.splitlines()[0] == "archc time net: data 2x3x4x4; average of 4 iterations after 3 warm-up"
     assert "Average Forward-Backward:          66.000 ms" in text
+    # the totals: a batch of 2 images in 6 ms
+    assert text.splitlines()[-3:] == ["Forward per batch of 2:             6.000 ms",
+                                      "Forward per image:                  3.000 ms",
+                                      "Forward images per second:          333.3"]
+    assert report.totals() == pytest.approx({
+        "batch": 2, "forward_ms": 6, "forward_ms_per_image": 3, "images_per_second": 1000 / 3,
+        "backward_ms": 60, "forward_backward_ms": 66})
+    assert report.format("archc time net", with_layers=False).splitlines()[1] == \
+        "Average Forward pass:               6.000 ms"
 
 
 def test_time_command_on_real_caffe(caffe, tmp_path, capsys):
@@ -77,7 +90,8 @@ def test_time_command_on_real_caffe(caffe, tmp_path, capsys):
     # Caffe turns the `input:` declaration into a layer of its own.
     assert [line.split()[:2] for line in lines[2:7]] == [
         ["input", "Input"], ["conv1", "Convolution"], ["relu1", "ReLU"], ["pool1", "Pooling"], ["fc", "InnerProduct"]]
-    assert lines[-1].startswith("Average Forward-Backward:")
+    assert lines[-4].startswith("Average Forward-Backward:")
+    assert lines[-3].startswith("Forward per batch of 3: ")
 
 
 def test_time_command_refuses_sizes_the_net_cannot_take(caffe, tmp_path, capsys):
@@ -109,3 +123,33 @@ def test_a_layer_with_two_tops_is_timed_through_caffe(caffe, tmp_path, capsys):
                      'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n')
     assert cmd_time.main([str(model), "--iterations", "1"]) == 0
     assert "Pooling" in capsys.readouterr().out
+
+
+def test_json_carries_the_totals_and_batchnorm_is_folded_as_eval_runs_it(caffe, capsys):
+    arch = str(REPO / "archs" / "resnext.arch")
+    base = [arch, "--depth", "50", "--size", "32", "--iterations", "1", "--warmup", "0"]
+    assert cmd_time.main([*base, "--batch", "2", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["model"] == f"{arch} --depth 50 --size 32" and document["device"] == "cpu"
+    assert document["batchnorm_folded"] == 53 and document["inputs"] == {"data": [2, 3, 32, 32]}
+    totals = document["totals"]
+    assert totals["batch"] == 2
+    assert totals["forward_ms_per_image"] == pytest.approx(totals["forward_ms"] / 2)
+    assert totals["images_per_second"] == pytest.approx(2000 / totals["forward_ms"])
+    layer_types = {layer["type"] for layer in document["layers"]}
+    assert "BatchNorm" not in layer_types and "Convolution" in layer_types
+    # as written: the BatchNorm layers are timed; --summary leaves the layers out
+    assert cmd_time.main([*base, "--keep-batchnorm", "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert written["batchnorm_folded"] == 0
+    assert sum(layer["type"] == "BatchNorm" for layer in written["layers"]) == 53
+    assert cmd_time.main([*base, "--summary", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {
+        "model", "device", "batchnorm_folded", "inputs", "iterations", "warmup", "totals"}
+    assert cmd_time.main([*base, "--summary"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"archc time {arch} --depth 50 --size 32 on CPU, 53 BatchNorm "
+                               f"folded as archc eval runs them: data 1x3x32x32;")
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "Average Forward pass", "Average Backward pass", "Average Forward-Backward",
+        "Forward per batch of 1", "Forward per image", "Forward images per second"]

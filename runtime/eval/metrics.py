@@ -13,9 +13,17 @@ def top_classes(scores: np.ndarray, k: int) -> list[int]:
 
 
 def image_record(index: int, image: str, label: int, scores: np.ndarray, k: int) -> dict:
-    top = top_classes(scores, k)
-    return {"index": index, "image": image, "label": label, "top": top,
-            "scores": [float(scores[i]) for i in top]}
+    """An evaluated image: its label, its k best classes and their scores, and under `tied` the
+    places p (1..k) where the p-th best score equals the next: the top p is then decided by class
+    index, not by the net (a saturated softmax ties at 0 or 1)."""
+    order = top_classes(scores, k + 1)
+    record = {"index": index, "image": image, "label": label, "top": order[:k],
+              "scores": [float(scores[i]) for i in order[:k]]}
+    tied = [place for place in range(1, min(k, len(order) - 1) + 1)
+            if scores[order[place - 1]] == scores[order[place]]]
+    if tied:
+        record["tied"] = tied
+    return record
 
 
 def skipped_record(index: int, image: str, reason: str) -> dict:
@@ -41,15 +49,20 @@ def summarise(records: list[dict], topk: tuple[int, ...]) -> dict:
         "correct": correct,
         "accuracy": {key: (count / len(evaluated) if evaluated else None)
                      for key, count in correct.items()},
+        # images whose top k was decided by a tie at the k-th place
+        "ties": {accuracy_key(k): sum(k in r.get("tied", ()) for r in evaluated) for k in topk},
     }
 
 
-def results_document(settings: EvalSettings, records: list[dict]) -> dict:
+def results_document(settings: EvalSettings, records: list[dict],
+                     class_names: list[str] | None = None) -> dict:
+    """The results file's document; with the model's class names where they are known."""
     ordered = sorted(records, key=lambda r: r["index"])
     return {
         "format": FORMAT,
         "settings": settings.to_json(),
         **summarise(ordered, settings.topk),
+        **({"class_names": class_names} if class_names else {}),
         "skipped": [r for r in ordered if "skipped" in r],
         "images": [r for r in ordered if "skipped" not in r],
     }

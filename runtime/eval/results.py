@@ -105,6 +105,10 @@ class Journal:
                             f"there: fix this and rerun the same command to resume") from None
         self.groups[group] = records
 
+    def discard(self) -> None:
+        """Drop the journal: its records are not worth resuming from."""
+        self.partial.unlink(missing_ok=True)
+
 
 def read_journal(partial: Path) -> tuple[dict | None, dict[int, list[dict]], int]:
     """(settings, groups, length of the intact part); a header cut short reads as no journal."""

@@ -7,7 +7,6 @@ depend, in the last bits, on what else is in a batch) and the results file comes
 """
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -23,7 +22,7 @@ from archc.runtime.eval.metrics import image_record, skipped_record
 from archc.runtime.eval.pipeline import Loaded, load_in_order
 from archc.runtime.eval.progress import Progress
 from archc.runtime.eval.results import Journal
-from archc.runtime.eval.vallist import Entry
+from archc.runtime.eval.vallist import Entry, image_path
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class Job:
         return [self.entries[start:start + size] for start in range(0, len(self.entries), size)]
 
     def path_of(self, entry: Entry) -> str:
-        return os.path.join(self.root, entry.path)
+        return image_path(self.root, entry.path)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from archc.runtime.eval.errors import EvalError
 LOCATIONS = ("model", "weights", "val", "root")
 # Settings added after the first files of this format were written, with the value every run
 # before them had (no folding; no layers allowed to miss weights).
-ADDED = {"fold_batchnorm": False, "layers_without_weights": []}
+ADDED = {"fold_batchnorm": False, "layers_without_weights": [], "labels": None}
 # How to ask for a setting's other value, where a flag does it.
 FLAGS = {"fold_batchnorm": "--keep-batchnorm runs BatchNorm as written"}
 
@@ -46,6 +46,7 @@ class EvalSettings:
     synset: str | None                  # the label remap, VAL:MODEL
     fold_batchnorm: bool
     layers_without_weights: tuple[str, ...]
+    labels: str | None = None           # the file the class names come from (--labels)
 
     def to_json(self) -> dict:
         return {key: list(value) if isinstance(value, tuple) else value

@@ -15,19 +15,21 @@ def plot_path(results: Path) -> Path:
     return results.with_name(f"{results.stem}-sizes.png")
 
 
-def plot_accuracy(sizes: list[int], accuracies: dict[str, list[float]], title: str, path: Path) -> None:
-    """One line per top-k accuracy (in %) over the crop sizes."""
+def plot_accuracy(sizes: list[int], accuracies: dict[str, list[float]], title: str,
+                  protocols: list[str], path: Path) -> None:
+    """One line per top-k accuracy (in %) over the crop sizes, each size's protocol (`224\nfrom
+    256`: the crop, and the shorter side the image was resized to first) written under it."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, axes = pyplot.subplots(figsize=(6, 4), dpi=100)
+    figure, axes = pyplot.subplots(figsize=(7, 4.5), dpi=100)
     for key, values in accuracies.items():
         axes.plot(sizes, [100 * value for value in values], marker="o", label=key)
-    axes.set_xlabel("crop size (pixels)")
+    axes.set_xlabel("crop size, from the image's shorter side resized to (pixels)")
     axes.set_ylabel("accuracy (%)")
-    axes.set_title(title)
-    axes.set_xticks(sizes)
+    axes.set_title(title, fontsize=10)
+    axes.set_xticks(sizes, labels=protocols)
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()

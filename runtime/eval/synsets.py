@@ -8,11 +8,13 @@ which is where it lies beside a clone of the repository run from its root).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from archc.runtime.eval.errors import EvalError
 
 NAMED = {"2012": "synset2012.txt", "2015": "synset2015.txt"}
+_WNID = re.compile(r"n\d{8}")
 # The published val lists, one per class order: a val list whose labels agree with one of them
 # is in that order.
 VAL_LISTS = {"2012": "ILSVRC2012_val.txt", "2015": "ILSVRC2015_val.txt"}
@@ -28,19 +30,36 @@ def synset_path(name: str) -> Path:
     return Path(name)
 
 
-def read_synsets(name: str) -> list[str]:
-    """The WNIDs of a synset list (`2012`, `2015` or a file path), in class order."""
+def _lines(name: str, what: str) -> list[str]:
+    """The non-blank lines of a synset list or labels file (`2012`, `2015` or a file path)."""
     path = synset_path(name)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         hint = " (set ARCHC_REFERENCE_DIR to the directory holding cls/)" if name in NAMED else ""
-        raise EvalError(f"cannot read synset list {path}: {getattr(error, 'strerror', None) or error}"
+        raise EvalError(f"cannot read {what} {path}: {getattr(error, 'strerror', None) or error}"
                         f"{hint}") from None
-    wnids = [line.split()[0] for line in lines if line.strip()]
+    return [line.strip() for line in lines if line.strip()]
+
+
+def read_synsets(name: str) -> list[str]:
+    """The WNIDs of a synset list (`2012`, `2015` or a file path), in class order."""
+    path = synset_path(name)
+    wnids = [line.split()[0] for line in _lines(name, "synset list")]
     if len(set(wnids)) != len(wnids):
         raise EvalError(f"synset list {path} names a class twice")
     return wnids
+
+
+def read_class_names(name: str) -> list[str] | None:
+    """The class names of a synset list with words (`n01440764 tench, Tinca tinca` gives `tench,
+    Tinca tinca`) or of a labels file (one name a line, after a WNID or not), in class order;
+    None for a list of bare WNIDs."""
+    names = []
+    for line in _lines(name, "class names"):
+        first, _, rest = line.partition(" ")
+        names.append(rest.strip() if _WNID.fullmatch(first) else line)
+    return names if all(names) else None
 
 
 def parse_remap(spec: str) -> tuple[str, str] | None:

@@ -1,6 +1,7 @@
 """The val list: one `relative/path label` line per image, checked completely before a run starts."""
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ class Entry:
     index: int      # position in the list (0-based); results are kept in this order
     path: str       # as written in the list, relative to the data root
     label: int      # in the model's class order (after any synset remap)
+
+
+def image_path(root: str, image: str) -> str:
+    """Where an image of the list is read: its path under the data root."""
+    return os.path.join(root, image)
 
 
 def parse_val_list(text: str, source: str = "<val>") -> list[ValLine]:
