@@ -575,7 +575,8 @@ class Elaborator:
                              f"{count} names, got {given}", keywords["top"][1])
         for top in tops:
             self._check_name(top, stmt)
-        shaped = self.tracker.add(Layer(layer_name, op, tuple(bottoms), tuple(tops), self.span(stmt)))
+        shaped = self.tracker.add(Layer(layer_name, op, tuple(bottoms), tuple(tops), self.span(stmt),
+                                        frame.call_path))
         frame.cursor = [Tensor(top, shape) for top, shape in zip(tops, shaped.outputs)]
 
     def _check_current(self, tensor: Tensor, prim: Primitive, stmt: lark.Tree) -> None:

@@ -58,3 +58,12 @@ def test_dpn92_runs_in_caffe_as_the_published_file_does(caffe, reference_cls, tm
         caffe_net.blobs["data"].data[...] = image
         outputs.append(caffe_net.forward()["prob"].copy())
     assert np.abs(outputs[0] - outputs[1]).max() == 0
+
+
+def test_every_layer_of_a_block_records_its_call_even_with_several_tops():
+    net, _ = generate("dpn.arch", depth=92)
+    for layer in net.layers:
+        if layer.name.startswith("dpn"):
+            assert layer.call_path, layer.name
+            if layer.type == "Slice":
+                assert layer.call_path[-1].name == "split_at", layer.name

@@ -145,7 +145,7 @@ def test_json_carries_the_totals_and_batchnorm_is_folded_as_eval_runs_it(caffe, 
     assert sum(layer["type"] == "BatchNorm" for layer in written["layers"]) == 53
     assert cmd_time.main([*base, "--summary", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == {
-        "model", "device", "batchnorm_folded", "inputs", "iterations", "warmup", "totals"}
+        "model", "device", "backend", "batchnorm_folded", "inputs", "iterations", "warmup", "totals"}
     assert cmd_time.main([*base, "--summary"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"archc time {arch} --depth 50 --size 32 on CPU, 53 BatchNorm "
