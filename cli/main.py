@@ -13,7 +13,6 @@ from pathlib import Path
 
 from archc.cli.arguments import option_value, split_overrides
 from archc.errors import ArchError, UsageError
-from archc.files import write_atomically
 
 # Kept here rather than imported from codegen so `archc doctor` and friends start without
 # loading the compiler (lark, jinja2); tests check it equals codegen.render.POOL_DIALECTS.
@@ -133,6 +132,7 @@ def compile_command(args: list[str]) -> int:
         sys.stdout.write(text)
     else:
         try:
+            from archc.files import write_atomically  # tempfile: only when a file is written
             write_atomically(Path(output), text.encode("utf-8"))
         except OSError as error:
             raise UsageError(f"cannot write {output}: {error.strerror or error}") from None
