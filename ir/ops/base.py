@@ -121,6 +121,7 @@ def read_field(params: Any, name: str) -> Any:
     value = getattr(params, name)
 
     def scalar(item: Any) -> Any:
+        _check_c_int(descriptor, item)
         if descriptor.enum_type is not None:
             return descriptor.enum_type.values_by_number[item].name
         if descriptor.type == descriptor.TYPE_FLOAT:
@@ -138,9 +139,13 @@ def read_pair(params: Any, name: str, default: int | None) -> tuple[int, int] | 
         values = list(getattr(params, name))
     else:
         values = [getattr(params, name)] if params.HasField(name) else []
+    for value in values:
+        _check_c_int(fields[name], value)
     if has_hw:
         if values:
             raise ValueError(f"give either {name} or {base}_h/{base}_w, not both")
+        for side in (f"{base}_h", f"{base}_w"):
+            _check_c_int(fields[side], getattr(params, side))
         return getattr(params, f"{base}_h"), getattr(params, f"{base}_w")
     if not values:
         return None if default is None else (default, default)
@@ -149,6 +154,14 @@ def read_pair(params: Any, name: str, default: int | None) -> tuple[int, int] | 
     if len(values) == 2:
         return values[0], values[1]
     raise ValueError(f"{name} has {len(values)} values; only 2-D (one or two values) is supported")
+
+
+def _check_c_int(descriptor: Any, value: Any) -> None:
+    """Caffe keeps its unsigned sizes (kernel, stride, num_output, ...) in C ints: a larger value
+    turns negative there, and Caffe aborts or computes nonsense."""
+    if descriptor.type in (descriptor.TYPE_UINT32, descriptor.TYPE_UINT64) and value > INT_MAX:
+        raise ValueError(f"{descriptor.name}: {value} is beyond {INT_MAX}, the largest value "
+                         f"Caffe holds")
 
 
 def write_pair(fields: dict, name: str, h: int, w: int, default: int | None) -> None:

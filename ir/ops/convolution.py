@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from archc.ir.ops.base import (INT_MAX, Op, Param, ParamBlob, Primitive, Shape, ShapeError,
-                               checked_4d, definition, pair, prod, read_pair, require, required,
+                               checked_4d, definition, pair, prod, read_field, read_pair, require, required,
                                truncated, write_pair)
 
 
@@ -93,7 +93,8 @@ class Convolution(Op):
     def from_caffe(cls, layer: Any, dialect: str) -> Convolution:
         p = layer.convolution_param
         require(p.HasField("num_output"), "num_output is required")
-        require(p.group >= 1, "group must be at least 1 (Caffe divides the channels by it)")
+        num_output, group = read_field(p, "num_output"), read_field(p, "group")
+        require(group >= 1, "group must be at least 1 (Caffe divides the channels by it)")
         require(p.axis == 1 and not p.force_nd_im2col, "only 2-D convolution over axis 1 is supported")
         kernel = read_pair(p, "kernel_size", None)
         require(kernel is not None, "kernel_size (or kernel_h and kernel_w) is required")
@@ -101,6 +102,6 @@ class Convolution(Op):
         require(dilation[0] == dilation[1],
                 "different vertical and horizontal dilation is not supported")
         (stride_h, stride_w), (pad_h, pad_w) = read_pair(p, "stride", 1), read_pair(p, "pad", 0)
-        return cls(num_output=p.num_output, kernel_h=kernel[0], kernel_w=kernel[1],
+        return cls(num_output=num_output, kernel_h=kernel[0], kernel_w=kernel[1],
                    stride_h=stride_h, stride_w=stride_w, pad_h=pad_h, pad_w=pad_w,
-                   group=p.group, dilation=dilation[0], bias_term=p.bias_term)
+                   group=group, dilation=dilation[0], bias_term=p.bias_term)
