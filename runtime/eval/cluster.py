@@ -22,6 +22,7 @@ Ray is imported only once --ray asks for it, after `connect` has chosen how.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import logging
@@ -46,8 +47,8 @@ from archc.runtime.eval.run import Job, groups_to_do, run
 
 LOCAL = "local"            # Ray's own address for "start a new local instance"
 RETRIES = 3                # times a shard is given out again after its worker died
-SHARDS_PER_WORKER = 4      # at least this many shards per worker, so the workers end together
-SHARD_CROPS = 512          # at most about this many crops a shard: what a driver kill can cost
+SHARDS_PER_WORKER = 8      # at least this many shards per worker, so the workers end together
+SHARD_CROPS = 256          # at most about this many crops a shard: what a driver kill can cost
 IN_FLIGHT = 2              # shards queued at each worker: one running, the next one waiting
 CACHE_ENV = "ARCHC_CACHE_DIR"
 
@@ -144,12 +145,17 @@ def weights_on_this_node(path: str, sha256: str, in_store: list) -> str:
     cached = cache / f"{sha256}{Path(path).suffix}"
     if cached.is_file() and sha256_of_file(str(cached)) == sha256:
         return str(cached)
-    import ray
-    data = ray.get(in_store[0])  # a read-only view of the node's shared copy
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise EvalError("the weights from Ray's object store are not the file the driver hashed")
     cache.mkdir(parents=True, exist_ok=True)
-    write_atomically(cached, data)  # several workers of a node may write it at once
+    # The workers of a node start together: one fetches and writes, the others then find it.
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cached.is_file() and sha256_of_file(str(cached)) == sha256:
+            return str(cached)
+        import ray
+        data = ray.get(in_store[0])  # a read-only view of the node's shared copy
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise EvalError("the weights from Ray's object store are not the file the driver hashed")
+        write_atomically(cached, data)
     return str(cached)
 
 
