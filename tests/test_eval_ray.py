@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -29,12 +30,13 @@ WORKER_TITLE = "ray::ShardWorker"
 
 
 @pytest.fixture(scope="module")
-def ray_installed():
+def ray_installed(tmp_path_factory):
     """Ray, set to start instances on the loopback interface alone (it reads that when imported,
-    and the drivers started here inherit it); without Ray these tests skip, visibly, and fail
-    where they must run."""
+    and the drivers started here inherit it) and to keep the workers' copies of the weights in a
+    temporary directory; without Ray these tests skip, visibly, and fail where they must run."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        patch.setenv("ARCHC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         try:
             import ray
         except ImportError as error:
@@ -82,12 +84,17 @@ def workers_of(pid: int, busy: bool = False) -> list[int]:
 # --- shards -------------------------------------------------------------------------------------
 
 def test_shards_are_runs_of_consecutive_groups_sized_for_the_workers():
-    assert cluster.plan_shards(list(range(32)), 8, 2) == [range(n, n + 4) for n in range(0, 32, 4)]
+    # SHARDS_PER_WORKER (8) shards a worker
+    assert cluster.plan_shards(list(range(64)), 8, 2) == [range(n, n + 4) for n in range(0, 64, 4)]
     # resumed: done groups are left out, and no shard spans a gap
-    assert cluster.plan_shards([0, 1, 2, 5, 6, 9], 8, 1) == [range(0, 2), range(2, 3), range(5, 7),
-                                                             range(9, 10)]
-    # at most about SHARD_CROPS crops a shard, one group at least
-    assert cluster.plan_shards(list(range(1000)), 144, 1)[0] == range(0, 3)
+    assert cluster.plan_shards([0, 1, 2, 3, 4, 7, 8, 12], 8, 1) == [
+        range(0, 1), range(1, 2), range(2, 3), range(3, 4), range(4, 5), range(7, 8), range(8, 9),
+        range(12, 13)]
+    assert cluster.plan_shards([0, 1, 2, 3, 6, 7, 8, 9] + list(range(20, 28)), 8, 1) == [
+        range(0, 2), range(2, 4), range(6, 8), range(8, 10), range(20, 22), range(22, 24),
+        range(24, 26), range(26, 28)]
+    # at most about SHARD_CROPS (256) crops a shard, one group at least
+    assert cluster.plan_shards(list(range(1000)), 12, 1)[0] == range(0, 21)
     assert cluster.plan_shards([7], 10_000, 1) == [range(7, 8)]
     assert cluster.plan_shards([], 8, 4) == []
 
@@ -121,6 +128,7 @@ def test_without_ray_the_message_names_the_extra(eval_dataset, tmp_path, capsys,
 @pytest.mark.parametrize("backend, crops, extra", [
     ("opencv", 1, []),
     ("opencv", 12, ["--ray-shared-paths"]),
+    ("caffe", 1, []),
     ("caffe", 12, []),
 ])
 def test_a_ray_run_writes_the_local_runs_results_file(ray_address, eval_dataset, tmp_path, request,
@@ -135,6 +143,31 @@ def test_a_ray_run_writes_the_local_runs_results_file(ray_address, eval_dataset,
     assert cmd_eval.main(evalkit.eval_args(eval_dataset, "--results", str(distributed), *common,
                                            "--ray", *extra, backend=backend)) == 0
     assert distributed.read_bytes() == local.read_bytes()
+
+
+def test_a_driver_joins_a_cluster_through_the_ray_client(ray_address, eval_dataset, tmp_path):
+    # A Ray client server on the module's instance: the one-client kind, since what `ray start
+    # --head` runs (a proxy starting a server per client) speaks the same protocol but adds a
+    # process start that can fail on a loaded machine.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "ray.util.client.server", "--address",
+                               ray_address, "--host", "127.0.0.1", "--port", str(port), "--mode",
+                               "legacy"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        local, distributed = tmp_path / "local.json", tmp_path / "ray.json"
+        assert cmd_eval.main(evalkit.eval_args(eval_dataset, "--results", str(local))) == 0
+        args = evalkit.eval_args(eval_dataset, "--results", str(distributed), "--ray",
+                                 f"ray://127.0.0.1:{port}")
+        result = subprocess.run([sys.executable, "-m", "archc", "eval", *args],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert f"joining the Ray cluster at ray://127.0.0.1:{port}" in result.stderr
+        assert distributed.read_bytes() == local.read_bytes()
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def test_weights_are_checked_before_use(ray_address, tmp_path, monkeypatch):
