@@ -1,6 +1,6 @@
 # One entry point for newcomers and CI. `make setup` gives a working `archc` with the runtime
-# extra; `make test` also installs the test extra (ONNX Runtime, PyTorch), builds real pycaffe
-# (cached) and runs the whole suite.
+# extra; `make test` also installs the test extra (pytest, hypothesis, ONNX Runtime, PyTorch,
+# Ray), builds real pycaffe (cached) and runs the whole suite.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +8,8 @@ PY     := $(BIN)/python
 
 .PHONY: setup test-extras caffe test-tools test bench soak clean
 
-# Setup stays light: PyTorch (gigabytes with its CUDA libraries) comes only with the test extra.
+# Setup stays light: PyTorch (gigabytes with its CUDA libraries) and Ray come only with the test
+# extra, for the tests and benchmarks; `archc` runs without them.
 $(BIN)/archc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -48,10 +49,13 @@ bench: setup test-extras caffe
 	$(PY) bench/compile_speed.py
 	$(PY) bench/eval_throughput.py
 	$(PY) bench/export_throughput.py
+	$(PY) bench/ray_throughput.py
 
-# The compiler fuzzer's long run: N generated/mutated inputs (default 100000) on 2 workers.
-soak: setup
+# The fuzzers' long runs: N compiler inputs (default 100000) on 2 workers, then N mutated
+# prototxts (default 20000) through archc's loader into real Caffe.
+soak: setup caffe
 	$(PY) bench/fuzz_soak.py $(N)
+	$(PY) bench/fuzz_prototxt.py $(or $(N),20000)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

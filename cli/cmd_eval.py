@@ -19,12 +19,13 @@ from archc.model import Model, load_model
 from archc.runtime import fold_batchnorm, weights
 from archc.runtime.backends import BACKENDS, BackendSpec, Forwarder
 from archc.runtime.eval import model as netinfo
+from archc.runtime.eval.cluster import LOCAL, RayOptions, RayWorkers
 from archc.runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
 from archc.runtime.eval.errors import NothingEvaluated
 from archc.runtime.eval.metrics import accuracy_key, results_document
 from archc.runtime.eval.presets import PRESETS, Preset, preset_for_model
 from archc.runtime.eval.progress import Progress
-from archc.runtime.eval.results import Lock, open_journal, write_final
+from archc.runtime.eval.results import Journal, Lock, open_journal, write_final
 from archc.runtime.eval.run import Job, run
 from archc.runtime.eval.settings import EvalSettings
 from archc.runtime.eval.sweep import plot_accuracy, plot_path, results_path_for_size
@@ -68,6 +69,12 @@ def _std(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"a std divides the pixels: expected non-zero numbers, "
                                          f"got '{text}'")
     return values
+
+
+def _address(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a Ray address (auto, ray://HOST:PORT, HOST:PORT)")
+    return text
 
 
 def _triple(values: tuple[float, float, float]) -> str:
@@ -130,10 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "module, which needs no Caffe; onnxruntime, torch: the net exported "
                              "(archc[onnx], archc[torch]) (default: caffe)")
     parser.add_argument("--gpu", type=int, metavar="N", help="run Caffe (or torch) on GPU N")
-    workers = max(1, min(4, (os.cpu_count() or 2) - 1))
-    parser.add_argument("--workers", type=integer_at_least(0), default=workers, metavar="N",
+    parser.add_argument("--workers", type=integer_at_least(0), metavar="N",
                         help=f"image-loading processes, 0 to load in this process (default: one "
-                             f"per core but one, 1 to 4: {workers} here)")
+                             f"per core but one, 1 to 4: {default_workers()} here)")
     parser.add_argument("--nets", type=integer_at_least(1), metavar="N",
                         help="copies of the net forwarding in parallel processes (default: one per "
                              "core, up to 4, for Caffe on the CPU; else 1)")
@@ -150,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "accuracy against crop size (MODEL-stem.eval-sizes.png)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="load even if some layers have no weights")
+    parser.add_argument("--ray", nargs="?", const=LOCAL, type=_address, metavar="ADDRESS",
+                        help="evaluate on a Ray cluster: join ADDRESS (auto, ray://HOST:PORT, "
+                             "HOST:PORT), or start a local Ray instance without one; every node "
+                             "reads the images from --root")
+    parser.add_argument("--ray-workers", type=integer_at_least(1), metavar="N",
+                        help="with --ray: workers, one net and one core each (default: one per "
+                             "CPU of the cluster)")
+    parser.add_argument("--ray-shared-paths", action="store_true",
+                        help="with --ray: --weights is at that path on every node; read it there "
+                             "rather than send it through Ray's object store (checked by SHA-256 "
+                             "either way)")
     parser.add_argument("--keep-batchnorm", action="store_true",
                         help="with --backend caffe: run BatchNorm and Scale layers as written "
                              "(default: folded into the convolutions before them, the same scores "
@@ -184,9 +201,11 @@ def evaluate(argv: list[str]) -> int:
     root = args.root or "."
     if not Path(root).is_dir():
         raise UsageError(f"--root {root} is not a directory")
-    nets = args.nets or default_nets(args.backend, args.gpu)
+    check_ray_options(args)
+    nets = 1 if args.ray is not None else args.nets or default_nets(args.backend, args.gpu)
     if nets > 1 and args.gpu is not None:
         raise UsageError("--nets applies to CPU runs; on a GPU one net is fed in large batches")
+    workers = default_workers() if args.workers is None else args.workers
 
     num_classes = None
     for size in sizes:  # every size is checked before any work starts
@@ -201,11 +220,13 @@ def evaluate(argv: list[str]) -> int:
     names = class_names(args.labels, remap, num_classes)
 
     fold = args.backend == "caffe" and not args.keep_batchnorm
+    model_sha256 = netinfo.sha256_of_text(model.text)
+    weights_sha256 = netinfo.sha256_of_file(args.weights)
     # everything but the crop size and what follows from it
     settings_at = functools.partial(
         EvalSettings,
-        model=netinfo.absolute(model.path), model_sha256=netinfo.sha256_of_text(model.text),
-        weights=netinfo.absolute(args.weights), weights_sha256=netinfo.sha256_of_file(args.weights),
+        model=netinfo.absolute(model.path), model_sha256=model_sha256,
+        weights=netinfo.absolute(args.weights), weights_sha256=weights_sha256,
         val=netinfo.absolute(args.val), val_sha256=netinfo.sha256_of_file(args.val),
         root=netinfo.absolute(root), preset=preset_name,
         mean=args.mean or preset.mean, std=args.std or preset.std, crops=args.crops,
@@ -224,12 +245,14 @@ def evaluate(argv: list[str]) -> int:
     results = Path(args.results or f"{Path(model.path).stem}.eval.json")
     accuracies: dict[str, list[float]] = {accuracy_key(k): [] for k in topk}
     evaluated = 0
-    with Nets(spec, nets) as shared:
+    shared = RayWorkers(RayOptions(args.ray, args.ray_workers, args.ray_shared_paths), spec,
+                        model_sha256, weights_sha256) if args.ray is not None else Nets(spec, nets)
+    with shared:
         for size in sizes:
             settings = settings_at(crop_size=size, base_size=base_size(args, preset, size),
                                    scales=protocol_scales(args.crops, size))
             preprocess = Preprocess(settings.mean, settings.std, settings.base_size, size, args.crops)
-            job = Job(entries, root, preprocess, args.batch, max(topk), args.workers)
+            job = Job(entries, root, preprocess, args.batch, max(topk), workers)
             target = results_path_for_size(results, size) if args.sizes else results
             document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "",
                                      args, names)
@@ -246,6 +269,22 @@ def evaluate(argv: list[str]) -> int:
         print(sweep_table(sizes, accuracies))
         print(f"plot: {png}")
     return 0
+
+
+def check_ray_options(args) -> None:
+    """--ray runs one net per Ray worker on one core: the options that size this machine's
+    processes do not apply, and the --ray-... ones need --ray."""
+    if args.ray is not None:
+        for flag, given in (("--nets", args.nets), ("--workers", args.workers), ("--gpu", args.gpu)):
+            if given is not None:
+                raise UsageError(f"{flag} sizes a run on this machine; with --ray each Ray worker "
+                                 f"loads its images and runs one net on one CPU core "
+                                 f"(--ray-workers sets how many): drop {flag}")
+    else:
+        for flag, given in (("--ray-workers", args.ray_workers),
+                            ("--ray-shared-paths", args.ray_shared_paths or None)):
+            if given is not None:
+                raise UsageError(f"{flag} applies to --ray runs: add --ray or drop {flag}")
 
 
 def choose_preset(args) -> str | None:
@@ -329,7 +368,8 @@ def layers_without_weights(net: Net, weights_path: str) -> tuple[str, ...]:
 
 class Nets:
     """The forward passes, opened when first needed (not at all when every results file is
-    already complete) and shared by the crop sizes of a sweep."""
+    already complete) and shared by the crop sizes of a sweep; `RayWorkers` is the same on a
+    Ray cluster."""
 
     def __init__(self, spec: BackendSpec, count: int):
         self.spec, self.count, self.forwarder = spec, count, None
@@ -339,6 +379,9 @@ class Nets:
             self.forwarder = Forwarder(self.spec, self.count)
         return self.forwarder
 
+    def run(self, job: Job, journal: Journal, progress: Progress) -> None:
+        run(job, self.get(), journal, progress)
+
     def __enter__(self) -> "Nets":
         return self
 
@@ -347,8 +390,8 @@ class Nets:
             self.forwarder.close()
 
 
-def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, label: str,
-                  args, names: list[str] | None) -> dict:
+def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets | RayWorkers,
+                  label: str, args, names: list[str] | None) -> dict:
     """The results document of one crop size: computed, resumed, or read back when complete.
     A run that evaluated no image keeps no results (a rerun with the right --root starts afresh)
     and fails."""
@@ -357,7 +400,7 @@ def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, la
         if isinstance(state, dict):
             print(f"{target} is already complete for these settings", file=sys.stderr)
             return state
-        run(job, nets.get(), state, Progress(len(job.entries), settings.topk, label))
+        nets.run(job, state, Progress(len(job.entries), settings.topk, label))
         document = results_document(state.settings, state.records(), names)
         if not document["counts"]["evaluated"]:
             state.discard()
@@ -380,6 +423,11 @@ def nothing_evaluated(document: dict, job: Job, args) -> str:
         fix = "check the images: none of them could be read as a photo"
     return (f"no image was evaluated: all {len(skipped)} were skipped ({counted}); tried "
             f"{tried}{', ...' if len(skipped) > 3 else ''} with {given}: {fix}")
+
+
+def default_workers() -> int:
+    """Image-loading processes: one per core but the one feeding the net, 1 to 4."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def default_nets(backend: str, gpu: int | None) -> int:

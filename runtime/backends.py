@@ -209,16 +209,21 @@ class BackendSpec:
 _replica: Backend | None = None  # the backend of a replica process
 
 
-def _load_replica(spec: BackendSpec, threads: int) -> None:
-    global _replica
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    exit_with_parent()
-    # The cores are shared out between the replicas. Caffe's OpenBLAS reads this when Caffe is
-    # imported, which happens below.
+def limit_threads(threads: int) -> None:
+    """Give the backends of this process `threads` threads each, for a process that has that share
+    of the cores. Call it before the first backend opens: Caffe's OpenBLAS reads its variable when
+    Caffe is imported."""
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(threads)
     import cv2
     cv2.setNumThreads(threads)
+
+
+def _load_replica(spec: BackendSpec, threads: int) -> None:
+    global _replica
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    exit_with_parent()
+    limit_threads(threads)  # the cores are shared out between the replicas
     _replica = spec.open()
 
 

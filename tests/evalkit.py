@@ -1,4 +1,4 @@
-"""Test data for `archc eval` with answers known by construction.
+"""Test data for `archc eval` with answers known by construction, and helpers that watch a run.
 
 The tiny net is global average pooling -> InnerProduct -> Softmax. Class k has a prototype colour;
 the InnerProduct scores an image's mean (normalised) colour x by 2 p_k.x - |p_k|^2, which ranks the
@@ -8,6 +8,8 @@ the crop protocol.
 """
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import cv2
@@ -94,9 +96,76 @@ def write_dataset(directory: Path) -> Path:
     return val
 
 
+def write_photos(directory: Path, count: int) -> Path:
+    """`count` JPEG photographs-to-be under directory/img and their val list: 500 x 375 noise over
+    a colour gradient, enough work per image (decoding, 12 crops of 224) for a run to last long
+    enough to be interrupted. Image n is of class n % CLASSES."""
+    rng = np.random.default_rng(7)
+    lines = []
+    for number in range(count):
+        colour = np.array(image_colour(number % CLASSES), np.float64)
+        ramp = np.linspace(-30, 30, 500)[None, :, None]
+        image = colour + ramp + rng.normal(0, 20, (375, 500, 3))
+        name = f"img/{number:03d}.jpg"
+        (directory / "img").mkdir(exist_ok=True)
+        cv2.imwrite(str(directory / name), np.clip(image, 0, 255).astype(np.uint8))
+        lines.append((name, number % CLASSES))
+    val = directory / "val.txt"
+    write_val(val, lines)
+    return val
+
+
+def photo_args(directory: Path, results: Path, *extra: str) -> list[str]:
+    """`archc eval` arguments for the tiny net over write_photos' images: 12 crops of 224."""
+    args = eval_args(directory, "--results", str(results), "--crops", "12", "--batch", "12", *extra)
+    for option, value in (("--crop-size", "224"), ("--base-size", "256")):
+        args[args.index(option) + 1] = value
+    return args
+
+
 def eval_args(directory: Path, *extra: str, backend: str = "opencv") -> list[str]:
     """`archc eval` arguments for the tiny net over the dataset in `directory`."""
     return [str(directory / "tiny.prototxt"), "--weights", str(directory / "tiny.caffemodel"),
             "--val", str(directory / "val.txt"), "--root", str(directory),
             "--mean", ",".join(map(str, MEAN)), "--std", ",".join(map(str, STD)),
             "--crop-size", "16", "--base-size", "20", "--backend", backend, *extra]
+
+
+# --- watching a run ------------------------------------------------------------------------
+
+def journal_lines(partial):
+    try:
+        return partial.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_lines(process, partial, lines, timeout=60.0):
+    """Until the journal holds `lines` lines; False if the run finished first."""
+    deadline = time.monotonic() + timeout
+    while journal_lines(partial) < lines:
+        if process.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.002)
+    return True
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

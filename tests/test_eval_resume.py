@@ -10,11 +10,10 @@ import subprocess
 import sys
 import time
 
-import cv2
-import numpy as np
 import pytest
 
 import evalkit
+from evalkit import alive, children_of, journal_lines, wait_for_lines
 from archc.cli import cmd_eval
 
 IMAGES = 60
@@ -22,30 +21,14 @@ IMAGES = 60
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    """JPEG photographs-to-be: 500 x 375 noise over a colour gradient, enough work per image
-    (decoding, 12 crops of 224) for kills to land inside a run."""
     directory = tmp_path_factory.mktemp("photos")
     evalkit.write_tiny_net(directory)
-    rng = np.random.default_rng(7)
-    lines = []
-    for number in range(IMAGES):
-        colour = np.array(evalkit.image_colour(number % evalkit.CLASSES), np.float64)
-        ramp = np.linspace(-30, 30, 500)[None, :, None]
-        image = colour + ramp + rng.normal(0, 20, (375, 500, 3))
-        name = f"img/{number:03d}.jpg"
-        (directory / "img").mkdir(exist_ok=True)
-        cv2.imwrite(str(directory / name), np.clip(image, 0, 255).astype(np.uint8))
-        lines.append((name, number % evalkit.CLASSES))
-    evalkit.write_val(directory / "val.txt", lines)
+    evalkit.write_photos(directory, IMAGES)
     return directory
 
 
 def eval_args(directory, results):
-    args = evalkit.eval_args(directory, "--results", str(results), "--crops", "12", "--batch", "12",
-                             "--workers", "1")
-    for option, value in (("--crop-size", "224"), ("--base-size", "256")):
-        args[args.index(option) + 1] = value
-    return args
+    return evalkit.photo_args(directory, results, "--workers", "1")
 
 
 def start(directory, results):
@@ -58,24 +41,6 @@ def start(directory, results):
 def kill(process):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-
-
-def journal_lines(partial):
-    try:
-        return partial.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
-def wait_for_lines(process, partial, lines, timeout=60.0):
-    """Until the journal holds `lines` lines; False if the run finished first."""
-    deadline = time.monotonic() + timeout
-    while journal_lines(partial) < lines:
-        if process.poll() is not None:
-            return False
-        assert time.monotonic() < deadline, "the run made no progress"
-        time.sleep(0.002)
-    return True
 
 
 def test_killed_and_resumed_runs_end_identical_to_an_uninterrupted_one(photos, tmp_path):
@@ -118,26 +83,6 @@ def test_a_second_eval_is_refused_while_the_first_runs(photos, tmp_path, capsys)
                        f"{process.pid}); wait for it to finish or choose another --results")
     finally:
         kill(process)
-
-
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])

@@ -94,12 +94,17 @@ def group_records(flight: InFlight, max_k: int) -> list[dict]:
     return records
 
 
+def groups_to_do(job: Job, journal: Journal) -> list[int]:
+    """The numbers of the job's groups the journal lacks, ascending."""
+    return [number for number in range(len(job.groups())) if number not in journal.groups]
+
+
 def run(job: Job, forwarder: Forwarder, journal: Journal, progress: Progress) -> None:
     """Evaluate every group the journal lacks, appending each, in order, as it finishes; loading
     and (with replicas) forward passes of later groups overlap."""
     groups = job.groups()
     progress.add(journal.records(), resumed=True)
-    todo = [number for number in range(len(groups)) if number not in journal.groups]
+    todo = groups_to_do(job, journal)
     tasks = ((entry.index, job.path_of(entry)) for number in todo for entry in groups[number])
     depth = job.workers + 2 * job.group_size * (1 + forwarder.ahead)
     loaded: Iterator[Loaded] = load_in_order(tasks, job.preprocess, job.workers, depth)
