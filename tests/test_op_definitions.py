@@ -219,6 +219,9 @@ def test_schema_agrees_with_real_caffe(caffe):
     default (BVLC master's caffe.proto, the round_mode dialect), as net_spec reflects on caffe_pb2."""
     from caffe.proto import caffe_pb2
 
+    ours = {f.name for f in schema.schema_messages("round_mode")["LayerParameter"].fields}
+    assert ours == set(caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name), \
+        "every field of Caffe's LayerParameter, so that every Caffe net parses"
     descriptor_types = {1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 8: "bool",
                         9: "string", 12: "bytes", 13: "uint32"}
     for name, spec in schema.schema_messages("round_mode").items():
