@@ -213,8 +213,28 @@ def input_layer_shapes(layer: Message, span: Span | None) -> dict[str, tuple[int
     return _checked_shapes(dict(zip(tops, shapes)), span)
 
 
+_TRAINING_DATA = ("a training-only data layer: a deploy net takes its inputs from `input` or an "
+                  "Input layer")
+_TRAINING_LOSS = ("training-only: it compares outputs with labels, which a deploy net does not "
+                  "have; end the net before it (Softmax gives probabilities)")
+#: Caffe layer types archc refuses to import, and why.
+REFUSED_TYPES = {
+    **dict.fromkeys(("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData"),
+                    _TRAINING_DATA),
+    **dict.fromkeys(("SoftmaxWithLoss", "EuclideanLoss", "HingeLoss", "InfogainLoss",
+                     "MultinomialLogisticLoss", "SigmoidCrossEntropyLoss", "ContrastiveLoss",
+                     "Accuracy"), _TRAINING_LOSS),
+    "HDF5Output": "training-only: it writes blobs to an HDF5 file as the net runs",
+    "Python": "a Python layer runs the code its python_param names, and archc never imports or "
+              "runs code a model names",
+}
+
+
 def op_from_layer(layer: Message, dialect: str, span: Span | None) -> Op:
     """The typed IR op of one LayerParameter, Caffe defaults applied."""
+    if layer.type in REFUSED_TYPES:
+        raise ArchError(f"layer '{layer.name}' has type '{layer.type}', {REFUSED_TYPES[layer.type]}",
+                        span)
     if layer.type not in OPS:
         supported = ", ".join(sorted(OPS) + ["Input"])
         raise ArchError(f"layer '{layer.name}' has type '{layer.type}', which archc does not "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from archc.codegen.parse import import_net, top_level_fields
+from archc.codegen.parse import REFUSED_TYPES, import_net, top_level_fields
 from archc.ir import ArchError, infer_shapes
 
 HEADER = 'input: "data"\ninput_shape { dim: 1 dim: 3 dim: 32 dim: 32 }\n'
@@ -235,3 +235,22 @@ def test_an_input_layer_after_a_reader_of_its_blob_is_refused():
         net_of(body)
     with pytest.raises(ArchError, match="an input is declared twice"):
         net_of(conv("kernel_size: 1"), header=HEADER + HEADER)
+
+
+@pytest.mark.parametrize("caffe_type", sorted(REFUSED_TYPES))
+def test_training_only_and_python_layers_are_refused_with_the_reason(caffe_type):
+    text = HEADER + f'layer {{\n  name: "x"\n  type: "{caffe_type}"\n  bottom: "data"\n  top: "x"\n}}\n'
+    with pytest.raises(ArchError, match=f"'x' has type '{caffe_type}', ") as caught:
+        import_net(text, "t.prototxt")
+    reason = "never imports or runs code" if caffe_type == "Python" else "training-only"
+    assert reason in caught.value.message and caught.value.span.line == 3
+
+
+def test_training_layers_a_deploy_net_leaves_out_are_read_and_skipped():
+    net = net_of('layer { name: "train_data" type: "Data" top: "data" top: "label" '
+                 'include { phase: TRAIN } data_param { source: "train_lmdb" batch_size: 64 } '
+                 'transform_param { mirror: true } }\n'
+                 'layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }\n'
+                 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "data" bottom: "label" '
+                 'top: "loss" include { phase: TRAIN } }')
+    assert [layer.name for layer in net.layers] == ["relu"]
