@@ -396,3 +396,24 @@ def test_an_error_inside_a_block_says_where_the_block_was_called(tmp_path):
     model = tmp_path / "model.arch"
     assert error.notes == (f"in block 'inner' called at {model}:2:18",
                            f"in block 'outer' called at {model}:5:3")
+
+
+def test_elementwise_ops_write_their_input_where_the_gradient_allows(tmp_path):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 3, 8, 8]
+          tanh as "t"
+          prelu(shared = true) as "p"
+          absval as "a"
+          power(2, shift = 1) as "sq"
+          log(base = 10, inplace = true) as "l"
+          clip(0, 6) as "c"
+        }
+    """)
+    tops = {layer.name: layer.tops[0] for layer in net.layers}
+    assert tops == {"t": "data", "p": "data", "a": "a", "sq": "sq", "l": "sq", "c": "c"}
+    ops = layers(net)
+    assert (ops["p"].op.channel_shared, ops["sq"].op.power, ops["sq"].op.shift) == (True, 2.0, 1.0)
+    assert (ops["l"].op.base, ops["c"].op.min, ops["c"].op.max) == (10.0, 0.0, 6.0)
+    error = error_of(tmp_path, 'net { input "data" [1, 3, 8, 8]\n log(base = 1) }')
+    assert "log base must be -1 (e) or positive, finite and not 1" in error.message

@@ -4,7 +4,8 @@ definition holds). Importing this package registers every definition in `OPS`.""
 # ops in (`archc` error hints, docs): convolution first, merges last.
 from archc.ir.ops.convolution import Convolution  # isort: skip
 from archc.ir.ops.normalization import BatchNorm, Scale  # isort: skip
-from archc.ir.ops.activations import Dropout, ReLU, Softmax  # isort: skip
+from archc.ir.ops.activations import (ELU, BNLL, AbsVal, Clip, Dropout, Exp, Log, Power,  # isort: skip
+                                      PReLU, ReLU, Sigmoid, Softmax, Swish, TanH, Threshold)
 from archc.ir.ops.pooling import POOL_METHODS, ROUNDINGS, Pooling  # isort: skip
 from archc.ir.ops.inner_product import InnerProduct  # isort: skip
 from archc.ir.ops.reshape import Flatten, Reshape, Slice  # isort: skip
@@ -17,5 +18,6 @@ OPS: dict[str, type[Op]] = REGISTRY
 
 __all__ = ["INT_MAX", "OPS", "ArgumentError", "Op", "Param", "ParamBlob", "Primitive", "Shape",
            "ShapeError", "format_shape", "Convolution", "Pooling", "BatchNorm", "Scale", "ReLU",
-           "Dropout", "Softmax", "InnerProduct", "Concat", "Eltwise", "Reshape", "Flatten", "Slice",
+           "Dropout", "Softmax", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log",
+           "Threshold", "Clip", "Swish", "PReLU", "InnerProduct", "Concat", "Eltwise", "Reshape", "Flatten", "Slice",
            "ELTWISE_OPERATIONS", "POOL_METHODS", "ROUNDINGS"]

@@ -5,7 +5,8 @@ An op definition is one frozen dataclass per Caffe layer type that holds, in one
   `caffe()` carry the Caffe field name and default (tests check both against the schema);
 - its shape rule (`infer`, Caffe's C++ exactly), parameter blobs with their shapes and fillers
   (`param_blobs`), and multiply-accumulates (`macs`);
-- whether Caffe can run it in place, or makes its top a view of its bottom;
+- whether Caffe can run it in place, or makes its top a view of its bottom; whether a CPU Caffe
+  can run its forward and backward passes;
 - how many bottoms and tops it takes;
 - the DSL spellings that emit it (`primitives`: names, typed arguments, a builder);
 - how it is written (`caffe_fields`) and read back (`from_caffe`): by default generically from
@@ -180,6 +181,9 @@ class Op:
     min_bottoms: ClassVar[int] = 1
     max_bottoms: ClassVar[int | None] = 1
     min_tops: ClassVar[int] = 1
+    #: whether Caffe has a backward pass into every bottom; without one, a forced backward pass
+    #: (`archc time` forces one) aborts at the layer (NOT_IMPLEMENTED, or a CHECK on an index input)
+    backward: ClassVar[bool] = True
     primitives: ClassVar[tuple[Primitive, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -258,6 +262,15 @@ def channels(shape: Shape) -> int:
     if len(shape) < 2:
         raise ShapeError(f"needs an input with a channel axis, got {format_shape(shape)}")
     return shape[1]
+
+
+def at_most_4d(op: str, shape: Shape) -> Shape:
+    """Caffe reads some inputs through its legacy num/channels/height/width accessors, which abort
+    on more than 4 axes (and count missing trailing axes as 1)."""
+    if len(shape) > 4:
+        raise ShapeError(f"{op} reads its input as N x C x H x W: it takes at most 4 axes, got "
+                         f"{format_shape(shape)}")
+    return shape
 
 
 def axis_index(axis: int, shape: Shape, op: str) -> int:

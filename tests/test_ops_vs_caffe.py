@@ -1,0 +1,123 @@
+"""Every op's shape rule and set-up checks against real Caffe, on random parameters and inputs.
+
+For each op a strategy draws parameters, input shapes and a number of tops from ranges that
+straddle Caffe's limits. Where the IR accepts a draw, Caffe allocates exactly the blob and
+parameter shapes the IR inferred (in this process); where the IR refuses one, Caffe aborts setting
+it up (in a child process, which is slower: fewer examples).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import strategies as st
+
+from archc import codegen
+from archc.ir import ArchError, Layer, Net, infer_shapes
+from archc.ir.ops import (ELU, BNLL, AbsVal, Clip, Exp, Log, Op, Power, PReLU, Sigmoid, Swish,
+                          TanH, Threshold)
+from golden import assert_caffe_allocates_the_inferred_shapes
+
+#: Caffe type -> a function of hypothesis's `draw` giving (op, input shapes, number of tops)
+DRAWS: dict[str, Callable] = {}
+Draw = tuple[Op, list[tuple[int, ...]], int]
+
+
+def draws(*caffe_types: str):
+    def register(function):
+        for caffe_type in caffe_types:
+            DRAWS[caffe_type] = function
+        return function
+    return register
+
+
+def shape(draw, least_axes: int = 1, most_axes: int = 5, most: int = 5) -> tuple[int, ...]:
+    return tuple(draw(st.lists(st.integers(1, most), min_size=least_axes, max_size=most_axes)))
+
+
+def number(draw) -> float:
+    return draw(st.sampled_from([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]))
+
+
+@draws("TanH", "Sigmoid", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log", "Threshold", "Clip",
+       "Swish", "PReLU")
+def elementwise(draw) -> Draw:
+    made = draw(st.sampled_from([
+        lambda: TanH(), lambda: Sigmoid(), lambda: AbsVal(), lambda: BNLL(),
+        lambda: ELU(number(draw)), lambda: Threshold(number(draw)), lambda: Swish(number(draw)),
+        lambda: Power(number(draw), number(draw), number(draw)),
+        lambda: Exp(number(draw), number(draw), number(draw)),
+        lambda: Log(number(draw), number(draw), number(draw)),
+        lambda: Clip(number(draw), number(draw)), lambda: PReLU(draw(st.booleans())),
+    ]))()
+    return made, [shape(draw)], 1
+
+
+def net_of(op: Op, inputs: list[tuple[int, ...]], tops: int) -> Net:
+    bottoms = tuple(f"in{i}" for i in range(len(inputs)))
+    blobs = dict(zip(bottoms, inputs)) or {"unread": (1,)}
+    return Net(blobs, [Layer("layer", op, bottoms, tuple(f"out{i}" for i in range(tops)))])
+
+
+def accepted(net: Net) -> bool:
+    try:
+        infer_shapes(net)
+    except ArchError:
+        return False
+    return True
+
+
+@st.composite
+def nets(draw, caffe_types) -> Net:
+    return net_of(*DRAWS[draw(st.sampled_from(caffe_types))](draw))
+
+
+@pytest.mark.parametrize("caffe_type", sorted(DRAWS))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_what_the_ir_accepts_caffe_allocates_as_inferred(caffe, caffe_type, data):
+    net = data.draw(nets([caffe_type]))
+    assume(accepted(net))
+    assert_caffe_allocates_the_inferred_shapes(net, codegen.render(net))
+
+
+# A fixed program: set up each net in a forked child of one Caffe process (cheaper than a process
+# per net), its log in a file beside it; print whether each set-up survived.
+_SET_UP_EACH = """import os, sys
+from archc.runtime.caffe_env import import_caffe
+caffe = import_caffe()
+for path in sys.argv[1:]:
+    child = os.fork()
+    if child == 0:
+        os.dup2(os.open(path + '.log', os.O_WRONLY | os.O_CREAT), 2)
+        caffe.Net(path, caffe.TEST)
+        os._exit(0)
+    print(int(os.waitpid(child, 0)[1] == 0))
+"""
+
+
+def caffe_sets_up(nets: list[Net], directory) -> list[bool]:
+    """Whether Caffe sets up each net (in child processes: a refusal is an abort)."""
+    from archc.runtime.caffe_env import run_in_child
+
+    paths = []
+    for number, net in enumerate(nets):
+        paths.append(directory / f"net{number}.prototxt")
+        paths[-1].write_text(codegen.render(net))
+    result = run_in_child(_SET_UP_EACH, *map(str, paths))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [line == "1" for line in result.stdout.split()]
+
+
+# One batch, not shrunk (each try would rerun the batch): a failure shows the net it concerns.
+@settings(max_examples=1, deadline=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_what_the_ir_refuses_caffe_aborts_on(caffe, tmp_path, data):
+    """Some draws of every op that the IR refuses are set up in Caffe: each makes it abort."""
+    drawn = [data.draw(nets([caffe_type])) for caffe_type in sorted(DRAWS) for _ in range(4)]
+    refused = [net for net in drawn if not accepted(net)]
+    outcomes = caffe_sets_up(refused, tmp_path)
+    for net, set_up in zip(refused, outcomes):
+        assert not set_up, f"Caffe sets up what the IR refuses:\n{codegen.render(net)}"
