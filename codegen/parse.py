@@ -112,11 +112,8 @@ def net_from_prototxt(proto: Prototxt) -> Net:
             input_span = input_span or span
             continue
         op = op_from_layer(layer, proto.dialect, span)
-        param_blobs = len(op.param_shapes([(1, 1, 1, 1)]))
-        if len(layer.param) > param_blobs:
-            raise ArchError(f"layer '{layer.name}' gives {len(layer.param)} param specs for its "
-                            f"{param_blobs} parameter blob(s), which Caffe refuses", span)
-        layers.append(Layer(layer.name, op, tuple(layer.bottom), tuple(layer.top), span))
+        layers.append(Layer(layer.name, op, tuple(layer.bottom), tuple(layer.top), span,
+                            len(layer.param)))
         read.update(layer.bottom)
     if not inputs:
         raise ArchError("the prototxt declares no input: add `input` + `input_shape` or an Input layer",

@@ -22,6 +22,8 @@ class Layer:
     bottoms: tuple[str, ...]
     tops: tuple[str, ...]
     span: Span | None = None
+    #: how many `param { }` specs its prototxt gives (Caffe refuses more than it has parameter blobs)
+    param_specs: int = 0
 
     @property
     def type(self) -> str:
@@ -143,7 +145,8 @@ class ShapeTracker:
         inputs = tuple(self.blobs[b] for b in layer.bottoms)
         try:
             outputs = op.infer(list(inputs), tops)
-            for shape in (*outputs, *op.param_shapes(list(inputs))):
+            param_shapes = op.param_shapes(list(inputs))
+            for shape in (*outputs, *param_shapes):
                 if math.prod(shape) > MAX_BLOB:
                     raise ShapeError(f"a blob of {format_shape(shape)} holds more than the "
                                      f"{MAX_BLOB} values Caffe allows: use a smaller input size "
@@ -152,6 +155,9 @@ class ShapeTracker:
             shapes = ", ".join(format_shape(s) for s in inputs)
             raise ArchError(f"{layer.type} layer '{layer.name}': {error}",
                             layer.span, notes=(f"input shapes: {shapes}",)) from None
+        if layer.param_specs > len(param_shapes):
+            raise ArchError(f"layer '{layer.name}' gives {layer.param_specs} param specs for its "
+                            f"{len(param_shapes)} parameter blob(s), which Caffe refuses", layer.span)
         self._by_name[layer.name] = layer
         for bottom in layer.bottoms:
             self._first_reader.setdefault(bottom, layer.name)

@@ -19,13 +19,16 @@ from archc.codegen.parse import import_net
 from archc.dsl.primitives import PRIMITIVES
 from archc.ir import ArchError, Layer, Net, infer_shapes
 from archc.ir.ops import ELTWISE_OPERATIONS, OPS, POOL_METHODS, ROUNDINGS
-from archc.ir.ops.base import FILLERS, caffe_field_names
+from archc.ir.ops.base import FILLERS, caffe_field_names, short_float
 from archc.runtime.weights import initial_weights
 
 SAMPLE_INPUT = (2, 6, 12, 12)
 # Inputs for ops whose bottoms must relate to each other, or that take other than one or two
 # bottoms: every sample an op variant accepts is a case of its own.
-SAMPLE_INPUTS: dict[str, list[list[tuple[int, ...]]]] = {}
+SAMPLE_INPUTS: dict[str, list[list[tuple[int, ...]]]] = {
+    "Scale": [[SAMPLE_INPUT], [SAMPLE_INPUT, (6,)], [SAMPLE_INPUT, (2, 6)]],
+    "Bias": [[SAMPLE_INPUT], [SAMPLE_INPUT, (6,)], [SAMPLE_INPUT, (2, 6)]],
+}
 # Values for fields whose type says too little: strings are enums, tuples lists.
 FIELD_VALUES = {
     ("Pooling", "method"): POOL_METHODS,
@@ -62,8 +65,8 @@ def _variants(field, value, op_class) -> list:
         return [not value]
     if isinstance(value, int):
         return [value + 1, value + 2]
-    if isinstance(value, float):
-        return [0.25, value * 0.5 + 0.125]
+    if isinstance(value, float):  # values a float32 field holds exactly, as Caffe reads them back
+        return [0.25, short_float(value * 0.5 + 0.125)]
     raise AssertionError(f"{op_class.__name__}.{field.name}: add sample values to FIELD_VALUES")
 
 

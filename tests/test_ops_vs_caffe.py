@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from archc import codegen
 from archc.ir import ArchError, Layer, Net, infer_shapes
-from archc.ir.ops import (ELU, BNLL, AbsVal, Clip, Exp, Log, Op, Power, PReLU, Sigmoid, Swish,
-                          TanH, Threshold)
+from archc.ir.ops import (ELU, BNLL, AbsVal, Bias, Clip, Exp, Log, Op, Power, PReLU,
+                          Scale, Sigmoid, Swish, TanH, Threshold)
 from golden import assert_caffe_allocates_the_inferred_shapes
 
 #: Caffe type -> a function of hypothesis's `draw` giving (op, input shapes, number of tops)
@@ -52,6 +52,22 @@ def elementwise(draw) -> Draw:
         lambda: Clip(number(draw), number(draw)), lambda: PReLU(draw(st.booleans())),
     ]))()
     return made, [shape(draw)], 1
+
+
+@draws("Scale", "Bias")
+def broadcast(draw) -> Draw:
+    data = shape(draw)
+    axis = draw(st.integers(-len(data) - 1, len(data)))
+    num_axes = draw(st.integers(-2, 3))
+    op = Scale(axis, num_axes, draw(st.booleans())) if draw(st.booleans()) else Bias(axis, num_axes)
+    if draw(st.booleans()):
+        return op, [data], 1
+    # a second bottom: usually some axes of the first, sometimes not
+    start = draw(st.integers(0, len(data) - 1))
+    operand = data[start:start + draw(st.integers(1, len(data) - start))]
+    if draw(st.integers(0, 4)) == 0:
+        operand = operand[:-1] + (operand[-1] + 1,)
+    return op, [data, operand], 1
 
 
 def net_of(op: Op, inputs: list[tuple[int, ...]], tops: int) -> Net:

@@ -145,6 +145,8 @@ POOL = 'layer {{ name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param
      'exclude { phase: TRAIN } }', "both include and exclude rules"),
     (conv("kernel_size: 1 bias_term: false").replace('top: "c"', 'top: "c" param { } param { }'),
      "gives 2 param specs for its 1 parameter blob"),
+    ('layer { name: "s" type: "Scale" bottom: "data" bottom: "data" top: "s" param { } '
+     'scale_param { axis: 0 } }', "gives 1 param specs for its 0 parameter blob"),
     (conv("kernel_size: 1").replace('top: "c"', 'top: "c" param { name: "w" } param { name: "w" }'),
      "names one param blob twice"),
     ('layer { name: "r" type: "ReLU" bottom: "data" top: "r" propagate_down: true '
