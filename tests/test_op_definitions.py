@@ -18,7 +18,7 @@ from archc.codegen import render, schema
 from archc.codegen.parse import import_net
 from archc.dsl.primitives import PRIMITIVES
 from archc.ir import ArchError, Layer, Net, infer_shapes
-from archc.ir.ops import ELTWISE_OPERATIONS, OPS, POOL_METHODS, ROUNDINGS
+from archc.ir.ops import ELTWISE_OPERATIONS, LRN_REGIONS, OPS, POOL_METHODS, ROUNDINGS
 from archc.ir.ops.base import FILLERS, caffe_field_names, short_float
 from archc.runtime.weights import initial_weights
 
@@ -33,6 +33,7 @@ SAMPLE_INPUTS: dict[str, list[list[tuple[int, ...]]]] = {
 FIELD_VALUES = {
     ("Pooling", "method"): POOL_METHODS,
     ("Pooling", "rounding"): ROUNDINGS,
+    ("LRN", "norm_region"): LRN_REGIONS,
     ("Eltwise", "operation"): ELTWISE_OPERATIONS,
     ("Eltwise", "coeff"): ((0.5, 2.0),),
     ("Reshape", "dims"): ((0, -1), (0, 3, 2, -1)),

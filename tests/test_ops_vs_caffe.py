@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from archc import codegen
 from archc.ir import ArchError, Layer, Net, infer_shapes
-from archc.ir.ops import (ELU, BNLL, AbsVal, Bias, Clip, Exp, Log, Op, Power, PReLU,
+from archc.ir.ops import (ELU, BNLL, LRN, MVN, AbsVal, Bias, Clip, Exp, Log, Op, Power, PReLU,
                           Scale, Sigmoid, Swish, TanH, Threshold)
 from golden import assert_caffe_allocates_the_inferred_shapes
 
@@ -68,6 +68,18 @@ def broadcast(draw) -> Draw:
     if draw(st.integers(0, 4)) == 0:
         operand = operand[:-1] + (operand[-1] + 1,)
     return op, [data, operand], 1
+
+
+@draws("LRN")
+def lrn(draw) -> Draw:
+    op = LRN(draw(st.integers(0, 6)), number(draw), number(draw),
+             draw(st.sampled_from(["ACROSS_CHANNELS", "WITHIN_CHANNEL"])), number(draw))
+    return op, [shape(draw, least_axes=3, most_axes=5, most=7)], 1
+
+
+@draws("MVN")
+def mvn(draw) -> Draw:
+    return MVN(draw(st.booleans()), draw(st.booleans())), [shape(draw, most_axes=6)], 1
 
 
 def net_of(op: Op, inputs: list[tuple[int, ...]], tops: int) -> Net:

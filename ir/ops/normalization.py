@@ -1,13 +1,15 @@
 """Normalisations and affine maps: BatchNorm (`batch_norm_layer.cpp`), Scale (`scale_layer.cpp`)
-and Bias (`bias_layer.cpp`), which broadcast a learned blob or a second bottom over the input."""
+and Bias (`bias_layer.cpp`), which broadcast a learned blob or a second bottom over the input,
+LRN (`lrn_layer.cpp`) and MVN (`mvn_layer.cpp`)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, ShapeError, Shape, axis_index,
-                               caffe, channels, format_shape, prod, short_float)
+from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, ShapeError, Shape, at_most_4d,
+                               axis_index, caffe, channels, checked_4d, format_shape, prod,
+                               short_float)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,75 @@ class Bias(Op):
         if len(inputs) == 2:
             return ()
         return (ParamBlob(broadcast_operand("bias", inputs, self.axis, self.num_axes), "zeros"),)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return prod(output[1:])
+
+
+LRN_REGIONS = ("ACROSS_CHANNELS", "WITHIN_CHANNEL")
+
+
+@dataclass(frozen=True)
+class LRN(Op):
+    """Local response normalisation: x / (k + alpha / n * (sum of squares over n neighbours)) ** beta,
+    the neighbours across channels or within the channel's plane (n x n)."""
+
+    caffe_type: ClassVar[str] = "LRN"
+    param_message: ClassVar[str] = "lrn_param"
+
+    local_size: int = caffe(5)
+    alpha: float = caffe(1.0)
+    beta: float = caffe(0.75)
+    norm_region: str = caffe("ACROSS_CHANNELS")
+    k: float = caffe(1.0)
+
+    primitives: ClassVar = (
+        Primitive("lrn", (
+            Param("size", "int", 5, doc="neighbours, odd"), Param("alpha", "number", 1.0),
+            Param("beta", "number", 0.75), Param("k", "number", 1.0),
+            Param("region", "choice", "across", choices=("across", "within"),
+                  doc="across channels, or within each channel's plane")),
+            lambda a: [LRN(a["size"], float(a["alpha"]), float(a["beta"]),
+                           "ACROSS_CHANNELS" if a["region"] == "across" else "WITHIN_CHANNEL",
+                           float(a["k"]))],
+            "LRN"),
+    )
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        checked_4d("lrn", inputs[0])
+        if self.local_size <= 0 or self.local_size % 2 == 0:
+            raise ShapeError(f"lrn local_size must be odd (Caffe centres the window), got {self.local_size}")
+        # WITHIN_CHANNEL pools with pad (size - 1) / 2 at stride 1: the plane keeps its size.
+        return inputs[0]
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        window = self.local_size if self.norm_region == "ACROSS_CHANNELS" else self.local_size ** 2
+        return prod(output[1:]) * window
+
+
+@dataclass(frozen=True)
+class MVN(Op):
+    """Mean-variance normalisation over each channel's plane (or each image's, across channels)."""
+
+    caffe_type: ClassVar[str] = "MVN"
+    param_message: ClassVar[str] = "mvn_param"
+    in_place_ok: ClassVar[bool] = True
+
+    normalize_variance: bool = caffe(True)
+    across_channels: bool = caffe(False)
+    eps: float = caffe(1e-9)
+
+    primitives: ClassVar = (
+        Primitive("mvn", (Param("variance", "bool", True, doc="divide by the standard deviation too"),
+                          Param("across_channels", "bool", False), Param("eps", "number", 1e-9)),
+                  lambda a: [MVN(a["variance"], a["across_channels"], float(a["eps"]))],
+                  "MVN, mean-variance normalisation"),
+    )
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        # Caffe shapes the top N x C x H x W from its legacy accessors: missing axes become 1.
+        shape = at_most_4d("mvn", inputs[0])
+        return shape + (1,) * (4 - len(shape))
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
         return prod(output[1:])
