@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from archc import codegen
 from archc.ir import ArchError, Layer, Net, infer_shapes
-from archc.ir.ops import (ELU, BNLL, LRN, MVN, AbsVal, Bias, Clip, Exp, Log, Op, Power, PReLU,
-                          Scale, Sigmoid, Swish, TanH, Threshold)
+from archc.ir.ops import (ELU, BNLL, LRN, MVN, AbsVal, Bias, Clip, Embed, Exp, InnerProduct, Log,
+                          Op, Power, PReLU, Scale, Sigmoid, Swish, TanH, Threshold)
 from golden import assert_caffe_allocates_the_inferred_shapes
 
 #: Caffe type -> a function of hypothesis's `draw` giving (op, input shapes, number of tops)
@@ -80,6 +80,20 @@ def lrn(draw) -> Draw:
 @draws("MVN")
 def mvn(draw) -> Draw:
     return MVN(draw(st.booleans()), draw(st.booleans())), [shape(draw, most_axes=6)], 1
+
+
+@draws("InnerProduct")
+def inner_product(draw) -> Draw:
+    data = shape(draw, most_axes=4)
+    op = InnerProduct(draw(st.integers(0, 4)), draw(st.booleans()),
+                      draw(st.integers(-len(data) - 1, len(data))), draw(st.booleans()))
+    return op, [data], 1
+
+
+@draws("Embed")
+def embed(draw) -> Draw:
+    op = Embed(draw(st.integers(0, 4)), draw(st.integers(0, 4)), draw(st.booleans()))
+    return op, [shape(draw, most_axes=4)], 1
 
 
 def net_of(op: Op, inputs: list[tuple[int, ...]], tops: int) -> Net:

@@ -7,7 +7,7 @@ from archc.ir.ops.normalization import LRN, LRN_REGIONS, MVN, BatchNorm, Bias, S
 from archc.ir.ops.activations import (ELU, BNLL, AbsVal, Clip, Dropout, Exp, Log, Power,  # isort: skip
                                       PReLU, ReLU, Sigmoid, Softmax, Swish, TanH, Threshold)
 from archc.ir.ops.pooling import POOL_METHODS, ROUNDINGS, Pooling  # isort: skip
-from archc.ir.ops.inner_product import InnerProduct  # isort: skip
+from archc.ir.ops.inner_product import Embed, InnerProduct  # isort: skip
 from archc.ir.ops.reshape import Flatten, Reshape, Slice  # isort: skip
 from archc.ir.ops.merge import ELTWISE_OPERATIONS, Concat, Eltwise  # isort: skip
 from archc.ir.ops.base import (INT_MAX, REGISTRY, ArgumentError, Op, Param, ParamBlob, Primitive,
@@ -19,5 +19,5 @@ OPS: dict[str, type[Op]] = REGISTRY
 __all__ = ["INT_MAX", "OPS", "ArgumentError", "Op", "Param", "ParamBlob", "Primitive", "Shape",
            "ShapeError", "format_shape", "Convolution", "Pooling", "BatchNorm", "Scale", "Bias", "LRN", "MVN", "LRN_REGIONS", "ReLU",
            "Dropout", "Softmax", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log",
-           "Threshold", "Clip", "Swish", "PReLU", "InnerProduct", "Concat", "Eltwise", "Reshape", "Flatten", "Slice",
+           "Threshold", "Clip", "Swish", "PReLU", "InnerProduct", "Embed", "Concat", "Eltwise", "Reshape", "Flatten", "Slice",
            "ELTWISE_OPERATIONS", "POOL_METHODS", "ROUNDINGS"]

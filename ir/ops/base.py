@@ -184,6 +184,8 @@ class Op:
     #: whether Caffe has a backward pass into every bottom; without one, a forced backward pass
     #: (`archc time` forces one) aborts at the layer (NOT_IMPLEMENTED, or a CHECK on an index input)
     backward: ClassVar[bool] = True
+    #: bottoms Caffe reads as indices: its forward pass aborts on other values (random inputs)
+    index_bottoms: ClassVar[tuple[int, ...]] = ()
     primitives: ClassVar[tuple[Primitive, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
