@@ -278,7 +278,8 @@ def at_most_4d(op: str, shape: Shape) -> Shape:
 def axis_index(axis: int, shape: Shape, op: str) -> int:
     index = axis + len(shape) if axis < 0 else axis
     if not 0 <= index < len(shape):
-        raise ShapeError(f"{op} axis {axis} is out of range for a {len(shape)}-D input")
+        raise ShapeError(f"{op} axis {axis} is out of range for a {len(shape)}-D input: give one "
+                         f"from {-len(shape)} to {len(shape) - 1} (negative counts from the end)")
     return index
 
 
