@@ -34,6 +34,7 @@ FIELD_VALUES = {
     ("Pooling", "method"): POOL_METHODS,
     ("Pooling", "rounding"): ROUNDINGS,
     ("LRN", "norm_region"): LRN_REGIONS,
+    ("SPP", "pool"): POOL_METHODS,
     ("Eltwise", "operation"): ELTWISE_OPERATIONS,
     ("Eltwise", "coeff"): ((0.5, 2.0),),
     ("Reshape", "dims"): ((0, -1), (0, 3, 2, -1)),
@@ -47,6 +48,7 @@ BASES = {
     "Pooling": {"kernel_h": 3, "kernel_w": 3, "stride_h": 2, "stride_w": 2},
     "Reshape": {"dims": (0, -1)},
     "Clip": {"min": -0.5, "max": 0.5},
+    "SPP": {"pyramid_height": 1},
 }
 EXTRA_SAMPLES = {"Pooling": [{"method": "AVE", "global_pooling": True}]}
 
@@ -234,7 +236,7 @@ def test_ave_pooling_has_no_mask_top():
 @pytest.mark.parametrize("caffe_type, case_id, op, inputs", CASES, ids=CASE_IDS)
 def test_caffe_sets_up_and_times_every_op(caffe, caffe_type, case_id, op, inputs):
     """Real Caffe reads what archc writes for each op, allocates the inferred shapes, and times
-    it (ops that read indices aside)."""
+    it (ops that read indices, and those a CPU Caffe cannot run, aside)."""
     from archc.runtime.loader import load_net_text
     from archc.runtime.timing import time_net
 
@@ -244,7 +246,7 @@ def test_caffe_sets_up_and_times_every_op(caffe, caffe_type, case_id, op, inputs
     assert {name: tuple(loaded.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
     assert [tuple(b.data.shape) for b in loaded.params.get("layer", [])] == \
         op.param_shapes(list(shaped.layers[0].inputs))
-    if op.index_bottoms:  # timing feeds random values, which are no indices
+    if op.index_bottoms or not op.cpu_forward():  # random values are no indices; GPU-only ops
         return
     report = time_net(loaded, iterations=1, warmup=0)
     assert "layer" in [layer.name for layer in report.layers]
@@ -287,8 +289,8 @@ def _first_case(caffe_type: str) -> tuple:
 
 
 def test_caffe_runs_the_passes_each_definition_promises(caffe, tmp_path):
-    """A sample of every op that claims a backward pass runs forward and (forced) backward in
-    Caffe, all in one net; each op that claims none makes Caffe abort."""
+    """A sample of every op that claims a CPU forward pass and a backward pass runs both (the
+    backward forced) in Caffe, all in one net; one of each op that lacks either makes Caffe abort."""
     from archc.runtime.loader import probe_in_child
 
     def probe(layers_and_inputs: list, name: str) -> None:
@@ -304,9 +306,11 @@ def test_caffe_runs_the_passes_each_definition_promises(caffe, tmp_path):
         path.write_text("force_backward: true\n" + render(net))
         probe_in_child(str(path), name, passes=True)
 
-    probe([_first_case(caffe_type) for caffe_type in sorted(OPS) if OPS[caffe_type].backward],
-          "with_backward")
-    for caffe_type in sorted(OPS):
-        if not OPS[caffe_type].backward:
+    samples: dict[tuple[str, bool], tuple] = {}
+    for caffe_type, _, op, inputs in CASES:
+        samples.setdefault((caffe_type, op.backward and op.cpu_forward()), (op, inputs))
+    probe([sample for (_, runs), sample in samples.items() if runs], "runs")
+    for (caffe_type, runs), sample in samples.items():
+        if not runs:
             with pytest.raises(ArchError, match="cannot run the forward and backward passes"):
-                probe([_first_case(caffe_type)], caffe_type)
+                probe([sample], caffe_type)

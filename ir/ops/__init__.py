@@ -6,7 +6,7 @@ from archc.ir.ops.convolution import Convolution, Deconvolution, Im2col  # isort
 from archc.ir.ops.normalization import LRN, LRN_REGIONS, MVN, BatchNorm, Bias, Scale  # isort: skip
 from archc.ir.ops.activations import (ELU, BNLL, AbsVal, Clip, Dropout, Exp, Log, Power,  # isort: skip
                                       PReLU, ReLU, Sigmoid, Softmax, Swish, TanH, Threshold)
-from archc.ir.ops.pooling import POOL_METHODS, ROUNDINGS, Pooling  # isort: skip
+from archc.ir.ops.pooling import POOL_METHODS, ROUNDINGS, SPP, Pooling  # isort: skip
 from archc.ir.ops.inner_product import Embed, InnerProduct  # isort: skip
 from archc.ir.ops.reshape import Flatten, Reshape, Slice  # isort: skip
 from archc.ir.ops.merge import ELTWISE_OPERATIONS, Concat, Eltwise  # isort: skip
@@ -17,7 +17,7 @@ from archc.ir.ops.base import (INT_MAX, REGISTRY, ArgumentError, Op, Param, Para
 OPS: dict[str, type[Op]] = REGISTRY
 
 __all__ = ["INT_MAX", "OPS", "ArgumentError", "Op", "Param", "ParamBlob", "Primitive", "Shape",
-           "ShapeError", "format_shape", "Convolution", "Deconvolution", "Im2col", "Pooling", "BatchNorm", "Scale", "Bias", "LRN", "MVN", "LRN_REGIONS", "ReLU",
+           "ShapeError", "format_shape", "Convolution", "Deconvolution", "Im2col", "Pooling", "SPP", "BatchNorm", "Scale", "Bias", "LRN", "MVN", "LRN_REGIONS", "ReLU",
            "Dropout", "Softmax", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log",
            "Threshold", "Clip", "Swish", "PReLU", "InnerProduct", "Embed", "Concat", "Eltwise", "Reshape", "Flatten", "Slice",
            "ELTWISE_OPERATIONS", "POOL_METHODS", "ROUNDINGS"]

@@ -209,6 +209,10 @@ class Op:
     def output_shape(self, inputs: list[Shape]) -> Shape:
         return inputs[0]
 
+    def cpu_forward(self) -> bool:
+        """Whether a CPU-only Caffe has this layer's forward pass (else it aborts running it)."""
+        return True
+
     def is_view(self, bottoms: int, tops: int) -> bool:
         """Whether Caffe's (one) top shares the (one) bottom's memory: writing one writes the other."""
         return self.views_input
