@@ -18,7 +18,8 @@ from archc.codegen import render, schema
 from archc.codegen.parse import import_net
 from archc.dsl.primitives import PRIMITIVES
 from archc.ir import ArchError, Layer, Net, infer_shapes
-from archc.ir.ops import ELTWISE_OPERATIONS, LRN_REGIONS, OPS, POOL_METHODS, ROUNDINGS
+from archc.ir.ops import (ELTWISE_OPERATIONS, LRN_REGIONS, OPS, POOL_METHODS,
+                          REDUCTION_OPERATIONS, ROUNDINGS)
 from archc.ir.ops.base import FILLERS, caffe_field_names, short_float
 from archc.runtime.weights import initial_weights
 
@@ -28,6 +29,7 @@ SAMPLE_INPUT = (2, 6, 12, 12)
 SAMPLE_INPUTS: dict[str, list[list[tuple[int, ...]]]] = {
     "Scale": [[SAMPLE_INPUT], [SAMPLE_INPUT, (6,)], [SAMPLE_INPUT, (2, 6)]],
     "Bias": [[SAMPLE_INPUT], [SAMPLE_INPUT, (6,)], [SAMPLE_INPUT, (2, 6)]],
+    "Crop": [[SAMPLE_INPUT, (2, 6, 8, 8)]],
 }
 # Values for fields whose type says too little: strings are enums, tuples lists.
 FIELD_VALUES = {
@@ -35,6 +37,9 @@ FIELD_VALUES = {
     ("Pooling", "rounding"): ROUNDINGS,
     ("LRN", "norm_region"): LRN_REGIONS,
     ("SPP", "pool"): POOL_METHODS,
+    ("Reduction", "operation"): REDUCTION_OPERATIONS,
+    ("ArgMax", "axis"): (None, 1, -1),
+    ("Crop", "offset"): ((2,), (1, 3)),
     ("Eltwise", "operation"): ELTWISE_OPERATIONS,
     ("Eltwise", "coeff"): ((0.5, 2.0),),
     ("Reshape", "dims"): ((0, -1), (0, 3, 2, -1)),

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from archc import codegen
 from archc.ir import ArchError, Layer, Net, infer_shapes
-from archc.ir.ops import (ELU, BNLL, LRN, MVN, AbsVal, Bias, Clip, Convolution, Deconvolution,
-                          Embed, Exp, Im2col, InnerProduct, Log, Op, Pooling, Power, PReLU, Scale,
-                          Sigmoid, SPP, Swish, TanH, Threshold)
+from archc.ir.ops import (ELU, BNLL, LRN, MVN, SPP, AbsVal, ArgMax, Bias, Clip, Convolution, Crop,
+                          Deconvolution, Embed, Exp, Im2col, InnerProduct, Log, Op, Pooling, Power,
+                          PReLU, Reduction, Scale, Sigmoid, Swish, TanH, Threshold, Tile)
 from golden import assert_caffe_allocates_the_inferred_shapes
 
 #: Caffe type -> a function of hypothesis's `draw` giving (op, input shapes, number of tops)
@@ -133,6 +133,41 @@ def pooling(draw) -> Draw:
 def spp(draw) -> Draw:
     op = SPP(draw(st.integers(0, 4)), draw(st.sampled_from(["MAX", "AVE", "STOCHASTIC"])))
     return op, [shape(draw, 4, 4, 9)], 1
+
+
+def axis(draw, rank: int) -> int:
+    """An axis of a `rank`-D blob, or one step beyond either end."""
+    return draw(st.integers(-rank - 1, rank))
+
+
+@draws("Reduction")
+def reduction(draw) -> Draw:
+    data = shape(draw)
+    op = Reduction(draw(st.sampled_from(["SUM", "ASUM", "SUMSQ", "MEAN"])), axis(draw, len(data)),
+                   number(draw))
+    return op, [data], 1
+
+
+@draws("ArgMax")
+def argmax(draw) -> Draw:
+    data = shape(draw)
+    op = ArgMax(draw(st.booleans()), draw(st.integers(0, 6)),
+                draw(st.none() | st.just(axis(draw, len(data)))))
+    return op, [data], 1
+
+
+@draws("Tile")
+def tile(draw) -> Draw:
+    data = shape(draw)
+    return Tile(draw(st.integers(-1, 3)), axis(draw, len(data))), [data], 1
+
+
+@draws("Crop")
+def crop(draw) -> Draw:
+    data = shape(draw, most=6)
+    reference = tuple(draw(st.integers(1, 6)) for _ in range(draw(st.integers(len(data) - 1, len(data) + 1))))
+    offsets = draw(st.lists(st.integers(0, 3), max_size=len(data) + 1))
+    return Crop(axis(draw, len(data)), tuple(offsets)), [data, reference or (1,)], 1
 
 
 def net_of(op: Op, inputs: list[tuple[int, ...]], tops: int) -> Net:

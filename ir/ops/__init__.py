@@ -8,7 +8,8 @@ from archc.ir.ops.activations import (ELU, BNLL, AbsVal, Clip, Dropout, Exp, Log
                                       PReLU, ReLU, Sigmoid, Softmax, Swish, TanH, Threshold)
 from archc.ir.ops.pooling import POOL_METHODS, ROUNDINGS, SPP, Pooling  # isort: skip
 from archc.ir.ops.inner_product import Embed, InnerProduct  # isort: skip
-from archc.ir.ops.reshape import Flatten, Reshape, Slice  # isort: skip
+from archc.ir.ops.reshape import Crop, Flatten, Reshape, Slice, Tile  # isort: skip
+from archc.ir.ops.reduction import REDUCTION_OPERATIONS, ArgMax, Reduction  # isort: skip
 from archc.ir.ops.merge import ELTWISE_OPERATIONS, Concat, Eltwise  # isort: skip
 from archc.ir.ops.base import (INT_MAX, REGISTRY, ArgumentError, Op, Param, ParamBlob, Primitive,
                                Shape, ShapeError, format_shape)
@@ -19,5 +20,6 @@ OPS: dict[str, type[Op]] = REGISTRY
 __all__ = ["INT_MAX", "OPS", "ArgumentError", "Op", "Param", "ParamBlob", "Primitive", "Shape",
            "ShapeError", "format_shape", "Convolution", "Deconvolution", "Im2col", "Pooling", "SPP", "BatchNorm", "Scale", "Bias", "LRN", "MVN", "LRN_REGIONS", "ReLU",
            "Dropout", "Softmax", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log",
-           "Threshold", "Clip", "Swish", "PReLU", "InnerProduct", "Embed", "Concat", "Eltwise", "Reshape", "Flatten", "Slice",
+           "Threshold", "Clip", "Swish", "PReLU", "InnerProduct", "Embed", "Concat", "Eltwise", "Reshape", "Flatten", "Slice", "Crop", "Tile",
+           "Reduction", "ArgMax", "REDUCTION_OPERATIONS",
            "ELTWISE_OPERATIONS", "POOL_METHODS", "ROUNDINGS"]

@@ -1,5 +1,7 @@
-"""Layers that change a blob's shape, not its values: Reshape, Flatten (views of their bottom)
-and Slice (`slice_layer.cpp`), which cuts one bottom into several tops along an axis."""
+"""Layers that change a blob's shape, not its values: Reshape, Flatten (views of their bottom),
+Slice (`slice_layer.cpp`), which cuts one bottom into several tops along an axis, Crop
+(`crop_layer.cpp`), which cuts one bottom to the size of another, and Tile (`tile_layer.cpp`),
+which repeats it along an axis."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -123,3 +125,59 @@ class Slice(Op):
         # slice_dim is the deprecated spelling of axis.
         axis = p.slice_dim if p.HasField("slice_dim") else p.axis
         return cls(axis=axis, slice_point=read_field(p, "slice_point"))
+
+
+@dataclass(frozen=True)
+class Crop(Op):
+    """The first bottom cut, on every axis from `axis` on, to the second bottom's size, from
+    `offset` (one for all those axes, or one per axis; none: 0)."""
+
+    caffe_type: ClassVar[str] = "Crop"
+    param_message: ClassVar[str] = "crop_param"
+    min_bottoms: ClassVar[int] = 2
+    max_bottoms: ClassVar[int | None] = 2
+
+    axis: int = caffe(2)
+    offset: tuple[int, ...] = caffe(())
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        data, reference = inputs
+        start = axis_index(self.axis, data, "crop")
+        cropped = len(data) - start
+        if len(self.offset) > 1 and len(self.offset) != cropped:
+            raise ShapeError(f"crop gives {len(self.offset)} offsets for the {cropped} axes from "
+                             f"axis {self.axis}: give one for all, or one per axis")
+        if min(self.offset, default=0) < 0:
+            raise ShapeError(f"crop offsets must be >= 0, got {list(self.offset)}")
+        if len(reference) < len(data):
+            raise ShapeError(f"crop's second input ({format_shape(reference)}) gives the sizes of "
+                             f"the first's axes ({format_shape(data)}): it needs as many axes")
+        offsets = self.offset * cropped if len(self.offset) == 1 else self.offset or (0,) * cropped
+        out = list(data)
+        for index, offset in zip(range(start, len(data)), offsets):
+            if offset + reference[index] > data[index]:
+                raise ShapeError(f"crop of axis {index} to {reference[index]} from offset {offset} "
+                                 f"runs past its size {data[index]}: use a smaller offset or a larger input")
+            out[index] = reference[index]
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Tile(Op):
+    caffe_type: ClassVar[str] = "Tile"
+    param_message: ClassVar[str] = "tile_param"
+
+    tiles: int = caffe()
+    axis: int = caffe(1)
+
+    primitives: ClassVar = (
+        Primitive("tile", (required("tiles", "int", "copies"), Param("axis", "int", 1)),
+                  lambda a: [Tile(a["tiles"], a["axis"])], "Tile, copies along an axis"),
+    )
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        source = inputs[0]
+        axis = axis_index(self.axis, source, "tile")
+        if self.tiles <= 0:
+            raise ShapeError(f"tile tiles must be positive, got {self.tiles}")
+        return source[:axis] + (source[axis] * self.tiles,) + source[axis + 1:]
