@@ -30,6 +30,8 @@ SAMPLE_INPUTS: dict[str, list[list[tuple[int, ...]]]] = {
     "Scale": [[SAMPLE_INPUT], [SAMPLE_INPUT, (6,)], [SAMPLE_INPUT, (2, 6)]],
     "Bias": [[SAMPLE_INPUT], [SAMPLE_INPUT, (6,)], [SAMPLE_INPUT, (2, 6)]],
     "Crop": [[SAMPLE_INPUT, (2, 6, 8, 8)]],
+    "Filter": [[SAMPLE_INPUT, (2,)], [SAMPLE_INPUT, (2, 3), (2, 1, 1)]],
+    "BatchReindex": [[SAMPLE_INPUT, (3,)]],
 }
 # Values for fields whose type says too little: strings are enums, tuples lists.
 FIELD_VALUES = {
@@ -40,6 +42,7 @@ FIELD_VALUES = {
     ("Reduction", "operation"): REDUCTION_OPERATIONS,
     ("ArgMax", "axis"): (None, 1, -1),
     ("Crop", "offset"): ((2,), (1, 3)),
+    ("Parameter", "shape"): ((), (2, 3)),
     ("Eltwise", "operation"): ELTWISE_OPERATIONS,
     ("Eltwise", "coeff"): ((0.5, 2.0),),
     ("Reshape", "dims"): ((0, -1), (0, 3, 2, -1)),

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from archc import codegen
 from archc.ir import ArchError, Layer, Net, infer_shapes
-from archc.ir.ops import (ELU, BNLL, LRN, MVN, SPP, AbsVal, ArgMax, Bias, Clip, Convolution, Crop,
-                          Deconvolution, Embed, Exp, Im2col, InnerProduct, Log, Op, Pooling, Power,
-                          PReLU, Reduction, Scale, Sigmoid, Swish, TanH, Threshold, Tile)
+from archc.ir.ops import (ELU, BNLL, LRN, MVN, SPP, AbsVal, ArgMax, BatchReindex, Bias, Clip,
+                          Convolution, Crop, Deconvolution, Embed, Exp, Filter, Im2col, InnerProduct,
+                          Log, Op, Parameter, Pooling, Power, PReLU, Reduction, Scale, Sigmoid,
+                          Silence, Split, Swish, TanH, Threshold, Tile)
 from golden import assert_caffe_allocates_the_inferred_shapes
 
 #: Caffe type -> a function of hypothesis's `draw` giving (op, input shapes, number of tops)
@@ -168,6 +169,32 @@ def crop(draw) -> Draw:
     reference = tuple(draw(st.integers(1, 6)) for _ in range(draw(st.integers(len(data) - 1, len(data) + 1))))
     offsets = draw(st.lists(st.integers(0, 3), max_size=len(data) + 1))
     return Crop(axis(draw, len(data)), tuple(offsets)), [data, reference or (1,)], 1
+
+
+@draws("Split", "Silence")
+def split_or_silence(draw) -> Draw:
+    if draw(st.booleans()):
+        return Split(), [shape(draw)], draw(st.integers(1, 3))
+    return Silence(), [shape(draw) for _ in range(draw(st.integers(1, 3)))], 0
+
+
+@draws("Parameter")
+def parameter(draw) -> Draw:
+    # (a zero dimension Caffe allocates lazily, and runs; the IR refuses it)
+    dims = draw(st.lists(st.sampled_from([-1, 1, 2, 3]), max_size=4))
+    return Parameter(tuple(dims)), [], 1
+
+
+@draws("Filter")
+def filter_(draw) -> Draw:
+    data = [shape(draw, most=3) for _ in range(draw(st.integers(1, 2)))]
+    selector = (data[0][0], *(draw(st.integers(1, 2)) for _ in range(draw(st.integers(0, 2)))))
+    return Filter(), [*data, selector], draw(st.integers(len(data) - 1, len(data)))
+
+
+@draws("BatchReindex")
+def batch_reindex(draw) -> Draw:
+    return BatchReindex(), [shape(draw), shape(draw, most_axes=2)], 1
 
 
 def net_of(op: Op, inputs: list[tuple[int, ...]], tops: int) -> Net:

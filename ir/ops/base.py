@@ -23,6 +23,7 @@ from typing import Any, Callable, ClassVar
 
 Shape = tuple[int, ...]
 INT_MAX = 2 ** 31 - 1  # Caffe's sizes and blob counts are C ints
+MAX_AXES = 32  # Caffe's kMaxBlobAxes
 
 #: Caffe type name -> op definition, filled as the op modules are imported (see `ir.ops`).
 REGISTRY: dict[str, type[Op]] = {}
@@ -214,7 +215,7 @@ class Op:
         return True
 
     def is_view(self, bottoms: int, tops: int) -> bool:
-        """Whether Caffe's (one) top shares the (one) bottom's memory: writing one writes the other."""
+        """Whether Caffe's tops share the first bottom's memory: writing one writes the others."""
         return self.views_input
 
     def param_blobs(self, inputs: list[Shape]) -> tuple[ParamBlob, ...]:
