@@ -32,6 +32,9 @@ SAMPLE_INPUTS: dict[str, list[list[tuple[int, ...]]]] = {
     "Crop": [[SAMPLE_INPUT, (2, 6, 8, 8)]],
     "Filter": [[SAMPLE_INPUT, (2,)], [SAMPLE_INPUT, (2, 3), (2, 1, 1)]],
     "BatchReindex": [[SAMPLE_INPUT, (3,)]],
+    "LSTM": [[(3, 2, 5), (3, 2)], [(3, 2, 5), (3, 2), (2, 4)], [(3, 2, 5), (3, 2), (1, 2, 3), (1, 2, 3)]],
+    "RNN": [[(3, 2, 5), (3, 2)], [(3, 2, 5), (3, 2), (2, 4)], [(3, 2, 5), (3, 2), (1, 2, 3)]],
+    "LSTMUnit": [[(1, 2, 3), (1, 2, 12), (1, 2)]],
 }
 # Values for fields whose type says too little: strings are enums, tuples lists.
 FIELD_VALUES = {
@@ -57,6 +60,8 @@ BASES = {
     "Reshape": {"dims": (0, -1)},
     "Clip": {"min": -0.5, "max": 0.5},
     "SPP": {"pyramid_height": 1},
+    "LSTM": {"num_output": 3},
+    "RNN": {"num_output": 3},
 }
 EXTRA_SAMPLES = {"Pooling": [{"method": "AVE", "global_pooling": True}]}
 

@@ -19,8 +19,8 @@ from archc import codegen
 from archc.ir import ArchError, Layer, Net, infer_shapes
 from archc.ir.ops import (ELU, BNLL, LRN, MVN, SPP, AbsVal, ArgMax, BatchReindex, Bias, Clip,
                           Convolution, Crop, Deconvolution, Embed, Exp, Filter, Im2col, InnerProduct,
-                          Log, Op, Parameter, Pooling, Power, PReLU, Reduction, Scale, Sigmoid,
-                          Silence, Split, Swish, TanH, Threshold, Tile)
+                          Log, LSTM, LSTMUnit, Op, Parameter, Pooling, Power, PReLU, Reduction, RNN,
+                          Scale, Sigmoid, Silence, Split, Swish, TanH, Threshold, Tile)
 from golden import assert_caffe_allocates_the_inferred_shapes
 
 #: Caffe type -> a function of hypothesis's `draw` giving (op, input shapes, number of tops)
@@ -195,6 +195,34 @@ def filter_(draw) -> Draw:
 @draws("BatchReindex")
 def batch_reindex(draw) -> Draw:
     return BatchReindex(), [shape(draw), shape(draw, most_axes=2)], 1
+
+
+def mostly(draw, expected, *others):
+    """`expected`, or now and then one of `others`."""
+    return draw(st.sampled_from([expected] * 4 + list(others)))
+
+
+@draws("LSTM", "RNN")
+def recurrent(draw) -> Draw:
+    op = draw(st.sampled_from([LSTM, RNN]))(draw(st.integers(0, 3)), draw(st.booleans()))
+    x = shape(draw, 2, 4, 3)
+    steps, streams = x[:2]
+    inputs = [x, mostly(draw, (steps, streams), (steps, streams + 1), (steps,))]
+    if draw(st.booleans()):  # x_static
+        inputs.append((mostly(draw, streams, streams + 1), *shape(draw, 0, 2, 3)))
+    exposed = len(op.states) if op.expose_hidden else 0
+    state = (1, streams, max(op.num_output, 1))
+    inputs += [mostly(draw, state, (1, streams, state[2] + 1)) for _ in range(mostly(draw, exposed, 1))]
+    return op, inputs, mostly(draw, 1 + exposed, 1, 3)
+
+
+@draws("LSTMUnit")
+def lstm_unit(draw) -> Draw:
+    streams, hidden = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    inputs = [mostly(draw, (1, streams, hidden), (2, streams, hidden), (streams, hidden)),
+              mostly(draw, (1, streams, 4 * hidden), (1, streams, hidden), (1, streams + 1, 4 * hidden)),
+              mostly(draw, (1, streams), (1, streams, 1), (2, streams))]
+    return LSTMUnit(), inputs, 2
 
 
 def net_of(op: Op, inputs: list[tuple[int, ...]], tops: int) -> Net:

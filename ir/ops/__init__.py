@@ -12,6 +12,7 @@ from archc.ir.ops.reshape import Crop, Flatten, Reshape, Slice, Tile  # isort: s
 from archc.ir.ops.reduction import REDUCTION_OPERATIONS, ArgMax, Reduction  # isort: skip
 from archc.ir.ops.merge import ELTWISE_OPERATIONS, Concat, Eltwise  # isort: skip
 from archc.ir.ops.routing import BatchReindex, Filter, Parameter, Silence, Split  # isort: skip
+from archc.ir.ops.recurrent import LSTM, RNN, LSTMUnit  # isort: skip
 from archc.ir.ops.base import (INT_MAX, MAX_AXES, REGISTRY, ArgumentError, Op, Param, ParamBlob, Primitive,
                                Shape, ShapeError, format_shape)
 
@@ -21,6 +22,6 @@ OPS: dict[str, type[Op]] = REGISTRY
 __all__ = ["INT_MAX", "MAX_AXES", "OPS", "ArgumentError", "Op", "Param", "ParamBlob", "Primitive", "Shape",
            "ShapeError", "format_shape", "Convolution", "Deconvolution", "Im2col", "Pooling", "SPP", "BatchNorm", "Scale", "Bias", "LRN", "MVN", "LRN_REGIONS", "ReLU",
            "Dropout", "Softmax", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log",
-           "Threshold", "Clip", "Swish", "PReLU", "InnerProduct", "Embed", "Concat", "Eltwise", "Split", "Silence", "Parameter", "Filter", "BatchReindex", "Reshape", "Flatten", "Slice", "Crop", "Tile",
+           "Threshold", "Clip", "Swish", "PReLU", "InnerProduct", "Embed", "Concat", "Eltwise", "Split", "Silence", "Parameter", "Filter", "BatchReindex", "LSTM", "RNN", "LSTMUnit", "Reshape", "Flatten", "Slice", "Crop", "Tile",
            "Reduction", "ArgMax", "REDUCTION_OPERATIONS",
            "ELTWISE_OPERATIONS", "POOL_METHODS", "ROUNDINGS"]
