@@ -265,6 +265,12 @@ def test_caffe_sets_up_and_times_every_op(caffe, caffe_type, case_id, op, inputs
     assert "layer" in [layer.name for layer in report.layers]
 
 
+def test_every_layer_type_caffe_registers_is_modelled_or_refused(caffe):
+    from archc.codegen.parse import REFUSED_TYPES
+
+    assert set(caffe.layer_type_list()) - {"Input"} <= set(OPS) | set(REFUSED_TYPES)
+
+
 def test_schema_agrees_with_real_caffe(caffe):
     """Every message and field archc's schema describes is Caffe's own: number, label, type and
     default (BVLC master's caffe.proto, the round_mode dialect), as net_spec reflects on caffe_pb2."""

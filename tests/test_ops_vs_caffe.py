@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from archc import codegen
 from archc.ir import ArchError, Layer, Net, infer_shapes
-from archc.ir.ops import (ELU, BNLL, LRN, MVN, SPP, AbsVal, ArgMax, BatchReindex, Bias, Clip,
-                          Convolution, Crop, Deconvolution, Embed, Exp, Filter, Im2col, InnerProduct,
-                          Log, LSTM, LSTMUnit, Op, Parameter, Pooling, Power, PReLU, Reduction, RNN,
-                          Scale, Sigmoid, Silence, Split, Swish, TanH, Threshold, Tile)
+from archc.ir.ops import (ELU, BNLL, LRN, MVN, OPS, SPP, AbsVal, ArgMax, BatchNorm, BatchReindex,
+                          Bias, Clip, Concat, Convolution, Crop, Deconvolution, Dropout, Eltwise,
+                          Embed, Exp, Filter, Flatten, Im2col, InnerProduct, Log, LSTM, LSTMUnit, Op,
+                          Parameter, Pooling, Power, PReLU, Reduction, ReLU, Reshape, RNN, Scale,
+                          Sigmoid, Silence, Slice, Softmax, Split, Swish, TanH, Threshold, Tile)
 from golden import assert_caffe_allocates_the_inferred_shapes
 
 #: Caffe type -> a function of hypothesis's `draw` giving (op, input shapes, number of tops)
@@ -44,10 +45,12 @@ def number(draw) -> float:
     return draw(st.sampled_from([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]))
 
 
-@draws("TanH", "Sigmoid", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log", "Threshold", "Clip",
-       "Swish", "PReLU")
+@draws("ReLU", "Dropout", "TanH", "Sigmoid", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log",
+       "Threshold", "Clip", "Swish", "PReLU", "BatchNorm")
 def elementwise(draw) -> Draw:
     made = draw(st.sampled_from([
+        lambda: ReLU(number(draw)), lambda: Dropout(draw(st.sampled_from([0.0, 0.5, 1.0]))),
+        lambda: BatchNorm(draw(st.booleans())),
         lambda: TanH(), lambda: Sigmoid(), lambda: AbsVal(), lambda: BNLL(),
         lambda: ELU(number(draw)), lambda: Threshold(number(draw)), lambda: Swish(number(draw)),
         lambda: Power(number(draw), number(draw), number(draw)),
@@ -225,18 +228,62 @@ def lstm_unit(draw) -> Draw:
     return LSTMUnit(), inputs, 2
 
 
+@draws("Softmax")
+def softmax(draw) -> Draw:
+    data = shape(draw)
+    return Softmax(axis(draw, len(data))), [data], 1
+
+
+@draws("Concat", "Eltwise")
+def merge(draw) -> Draw:
+    first = shape(draw, most=3)
+    inputs = [first] + [mostly(draw, first, shape(draw, most=3))
+                        for _ in range(draw(st.integers(0, 2)))]
+    if draw(st.booleans()):
+        inputs = [first[:1] + (draw(st.integers(1, 3)),) + first[2:] for _ in inputs]
+        return Concat(axis(draw, len(first))), inputs, 1
+    operation = draw(st.sampled_from(["SUM", "PROD", "MAX"]))
+    coeff = tuple(number(draw) for _ in range(draw(st.integers(0, 3))))
+    return Eltwise(operation, coeff), inputs, 1
+
+
+@draws("Reshape", "Flatten", "Slice")
+def reshaping(draw) -> Draw:
+    data = shape(draw, most=4)
+    kind = draw(st.sampled_from(["reshape", "flatten", "slice"]))
+    if kind == "reshape":
+        dims = tuple(draw(st.lists(st.sampled_from([-2, -1, 0, 1, 2, 3, 4]), max_size=4)))
+        return Reshape(dims, axis(draw, len(data)), draw(st.integers(-2, 3))), [data], 1
+    if kind == "flatten":
+        return Flatten(axis(draw, len(data)), axis(draw, len(data))), [data], 1
+    points = tuple(sorted(draw(st.lists(st.integers(0, 5), max_size=3))))
+    return Slice(axis(draw, len(data)), points), [data], draw(st.integers(1, 4))
+
+
 def net_of(op: Op, inputs: list[tuple[int, ...]], tops: int) -> Net:
     bottoms = tuple(f"in{i}" for i in range(len(inputs)))
     blobs = dict(zip(bottoms, inputs)) or {"unread": (1,)}
     return Net(blobs, [Layer("layer", op, bottoms, tuple(f"out{i}" for i in range(tops)))])
 
 
-def accepted(net: Net) -> bool:
+def refusal(net: Net) -> str | None:
+    """Why the IR refuses the net; None when it accepts it."""
     try:
         infer_shapes(net)
-    except ArchError:
-        return False
-    return True
+    except ArchError as error:
+        return error.message
+    return None
+
+
+def accepted(net: Net) -> bool:
+    return refusal(net) is None
+
+
+#: What the IR refuses although Caffe's (release) build runs it: a last pooling window that pools
+#: nothing (and corrupts memory going backward), a dropout ratio of 1 (only a debug build checks
+#: it), coefficients for an elementwise MAX (which Caffe ignores).
+STRICTER_THAN_CAFFE = ("the last pooling window would start past the input",
+                       "dropout ratio must be in [0, 1)", "eltwise coefficients need operation SUM")
 
 
 @st.composite
@@ -244,8 +291,12 @@ def nets(draw, caffe_types) -> Net:
     return net_of(*DRAWS[draw(st.sampled_from(caffe_types))](draw))
 
 
+def test_every_op_is_drawn():
+    assert set(DRAWS) == set(OPS)
+
+
 @pytest.mark.parametrize("caffe_type", sorted(DRAWS))
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_what_the_ir_accepts_caffe_allocates_as_inferred(caffe, caffe_type, data):
     net = data.draw(nets([caffe_type]))
@@ -291,9 +342,10 @@ def caffe_runs(caffe, tmp_path_factory):
 
 
 @pytest.mark.parametrize("caffe_type", sorted(DRAWS))
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_what_the_ir_refuses_caffe_aborts_on(caffe_runs, caffe_type, data):
     net = data.draw(nets([caffe_type]))
-    if not accepted(net):
-        assert not caffe_runs(net), f"Caffe runs what the IR refuses:\n{codegen.render(net)}"
+    why = refusal(net)
+    if why is not None and not any(reason in why for reason in STRICTER_THAN_CAFFE):
+        assert not caffe_runs(net), f"Caffe runs what the IR refuses ({why}):\n{codegen.render(net)}"
