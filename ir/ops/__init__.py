@@ -10,18 +10,23 @@ from archc.ir.ops.pooling import POOL_METHODS, ROUNDINGS, SPP, Pooling  # isort:
 from archc.ir.ops.inner_product import Embed, InnerProduct  # isort: skip
 from archc.ir.ops.reshape import Crop, Flatten, Reshape, Slice, Tile  # isort: skip
 from archc.ir.ops.reduction import REDUCTION_OPERATIONS, ArgMax, Reduction  # isort: skip
-from archc.ir.ops.merge import ELTWISE_OPERATIONS, Concat, Eltwise  # isort: skip
 from archc.ir.ops.routing import BatchReindex, Filter, Parameter, Silence, Split  # isort: skip
 from archc.ir.ops.recurrent import LSTM, RNN, LSTMUnit  # isort: skip
-from archc.ir.ops.base import (INT_MAX, MAX_AXES, REGISTRY, ArgumentError, Op, Param, ParamBlob, Primitive,
-                               Shape, ShapeError, format_shape)
+from archc.ir.ops.merge import ELTWISE_OPERATIONS, Concat, Eltwise  # isort: skip
+from archc.ir.ops.base import (INT_MAX, MAX_AXES, REGISTRY, ArgumentError, Op, Param, ParamBlob,
+                               Primitive, Shape, ShapeError, format_shape)
 
 #: Caffe type name -> op definition
 OPS: dict[str, type[Op]] = REGISTRY
 
-__all__ = ["INT_MAX", "MAX_AXES", "OPS", "ArgumentError", "Op", "Param", "ParamBlob", "Primitive", "Shape",
-           "ShapeError", "format_shape", "Convolution", "Deconvolution", "Im2col", "Pooling", "SPP", "BatchNorm", "Scale", "Bias", "LRN", "MVN", "LRN_REGIONS", "ReLU",
-           "Dropout", "Softmax", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log",
-           "Threshold", "Clip", "Swish", "PReLU", "InnerProduct", "Embed", "Concat", "Eltwise", "Split", "Silence", "Parameter", "Filter", "BatchReindex", "LSTM", "RNN", "LSTMUnit", "Reshape", "Flatten", "Slice", "Crop", "Tile",
-           "Reduction", "ArgMax", "REDUCTION_OPERATIONS",
-           "ELTWISE_OPERATIONS", "POOL_METHODS", "ROUNDINGS"]
+__all__ = ["INT_MAX", "MAX_AXES", "OPS", "ArgumentError", "Op", "Param", "ParamBlob", "Primitive",
+           "Shape", "ShapeError", "format_shape",
+           "Convolution", "Deconvolution", "Im2col",
+           "BatchNorm", "Scale", "Bias", "LRN", "MVN",
+           "ReLU", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold",
+           "Clip", "Swish", "PReLU", "Dropout", "Softmax",
+           "Pooling", "SPP", "InnerProduct", "Embed",
+           "Reshape", "Flatten", "Slice", "Crop", "Tile", "Reduction", "ArgMax",
+           "Split", "Silence", "Parameter", "Filter", "BatchReindex", "LSTM", "RNN", "LSTMUnit",
+           "Concat", "Eltwise",
+           "ELTWISE_OPERATIONS", "LRN_REGIONS", "POOL_METHODS", "REDUCTION_OPERATIONS", "ROUNDINGS"]
