@@ -105,9 +105,9 @@ class Power(Op):
 def _check_base(op: str, base: float, zero_log_ok: bool) -> None:
     """Caffe's Exp and Log take a base of -1 (e) or one whose logarithm (of the float32 value
     Caffe holds) is finite, and non-zero for Log, which divides by it."""
-    if base == -1:
-        return
     value = float32(base)
+    if value == -1:
+        return
     if not (value > 0 and math.isfinite(math.log(value)) and (zero_log_ok or value != 1)):
         allowed = "positive and finite" if zero_log_ok else "positive, finite and not 1"
         raise ShapeError(f"{op} base must be -1 (e) or {allowed}, got {base}")
