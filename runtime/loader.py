@@ -87,7 +87,7 @@ def load_net_text(text: str, source: str = "<prototxt>", weights_path: str | Pat
     with tempfile.TemporaryDirectory(prefix="archc-") as directory:
         path = os.path.join(directory, "net.prototxt")
         Path(path).write_text(caffe_text, encoding="utf-8")
-        if not checked_by_ir:  # the IR's layers all run backward; others are asked
+        if not checked_by_ir:  # Caffe is asked whether it runs what the IR cannot vouch for
             probe_in_child(path, source, passes=force_backward)
         net = caffe.Net(path, caffe.TEST)
     report = None
@@ -160,8 +160,9 @@ def validate_against_schema(text: str, source: str):
 
 def check_structure(text: str, source: str, inputs: dict[str, list[int]] | None = None) -> bool:
     """Infer every shape in the IR (with `inputs` replacing the declared input shapes). True when
-    the net passed; False when the IR cannot represent it (then Caffe must be asked); raises
-    ArchError for a net Caffe would abort on."""
+    the net passed and Caffe has every layer's passes; False when the IR cannot represent it, or
+    a layer lacks a backward or a CPU forward pass (then Caffe must be asked); raises ArchError
+    for a net Caffe would abort on."""
     from archc.codegen.parse import import_net
     try:
         net = import_net(text, source)
@@ -170,7 +171,7 @@ def check_structure(text: str, source: str, inputs: dict[str, list[int]] | None 
     if inputs is not None:
         net.inputs = {name: tuple(inputs[name]) for name in net.inputs}
     infer_shapes(net)
-    return True
+    return all(layer.op.backward and layer.op.cpu_forward() for layer in net.layers)
 
 
 # A fixed program (no user text is executed): set the net up in TEST phase and, when asked, run
