@@ -37,10 +37,10 @@ IGNORED_LAYER_FIELDS = {"name", "type", "bottom", "top", "param", "blobs", "incl
 IGNORED_FIELDS = {"engine"}
 IGNORED_MESSAGE_TYPES = {"FillerParameter"}
 # Types outside the IR whose parameter message the schema carries.
-EXTRA_PARAM_MESSAGES = {"Input": "input_param", "LRN": "lrn_param", "PReLU": "prelu_param",
-                        "Bias": "bias_param", "Deconvolution": "convolution_param"}
+EXTRA_PARAM_MESSAGES = {"Input": "input_param"}
 SPATIAL_PAIRS = {"Convolution": (("kernel_size", None), ("stride", 1), ("pad", 0), ("dilation", 1)),
                  "Deconvolution": (("kernel_size", None), ("stride", 1), ("pad", 0), ("dilation", 1)),
+                 "Im2col": (("kernel_size", None), ("stride", 1), ("pad", 0), ("dilation", 1)),
                  "Pooling": (("kernel_size", None), ("stride", 1), ("pad", 0))}
 
 

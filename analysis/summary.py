@@ -3,8 +3,8 @@
 In the spirit of Netscope's analyzer. Per layer: output shape (without the batch axis), parameter
 count (the elements of every blob Caffe allocates, BatchNorm statistics included, so it matches
 the .caffemodel), multiply-accumulates (the IR's count, see `ir.ops`), and activation memory (the
-elements of the layer's output blob; an in-place layer reuses its input blob, and Reshape and
-Flatten view theirs, so those add none).
+elements of the layer's output blob; an in-place layer reuses its input blob, and Reshape,
+Flatten and Split view theirs, so those add none).
 Network inputs are rows too, holding their own blob.
 
 Blocks are the groups of `analysis.structure`, so totals line up with the .arch file's blocks and
@@ -73,9 +73,12 @@ def summarise(shaped: ShapedNet) -> Summary:
     layer_rows = []
     for index, entry in enumerate(shaped.layers):
         layer = entry.layer
-        # an in-place top or a reshaped view allocates no activation memory of its own
-        shared = layer.in_place or layer.op.is_view(len(layer.bottoms), len(layer.tops))
-        activations = sum(math.prod(shape[1:]) for shape in entry.outputs[1 if shared else 0:])
+        # an in-place top, or a view's tops, allocate no activation memory of their own
+        if layer.op.is_view(len(layer.bottoms), len(layer.tops)):
+            own = ()
+        else:
+            own = entry.outputs[1:] if layer.in_place else entry.outputs
+        activations = sum(math.prod(shape[1:]) for shape in own)
         layer_rows.append(Row(layer.name, layer.type, block_of_layer[index], entry.output[1:],
                               entry.params, entry.macs, activations,
                               tuple(shape[1:] for shape in entry.outputs[1:])))

@@ -120,11 +120,8 @@ def net_from_prototxt(proto: Prototxt) -> Net:
             input_span = input_span or span
             continue
         op = op_from_layer(layer, proto.dialect, span, proto.types)
-        param_blobs = len(op.param_shapes([(1, 1, 1, 1)])) if op.built_in else len(layer.param)
-        if len(layer.param) > param_blobs:
-            raise ArchError(f"layer '{layer.name}' gives {len(layer.param)} param specs for its "
-                            f"{param_blobs} parameter blob(s), which Caffe refuses", span)
-        layers.append(Layer(layer.name, op, tuple(layer.bottom), tuple(layer.top), span))
+        layers.append(Layer(layer.name, op, tuple(layer.bottom), tuple(layer.top), span,
+                            param_specs=len(layer.param)))
         read.update(layer.bottom)
     if not inputs:
         raise ArchError("the prototxt declares no input: add `input` + `input_shape` or an Input layer",
@@ -278,8 +275,28 @@ def input_layer_shapes(layer: Message, span: Span | None) -> dict[str, tuple[int
     return _checked_shapes(dict(zip(tops, shapes)), span)
 
 
+_TRAINING_DATA = ("a training-only data layer: a deploy net takes its inputs from `input` or an "
+                  "Input layer")
+_TRAINING_LOSS = ("training-only: it compares outputs with labels, which a deploy net does not "
+                  "have; end the net before it (Softmax gives probabilities)")
+#: Caffe layer types archc refuses to import, and why.
+REFUSED_TYPES = {
+    **dict.fromkeys(("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData"),
+                    _TRAINING_DATA),
+    **dict.fromkeys(("SoftmaxWithLoss", "EuclideanLoss", "HingeLoss", "InfogainLoss",
+                     "MultinomialLogisticLoss", "SigmoidCrossEntropyLoss", "ContrastiveLoss",
+                     "Accuracy"), _TRAINING_LOSS),
+    "HDF5Output": "training-only: it writes blobs to an HDF5 file as the net runs",
+    "Python": "a Python layer runs the code its python_param names, and archc never imports or "
+              "runs code a model names",
+}
+
+
 def op_from_layer(layer: Message, dialect: str, span: Span | None, types: ForkTypes) -> Op:
     """The typed IR op of one LayerParameter, Caffe defaults applied; `types`: declared forks'."""
+    if layer.type in REFUSED_TYPES:
+        raise ArchError(f"layer '{layer.name}' has type '{layer.type}', {REFUSED_TYPES[layer.type]}",
+                        span)
     definition = OPS.get(layer.type) or types.get(layer.type)
     if definition is None:
         supported = ", ".join(sorted(OPS) + ["Input"])

@@ -1,9 +1,11 @@
-"""The subset of Caffe's protobuf schema archc needs, described as data and built at run time.
+"""Caffe's protobuf schema for networks, described as data and built at run time.
 
 archc must read and validate prototxt and .caffemodel files without Caffe installed, so it carries
 its own description of `caffe.proto`: the messages, field names, numbers, types, labels, defaults
-and enums that deploy networks use. Field numbers are Caffe's own, so binary .caffemodel files
-decode with these classes too (fields outside the subset are kept as unknown fields).
+and enums of a net and of every layer's `*_param` message (BVLC master's, as built: the training
+layers' too, so any Caffe file parses and the importer can name what it refuses). Field numbers
+are Caffe's own, so binary .caffemodel files decode with these classes too (fields outside the
+schema, such as a solver's, are kept as unknown fields).
 
 Two dialects differ in one field, number 13 of `PoolingParameter`:
 - "ceil_mode": the OpenCV / caffe-fork spelling, `optional bool ceil_mode = 13 [default = true]`,
@@ -144,23 +146,61 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _rep("bool", "propagate_down", 11),
         _rep("NetStateRule", "include", 8),
         _rep("NetStateRule", "exclude", 9),
-        _opt("BatchNormParameter", "batch_norm_param", 139),
-        _opt("BiasParameter", "bias_param", 141),
+        # every layer type's parameters, by field number
+        _opt("TransformationParameter", "transform_param", 100),
+        _opt("LossParameter", "loss_param", 101),
+        _opt("AccuracyParameter", "accuracy_param", 102),
+        _opt("ArgMaxParameter", "argmax_param", 103),
         _opt("ConcatParameter", "concat_param", 104),
+        _opt("ContrastiveLossParameter", "contrastive_loss_param", 105),
         _opt("ConvolutionParameter", "convolution_param", 106),
+        _opt("DataParameter", "data_param", 107),
         _opt("DropoutParameter", "dropout_param", 108),
+        _opt("DummyDataParameter", "dummy_data_param", 109),
         _opt("EltwiseParameter", "eltwise_param", 110),
-        _opt("FlattenParameter", "flatten_param", 135),
+        _opt("ExpParameter", "exp_param", 111),
+        _opt("HDF5DataParameter", "hdf5_data_param", 112),
+        _opt("HDF5OutputParameter", "hdf5_output_param", 113),
+        _opt("HingeLossParameter", "hinge_loss_param", 114),
+        _opt("ImageDataParameter", "image_data_param", 115),
+        _opt("InfogainLossParameter", "infogain_loss_param", 116),
         _opt("InnerProductParameter", "inner_product_param", 117),
-        _opt("InputParameter", "input_param", 143),
         _opt("LRNParameter", "lrn_param", 118),
+        _opt("MemoryDataParameter", "memory_data_param", 119),
+        _opt("MVNParameter", "mvn_param", 120),
         _opt("PoolingParameter", "pooling_param", 121),
-        _opt("PReLUParameter", "prelu_param", 131),
+        _opt("PowerParameter", "power_param", 122),
         _opt("ReLUParameter", "relu_param", 123),
-        _opt("ReshapeParameter", "reshape_param", 133),
-        _opt("ScaleParameter", "scale_param", 142),
-        _opt("SliceParameter", "slice_param", 126),
+        _opt("SigmoidParameter", "sigmoid_param", 124),
         _opt("SoftmaxParameter", "softmax_param", 125),
+        _opt("SliceParameter", "slice_param", 126),
+        _opt("TanHParameter", "tanh_param", 127),
+        _opt("ThresholdParameter", "threshold_param", 128),
+        _opt("WindowDataParameter", "window_data_param", 129),
+        _opt("PythonParameter", "python_param", 130),
+        _opt("PReLUParameter", "prelu_param", 131),
+        _opt("SPPParameter", "spp_param", 132),
+        _opt("ReshapeParameter", "reshape_param", 133),
+        _opt("LogParameter", "log_param", 134),
+        _opt("FlattenParameter", "flatten_param", 135),
+        _opt("ReductionParameter", "reduction_param", 136),
+        _opt("EmbedParameter", "embed_param", 137),
+        _opt("TileParameter", "tile_param", 138),
+        _opt("BatchNormParameter", "batch_norm_param", 139),
+        _opt("ELUParameter", "elu_param", 140),
+        _opt("BiasParameter", "bias_param", 141),
+        _opt("ScaleParameter", "scale_param", 142),
+        _opt("InputParameter", "input_param", 143),
+        _opt("CropParameter", "crop_param", 144),
+        _opt("ParameterParameter", "parameter_param", 145),
+        _opt("RecurrentParameter", "recurrent_param", 146),
+        _opt("SwishParameter", "swish_param", 147),
+        _opt("ClipParameter", "clip_param", 148),
+    )),
+    "ArgMaxParameter": MessageSpec((
+        _opt("bool", "out_max_val", 1, False),
+        _opt("uint32", "top_k", 2, 1),
+        _opt("int32", "axis", 3),
     )),
     "BatchNormParameter": MessageSpec((
         _opt("bool", "use_global_stats", 1),
@@ -171,6 +211,10 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _opt("int32", "axis", 1, 1),
         _opt("int32", "num_axes", 2, 1),
         _opt("FillerParameter", "filler", 3),
+    )),
+    "ClipParameter": MessageSpec((
+        _opt("float", "min", 1),
+        _opt("float", "max", 2),
     )),
     "ConcatParameter": MessageSpec((
         _opt("int32", "axis", 2, 1),
@@ -196,12 +240,29 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _opt("int32", "axis", 16, 1),
         _opt("bool", "force_nd_im2col", 17, False),
     ), {"Engine": _ENGINE}),
+    "CropParameter": MessageSpec((
+        _opt("int32", "axis", 1, 2),
+        _rep("uint32", "offset", 2),
+    )),
     "DropoutParameter": MessageSpec((_opt("float", "dropout_ratio", 1, 0.5),)),
     "EltwiseParameter": MessageSpec((
         _opt("EltwiseOp", "operation", 1, "SUM"),
         _rep("float", "coeff", 2),
         _opt("bool", "stable_prod_grad", 3, True),
     ), {"EltwiseOp": _enum("PROD", "SUM", "MAX")}),
+    "ELUParameter": MessageSpec((_opt("float", "alpha", 1, 1.0),)),
+    "EmbedParameter": MessageSpec((
+        _opt("uint32", "num_output", 1),
+        _opt("uint32", "input_dim", 2),
+        _opt("bool", "bias_term", 3, True),
+        _opt("FillerParameter", "weight_filler", 4),
+        _opt("FillerParameter", "bias_filler", 5),
+    )),
+    "ExpParameter": MessageSpec((
+        _opt("float", "base", 1, -1.0),
+        _opt("float", "scale", 2, 1.0),
+        _opt("float", "shift", 3, 0.0),
+    )),
     "FlattenParameter": MessageSpec((
         _opt("int32", "axis", 1, 1),
         _opt("int32", "end_axis", 2, -1),
@@ -215,6 +276,11 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _opt("bool", "transpose", 6, False),
     )),
     "InputParameter": MessageSpec((_rep("BlobShape", "shape", 1),)),
+    "LogParameter": MessageSpec((
+        _opt("float", "base", 1, -1.0),
+        _opt("float", "scale", 2, 1.0),
+        _opt("float", "shift", 3, 0.0),
+    )),
     "LRNParameter": MessageSpec((
         _opt("uint32", "local_size", 1, 5),
         _opt("float", "alpha", 2, 1.0),
@@ -223,10 +289,33 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _opt("float", "k", 5, 1.0),
         _opt("Engine", "engine", 6, "DEFAULT"),
     ), {"NormRegion": _enum("ACROSS_CHANNELS", "WITHIN_CHANNEL"), "Engine": _ENGINE}),
+    "MVNParameter": MessageSpec((
+        _opt("bool", "normalize_variance", 1, True),
+        _opt("bool", "across_channels", 2, False),
+        _opt("float", "eps", 3, 1e-9),
+    )),
+    "ParameterParameter": MessageSpec((_opt("BlobShape", "shape", 1),)),
+    "PowerParameter": MessageSpec((
+        _opt("float", "power", 1, 1.0),
+        _opt("float", "scale", 2, 1.0),
+        _opt("float", "shift", 3, 0.0),
+    )),
     "PReLUParameter": MessageSpec((
         _opt("FillerParameter", "filler", 1),
         _opt("bool", "channel_shared", 2, False),
     )),
+    "RecurrentParameter": MessageSpec((
+        _opt("uint32", "num_output", 1, 0),
+        _opt("FillerParameter", "weight_filler", 2),
+        _opt("FillerParameter", "bias_filler", 3),
+        _opt("bool", "debug_info", 4, False),
+        _opt("bool", "expose_hidden", 5, False),
+    )),
+    "ReductionParameter": MessageSpec((
+        _opt("ReductionOp", "operation", 1, "SUM"),
+        _opt("int32", "axis", 2, 0),
+        _opt("float", "coeff", 3, 1.0),
+    ), {"ReductionOp": {"SUM": 1, "ASUM": 2, "SUMSQ": 3, "MEAN": 4}}),
     "ReLUParameter": MessageSpec((
         _opt("float", "negative_slope", 1, 0),
         _opt("Engine", "engine", 2, "DEFAULT"),
@@ -243,6 +332,7 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _opt("bool", "bias_term", 4, False),
         _opt("FillerParameter", "bias_filler", 5),
     )),
+    "SigmoidParameter": MessageSpec((_opt("Engine", "engine", 1, "DEFAULT"),), {"Engine": _ENGINE}),
     "SliceParameter": MessageSpec((
         _opt("int32", "axis", 3, 1),
         _rep("uint32", "slice_point", 2),
@@ -252,6 +342,122 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _opt("Engine", "engine", 1, "DEFAULT"),
         _opt("int32", "axis", 2, 1),
     ), {"Engine": _ENGINE}),
+    "SPPParameter": MessageSpec((
+        _opt("uint32", "pyramid_height", 1),
+        _opt("PoolMethod", "pool", 2, "MAX"),
+        _opt("Engine", "engine", 6, "DEFAULT"),
+    ), {"PoolMethod": _enum("MAX", "AVE", "STOCHASTIC"), "Engine": _ENGINE}),
+    "SwishParameter": MessageSpec((_opt("float", "beta", 1, 1.0),)),
+    "TanHParameter": MessageSpec((_opt("Engine", "engine", 1, "DEFAULT"),), {"Engine": _ENGINE}),
+    "ThresholdParameter": MessageSpec((_opt("float", "threshold", 1, 0.0),)),
+    "TileParameter": MessageSpec((
+        _opt("int32", "axis", 1, 1),
+        _opt("int32", "tiles", 2),
+    )),
+}
+
+# The parameters of training-only layers (data, losses, accuracy, HDF5 output) and of Python
+# layers: archc reads them so that a training net parses, and refuses those layers by type.
+_TRAINING_MESSAGES: dict[str, MessageSpec] = {
+    "TransformationParameter": MessageSpec((
+        _opt("float", "scale", 1, 1.0),
+        _opt("bool", "mirror", 2, False),
+        _opt("uint32", "crop_size", 3, 0),
+        _opt("string", "mean_file", 4),
+        _rep("float", "mean_value", 5),
+        _opt("bool", "force_color", 6, False),
+        _opt("bool", "force_gray", 7, False),
+    )),
+    "LossParameter": MessageSpec((
+        _opt("int32", "ignore_label", 1),
+        _opt("NormalizationMode", "normalization", 3, "VALID"),
+        _opt("bool", "normalize", 2),
+    ), {"NormalizationMode": _enum("FULL", "VALID", "BATCH_SIZE", "NONE")}),
+    "AccuracyParameter": MessageSpec((
+        _opt("uint32", "top_k", 1, 1),
+        _opt("int32", "axis", 2, 1),
+        _opt("int32", "ignore_label", 3),
+    )),
+    "ContrastiveLossParameter": MessageSpec((
+        _opt("float", "margin", 1, 1.0),
+        _opt("bool", "legacy_version", 2, False),
+    )),
+    "DataParameter": MessageSpec((
+        _opt("string", "source", 1),
+        _opt("uint32", "batch_size", 4),
+        _opt("uint32", "rand_skip", 7, 0),
+        _opt("DB", "backend", 8, "LEVELDB"),
+        _opt("float", "scale", 2, 1.0),
+        _opt("string", "mean_file", 3),
+        _opt("uint32", "crop_size", 5, 0),
+        _opt("bool", "mirror", 6, False),
+        _opt("bool", "force_encoded_color", 9, False),
+        _opt("uint32", "prefetch", 10, 4),
+    ), {"DB": _enum("LEVELDB", "LMDB")}),
+    "DummyDataParameter": MessageSpec((
+        _rep("FillerParameter", "data_filler", 1),
+        _rep("BlobShape", "shape", 6),
+        _rep("uint32", "num", 2),
+        _rep("uint32", "channels", 3),
+        _rep("uint32", "height", 4),
+        _rep("uint32", "width", 5),
+    )),
+    "HDF5DataParameter": MessageSpec((
+        _opt("string", "source", 1),
+        _opt("uint32", "batch_size", 2),
+        _opt("bool", "shuffle", 3, False),
+    )),
+    "HDF5OutputParameter": MessageSpec((
+        _opt("string", "file_name", 1),
+    )),
+    "HingeLossParameter": MessageSpec((
+        _opt("Norm", "norm", 1, "L1"),
+    ), {"Norm": {"L1": 1, "L2": 2}}),
+    "ImageDataParameter": MessageSpec((
+        _opt("string", "source", 1),
+        _opt("uint32", "batch_size", 4, 1),
+        _opt("uint32", "rand_skip", 7, 0),
+        _opt("bool", "shuffle", 8, False),
+        _opt("uint32", "new_height", 9, 0),
+        _opt("uint32", "new_width", 10, 0),
+        _opt("bool", "is_color", 11, True),
+        _opt("float", "scale", 2, 1.0),
+        _opt("string", "mean_file", 3),
+        _opt("uint32", "crop_size", 5, 0),
+        _opt("bool", "mirror", 6, False),
+        _opt("string", "root_folder", 12, ""),
+    )),
+    "InfogainLossParameter": MessageSpec((
+        _opt("string", "source", 1),
+        _opt("int32", "axis", 2, 1),
+    )),
+    "MemoryDataParameter": MessageSpec((
+        _opt("uint32", "batch_size", 1),
+        _opt("uint32", "channels", 2),
+        _opt("uint32", "height", 3),
+        _opt("uint32", "width", 4),
+    )),
+    "WindowDataParameter": MessageSpec((
+        _opt("string", "source", 1),
+        _opt("float", "scale", 2, 1.0),
+        _opt("string", "mean_file", 3),
+        _opt("uint32", "batch_size", 4),
+        _opt("uint32", "crop_size", 5, 0),
+        _opt("bool", "mirror", 6, False),
+        _opt("float", "fg_threshold", 7, 0.5),
+        _opt("float", "bg_threshold", 8, 0.5),
+        _opt("float", "fg_fraction", 9, 0.25),
+        _opt("uint32", "context_pad", 10, 0),
+        _opt("string", "crop_mode", 11, "warp"),
+        _opt("bool", "cache_images", 12, False),
+        _opt("string", "root_folder", 13, ""),
+    )),
+    "PythonParameter": MessageSpec((
+        _opt("string", "module", 1),
+        _opt("string", "layer", 2),
+        _opt("string", "param_str", 3, ""),
+        _opt("bool", "share_in_parallel", 4, False),
+    )),
 }
 
 _POOLING_FIELDS = (
@@ -323,13 +529,6 @@ V1_LAYER_PARAMS: dict[str, LegacyParam] = {
     "transform_param": LegacyParam("TransformationParameter", 36, 100),
     "loss_param": LegacyParam("LossParameter", 42, 101),
 }
-
-# The data layers' parameters, which the upgrade rewrites (V0's flat fields, V1's transformation
-# fields), join LayerParameter so an upgraded training net keeps them.
-_DATA_LAYER_FIELDS = tuple(
-    _opt(V1_LAYER_PARAMS[name].message, name, V1_LAYER_PARAMS[name].number)
-    for name in ("transform_param", "data_param", "hdf5_data_param", "hdf5_output_param",
-                 "image_data_param", "infogain_loss_param", "window_data_param"))
 
 _V1_LAYER_FIELDS = (
     _rep("string", "bottom", 2),
@@ -411,66 +610,6 @@ _LEGACY_MESSAGES: dict[str, MessageSpec] = {
         _opt("uint32", "concat_dim", 65, 1),
         _opt("HDF5OutputParameter", "hdf5_output_param", 1001),
     ), {"PoolMethod": _enum("MAX", "AVE", "STOCHASTIC")}),
-    "TransformationParameter": MessageSpec((
-        _opt("float", "scale", 1, 1.0),
-        _opt("bool", "mirror", 2, False),
-        _opt("uint32", "crop_size", 3, 0),
-        _opt("string", "mean_file", 4),
-        _rep("float", "mean_value", 5),
-        _opt("bool", "force_color", 6, False),
-        _opt("bool", "force_gray", 7, False),
-    )),
-    "DataParameter": MessageSpec((
-        _opt("string", "source", 1),
-        _opt("uint32", "batch_size", 4),
-        _opt("uint32", "rand_skip", 7, 0),
-        _opt("DB", "backend", 8, "LEVELDB"),
-        _opt("float", "scale", 2, 1.0),
-        _opt("string", "mean_file", 3),
-        _opt("uint32", "crop_size", 5, 0),
-        _opt("bool", "mirror", 6, False),
-        _opt("bool", "force_encoded_color", 9, False),
-        _opt("uint32", "prefetch", 10, 4),
-    ), {"DB": _enum("LEVELDB", "LMDB")}),
-    "ImageDataParameter": MessageSpec((
-        _opt("string", "source", 1),
-        _opt("uint32", "batch_size", 4, 1),
-        _opt("uint32", "rand_skip", 7, 0),
-        _opt("bool", "shuffle", 8, False),
-        _opt("uint32", "new_height", 9, 0),
-        _opt("uint32", "new_width", 10, 0),
-        _opt("bool", "is_color", 11, True),
-        _opt("float", "scale", 2, 1.0),
-        _opt("string", "mean_file", 3),
-        _opt("uint32", "crop_size", 5, 0),
-        _opt("bool", "mirror", 6, False),
-        _opt("string", "root_folder", 12, ""),
-    )),
-    "WindowDataParameter": MessageSpec((
-        _opt("string", "source", 1),
-        _opt("float", "scale", 2, 1.0),
-        _opt("string", "mean_file", 3),
-        _opt("uint32", "batch_size", 4),
-        _opt("uint32", "crop_size", 5, 0),
-        _opt("bool", "mirror", 6, False),
-        _opt("float", "fg_threshold", 7, 0.5),
-        _opt("float", "bg_threshold", 8, 0.5),
-        _opt("float", "fg_fraction", 9, 0.25),
-        _opt("uint32", "context_pad", 10, 0),
-        _opt("string", "crop_mode", 11, "warp"),
-        _opt("bool", "cache_images", 12, False),
-        _opt("string", "root_folder", 13, ""),
-    )),
-    "HDF5DataParameter": MessageSpec((
-        _opt("string", "source", 1),
-        _opt("uint32", "batch_size", 2),
-        _opt("bool", "shuffle", 3, False),
-    )),
-    "HDF5OutputParameter": MessageSpec((_opt("string", "file_name", 1),)),
-    "InfogainLossParameter": MessageSpec((
-        _opt("string", "source", 1),
-        _opt("int32", "axis", 2, 1),
-    )),
 }
 # ===== end of the legacy net formats ==============================================================
 
@@ -514,9 +653,8 @@ def message_name(param_field: str) -> str:
 def schema_messages(dialect: str, extensions: Extensions = ()) -> dict[str, MessageSpec]:
     """Every message of the dialect, by name (the data the classes are built from)."""
     _check_dialect(dialect)
-    messages = {**_COMMON_MESSAGES, **_LEGACY_MESSAGES, "PoolingParameter": _POOLING_BY_DIALECT[dialect]}
-    layer = messages["LayerParameter"]
-    messages["LayerParameter"] = layer._replace(fields=layer.fields + _DATA_LAYER_FIELDS)
+    messages = {**_COMMON_MESSAGES, **_TRAINING_MESSAGES, **_LEGACY_MESSAGES,
+                "PoolingParameter": _POOLING_BY_DIALECT[dialect]}
     messages["V1LayerParameter"] = _v1_layer_message(messages["LayerParameter"])
     added = []
     for number, (param_field, fields) in enumerate(extensions, start=_FIRST_EXTENSION_NUMBER):

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from archc.errors import ArchError, Span
-from archc.ir.ops import INT_MAX, Op, Shape, ShapeError, format_shape
+from archc.ir.ops import INT_MAX, MAX_AXES, Op, Shape, ShapeError, format_shape
 
 # Caffe counts a blob's elements in a C int (Blob::Reshape checks it).
 MAX_BLOB = INT_MAX
@@ -47,6 +47,8 @@ class Layer:
     # The block calls and loop iterations that emitted the layer, outermost first; empty for a
     # layer written at the top of a net, and for every layer of an imported prototxt.
     call_path: tuple[CallFrame, ...] = ()
+    #: how many `param { }` specs its prototxt gives (Caffe refuses more than it has parameter blobs)
+    param_specs: int = 0
 
     @property
     def type(self) -> str:
@@ -75,8 +77,9 @@ class LayerShapes:
 
     @property
     def output(self) -> Shape:
-        """The first top's shape (a layer's only one, but for Slice, Split and MAX's mask)."""
-        return self.outputs[0]
+        """The first top's shape (a layer's only one, but for Slice, Split and MAX's mask); ()
+        for a layer without tops (Silence)."""
+        return self.outputs[0] if self.outputs else ()
 
     @property
     def param_shapes(self) -> list[Shape]:
@@ -168,15 +171,21 @@ class ShapeTracker:
         inputs = tuple(self.blobs[b] for b in layer.bottoms)
         try:
             outputs = op.infer(list(inputs), tops)
-            for shape in (*outputs, *op.param_shapes(list(inputs))):
+            param_shapes = op.param_shapes(list(inputs))
+            for shape in (*outputs, *param_shapes):
                 if math.prod(shape) > MAX_BLOB:
                     raise ShapeError(f"a blob of {format_shape(shape)} holds more than the "
                                      f"{MAX_BLOB} values Caffe allows: use a smaller input size "
                                      f"or fewer channels")
+                if len(shape) > MAX_AXES:
+                    raise ShapeError(f"a blob of {len(shape)} axes: Caffe allows at most {MAX_AXES}")
         except ShapeError as error:
             shapes = ", ".join(format_shape(s) for s in inputs)
             raise ArchError(f"{layer.type} layer '{layer.name}': {error}",
                             layer.span, notes=(f"input shapes: {shapes}",)) from None
+        if layer.param_specs > len(param_shapes):
+            raise ArchError(f"layer '{layer.name}' gives {layer.param_specs} param specs for its "
+                            f"{len(param_shapes)} parameter blob(s), which Caffe refuses", layer.span)
         self._by_name[layer.name] = layer
         for bottom in layer.bottoms:
             self._first_reader.setdefault(bottom, layer.name)
@@ -187,7 +196,8 @@ class ShapeTracker:
             memory = self._memory.get(layer.tops[0], layer.tops[0])
             self._rewrites.setdefault(memory, []).append(layer)
         elif op.is_view(len(layer.bottoms), tops):
-            self._memory[layer.tops[0]] = self._memory.get(layer.bottoms[0], layer.bottoms[0])
+            for top in layer.tops:
+                self._memory[top] = self._memory.get(layer.bottoms[0], layer.bottoms[0])
         shaped = LayerShapes(layer, inputs, outputs)
         self.layers.append(shaped)
         return shaped

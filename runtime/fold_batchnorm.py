@@ -34,8 +34,8 @@ class Fold:
 
 def plan(net: Net) -> list[Fold]:
     """The chains that fold: a Convolution whose blob is next touched by an in-place BatchNorm
-    that uses global statistics, and optionally next after that by an in-place one-input Scale.
-    Any other reader or writer of the blob in between keeps the chain as written."""
+    that uses global statistics, and optionally next after that by an in-place one-input Scale
+    per channel. Any other reader or writer of the blob in between keeps the chain as written."""
     folds = []
     for index, layer in enumerate(net.layers):
         if not isinstance(layer.op, Convolution) or len(layer.tops) != 1:
@@ -45,10 +45,17 @@ def plan(net: Net) -> list[Fold]:
         if batch_norm is None or not net.layers[batch_norm].op.use_global_stats:
             continue
         scale = _next_in_place(net, batch_norm, blob, Scale)
+        if scale is not None and not _per_channel(net.layers[scale].op):
+            scale = None  # it stays in the net, after the folded convolution
         folds.append(Fold(layer.name, net.layers[batch_norm].name,
                           None if scale is None else net.layers[scale].name,
                           net.layers[batch_norm].op.eps))
     return folds
+
+
+def _per_channel(scale: Scale) -> bool:
+    """Whether a one-input Scale of a convolution's N x C x H x W output is one factor per channel."""
+    return scale.axis in (1, -3) and scale.num_axes == 1
 
 
 def _next_in_place(net: Net, after: int, blob: str, kind: type) -> int | None:

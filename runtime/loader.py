@@ -60,13 +60,13 @@ def load_net_text(text: str, source: str = "<prototxt>", weights_path: str | Pat
         inputs = resized_inputs(input_shapes(message), batch, input_size)
         set_input_shapes(message, inputs)
     message.force_backward = message.force_backward or force_backward
-    checked_by_ir = check_structure(text, source, inputs)
+    checked_by_ir = check_structure(text, source, inputs, passes=force_backward)
     caffe_env.use_device(gpu)
     caffe_text = text_format.MessageToString(message)
     with tempfile.TemporaryDirectory(prefix="archc-") as directory:
         path = os.path.join(directory, "net.prototxt")
         Path(path).write_text(caffe_text, encoding="utf-8")
-        if not checked_by_ir:  # the IR's layers all run backward; others are asked
+        if not checked_by_ir:  # Caffe is asked whether it runs what the IR cannot vouch for
             probe_in_child(path, source, passes=force_backward)
         net = caffe.Net(path, caffe.TEST)
     report = None
@@ -186,10 +186,12 @@ def validate_against_schema(text: str, source: str):
     return message
 
 
-def check_structure(text: str, source: str, inputs: dict[str, list[int]] | None = None) -> bool:
+def check_structure(text: str, source: str, inputs: dict[str, list[int]] | None = None,
+                    passes: bool = False) -> bool:
     """Infer every shape in the IR (with `inputs` replacing the declared input shapes). True when
-    the net passed; False when the IR cannot represent it (then Caffe must be asked); raises
-    ArchError for a net Caffe would abort on."""
+    the net passed (and, with `passes`, Caffe has every layer's forward and backward pass);
+    False when the IR cannot represent it, or with `passes` a layer lacks a backward or a CPU
+    forward pass (then Caffe must be asked); raises ArchError for a net Caffe would abort on."""
     from archc.codegen.parse import import_net
     try:
         net = import_net(text, source)
@@ -198,7 +200,7 @@ def check_structure(text: str, source: str, inputs: dict[str, list[int]] | None 
     if inputs is not None:
         net.inputs = {name: tuple(inputs[name]) for name in net.inputs}
     infer_shapes(net)
-    return True
+    return not passes or all(layer.op.backward and layer.op.cpu_forward() for layer in net.layers)
 
 
 # A fixed program (no user text is executed): set the net up in TEST phase and, when asked, run

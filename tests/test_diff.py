@@ -231,19 +231,11 @@ def test_differences_are_reported_in_the_files_spelling(run_diff):
     assert run_diff(square, TWO_INPUTS + conv % "kernel_h: 3 kernel_w: 3 stride_h: 2 stride_w: 2")[0] == 0
 
 
-def test_a_layer_type_archc_does_not_model_is_named_as_such(tmp_path, capsys):
-    path = tmp_path / "net.prototxt"
-    path.write_text(TWO_INPUTS + 'layer {\n  name: "t"\n  type: "TanH"\n  bottom: "x"\n  top: "t"\n'
-                    '  tanh_param { engine: CAFFE }\n}\n')
-    assert diff_main([str(path), str(path)]) == 2
-    err = capsys.readouterr().err
-    assert f"{path}:8:3: error: layer 't' has type 'TanH', which archc does not model" in err
-    assert "has no field named" not in err
-
-
-def test_the_list_of_caffe_layer_params_is_caffes(caffe):
-    from caffe.proto import caffe_pb2
-
-    from archc.codegen.schema import CAFFE_LAYER_PARAMS
-    assert CAFFE_LAYER_PARAMS == {f.name for f in caffe_pb2.LayerParameter.DESCRIPTOR.fields
-                                  if f.name.endswith("_param")}
+def test_layers_of_any_caffe_type_are_compared_field_by_field(run_diff):
+    """Caffe's whole schema is read, training layers' parameters included, so a training net
+    diffs too."""
+    data = ('layer { name: "d" type: "Data" top: "x" top: "label" '
+            'data_param { source: "train_lmdb" backend: LMDB batch_size: %d } }\n')
+    status, out = run_diff(TWO_INPUTS + data % 64, TWO_INPUTS + data % 32)
+    assert status == 1 and out[:1] == ["layer 'd': data_param.batch_size: 64 in A, 32 in B"]
+    assert run_diff(TWO_INPUTS + data % 64, TWO_INPUTS + data % 64)[0] == 0

@@ -49,7 +49,7 @@ def test_batchnorm_without_scale_folds_alone():
 
 
 @pytest.mark.parametrize("case", ["reader before", "writer before", "not in place",
-                                  "batch statistics", "scale not in place"])
+                                  "batch statistics", "scale not in place", "scale not per channel"])
 def test_chains_that_would_change_what_a_layer_sees_are_kept(case):
     layers = [conv("c", "data"), in_place("c_bn", BatchNorm(), "c"),
               in_place("c_scale", Scale(), "c")]
@@ -62,10 +62,12 @@ def test_chains_that_would_change_what_a_layer_sees_are_kept(case):
         layers[1:] = [Layer("c_bn", BatchNorm(), ("c",), ("c_bn",))]
     elif case == "batch statistics":
         layers[1] = in_place("c_bn", BatchNorm(use_global_stats=False), "c")
-    else:
+    elif case == "scale not in place":
         layers[2] = Layer("c_scale", Scale(), ("c",), ("s",))
+    else:  # one factor per value: it stays, after the folded convolution
+        layers[2] = in_place("c_scale", Scale(axis=0, num_axes=-1), "c")
     folds = plan(net_of(*layers))
-    if case == "scale not in place":
+    if case.startswith("scale not"):
         assert folds == [Fold("c", "c_bn", None, 1e-5)]
     else:
         assert folds == []

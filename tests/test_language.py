@@ -622,3 +622,22 @@ def test_blocks_return_and_loops_carry_several_tensors(tmp_path):
 def test_several_tensors_mistakes(tmp_path, text, message):
     error = error_of(tmp_path, 'net {\n  input "data" [1, 4, 4, 4]\n  ' + text + '\n}\n')
     assert message in error.message
+def test_elementwise_ops_write_their_input_where_the_gradient_allows(tmp_path):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [1, 3, 8, 8]
+          tanh as "t"
+          prelu(shared = true) as "p"
+          absval as "a"
+          power(2, shift = 1) as "sq"
+          log(base = 10, inplace = true) as "l"
+          clip(0, 6) as "c"
+        }
+    """)
+    tops = {layer.name: layer.tops[0] for layer in net.layers}
+    assert tops == {"t": "data", "p": "data", "a": "a", "sq": "sq", "l": "sq", "c": "c"}
+    ops = layers(net)
+    assert (ops["p"].op.channel_shared, ops["sq"].op.power, ops["sq"].op.shift) == (True, 2.0, 1.0)
+    assert (ops["l"].op.base, ops["c"].op.min, ops["c"].op.max) == (10.0, 0.0, 6.0)
+    error = error_of(tmp_path, 'net { input "data" [1, 3, 8, 8]\n log(base = 1) }')
+    assert "log base must be -1 (e) or positive, finite and not 1" in error.message

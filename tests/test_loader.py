@@ -82,12 +82,13 @@ def test_shape_errors_are_caught_by_the_ir_before_caffe(caffe):
 
 
 def test_a_net_outside_the_ir_is_probed_in_a_child_process(caffe):
-    # Swish is not an IR op, so Caffe itself must judge this net; its abort names the layer.
-    outside_ir = SMALL.replace('type: "ReLU"', 'type: "Swish"')
-    assert load_net_text(outside_ir, "swish.prototxt").net.blobs["fc"].data.shape == (2, 3)
-    with pytest.raises(ArchError, match=r"Caffe cannot set up the net in swish.prototxt at layer "
+    # The IR models 2-D convolution only (not Caffe's N-D im2col), so Caffe itself must judge
+    # this net; its abort names the layer.
+    outside_ir = SMALL.replace("kernel_size: 3", "kernel_size: 3 force_nd_im2col: true")
+    assert load_net_text(outside_ir, "nd.prototxt").net.blobs["fc"].data.shape == (2, 3)
+    with pytest.raises(ArchError, match=r"Caffe cannot set up the net in nd.prototxt at layer "
                                         r"'conv1': Check failed"):
-        load_net_text(outside_ir.replace("kernel_size: 3", "kernel_size: 11"), "swish.prototxt")
+        load_net_text(outside_ir.replace("kernel_size: 3", "kernel_size: 11"), "nd.prototxt")
 
 
 def test_caffe_needs_the_parameter_shapes_the_ir_computes(caffe):

@@ -58,12 +58,12 @@ def test_missing_and_unreadable_files_are_errors_naming_them(tmp_path):
 
 
 def test_a_prototxt_outside_the_ir_loads_and_says_so_only_when_its_net_is_needed(tmp_path):
-    # Swish is no IR op: `archc time` runs such a net through Caffe alone
-    prototxt = tmp_path / "swish.prototxt"
-    prototxt.write_text(SMALL.replace('type: "ReLU"', 'type: "Swish"'))
+    # the IR models 2-D convolution only: `archc time` runs an N-D one through Caffe alone
+    prototxt = tmp_path / "nd.prototxt"
+    prototxt.write_text(SMALL.replace("kernel_size: 3", "kernel_size: 3 force_nd_im2col: true"))
     model = load_model(prototxt)
-    assert 'type: "Swish"' in model.text
-    with pytest.raises(ArchError, match="Swish"):
+    assert "force_nd_im2col: true" in model.text
+    with pytest.raises(ArchError, match="only 2-D convolution"):
         model.net
 
 

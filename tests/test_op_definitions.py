@@ -18,15 +18,34 @@ from archc.codegen import render, schema
 from archc.codegen.parse import import_net
 from archc.dsl.primitives import PRIMITIVES
 from archc.ir import ArchError, Layer, Net, infer_shapes
-from archc.ir.ops import ELTWISE_OPERATIONS, OPS, POOL_METHODS, ROUNDINGS
-from archc.ir.ops.base import FILLERS, caffe_field_names
+from archc.ir.ops import (ELTWISE_OPERATIONS, LRN_REGIONS, OPS, POOL_METHODS,
+                          REDUCTION_OPERATIONS, ROUNDINGS)
+from archc.ir.ops.base import FILLERS, caffe_field_names, short_float
 from archc.runtime.weights import initial_weights
 
 SAMPLE_INPUT = (2, 6, 12, 12)
+# Inputs for ops whose bottoms must relate to each other, or that take other than one or two
+# bottoms: every sample an op variant accepts is a case of its own.
+SAMPLE_INPUTS: dict[str, list[list[tuple[int, ...]]]] = {
+    "Scale": [[SAMPLE_INPUT], [SAMPLE_INPUT, (6,)], [SAMPLE_INPUT, (2, 6)]],
+    "Bias": [[SAMPLE_INPUT], [SAMPLE_INPUT, (6,)], [SAMPLE_INPUT, (2, 6)]],
+    "Crop": [[SAMPLE_INPUT, (2, 6, 8, 8)]],
+    "Filter": [[SAMPLE_INPUT, (2,)], [SAMPLE_INPUT, (2, 3), (2, 1, 1)]],
+    "BatchReindex": [[SAMPLE_INPUT, (3,)]],
+    "LSTM": [[(3, 2, 5), (3, 2)], [(3, 2, 5), (3, 2), (2, 4)], [(3, 2, 5), (3, 2), (1, 2, 3), (1, 2, 3)]],
+    "RNN": [[(3, 2, 5), (3, 2)], [(3, 2, 5), (3, 2), (2, 4)], [(3, 2, 5), (3, 2), (1, 2, 3)]],
+    "LSTMUnit": [[(1, 2, 3), (1, 2, 12), (1, 2)]],
+}
 # Values for fields whose type says too little: strings are enums, tuples lists.
 FIELD_VALUES = {
     ("Pooling", "method"): POOL_METHODS,
     ("Pooling", "rounding"): ROUNDINGS,
+    ("LRN", "norm_region"): LRN_REGIONS,
+    ("SPP", "pool"): POOL_METHODS,
+    ("Reduction", "operation"): REDUCTION_OPERATIONS,
+    ("ArgMax", "axis"): (None, 1, -1),
+    ("Crop", "offset"): ((2,), (1, 3)),
+    ("Parameter", "shape"): ((), (2, 3)),
     ("Eltwise", "operation"): ELTWISE_OPERATIONS,
     ("Eltwise", "coeff"): ((0.5, 2.0),),
     ("Reshape", "dims"): ((0, -1), (0, 3, 2, -1)),
@@ -39,12 +58,19 @@ FIELD_VALUES = {
 BASES = {
     "Pooling": {"kernel_h": 3, "kernel_w": 3, "stride_h": 2, "stride_w": 2},
     "Reshape": {"dims": (0, -1)},
+    "Clip": {"min": -0.5, "max": 0.5},
+    "SPP": {"pyramid_height": 1},
+    "LSTM": {"num_output": 3},
+    "RNN": {"num_output": 3},
 }
 EXTRA_SAMPLES = {"Pooling": [{"method": "AVE", "global_pooling": True}]}
 
 
 def _required_value(op_class, field) -> object:
-    return 3 if field.type in ("int", int) else FIELD_VALUES[(op_class.caffe_type, field.name)][0]
+    key = (op_class.caffe_type, field.name)
+    if key in FIELD_VALUES:
+        return FIELD_VALUES[key][0]
+    return {"int": 3, "float": 0.5}[field.type if isinstance(field.type, str) else field.type.__name__]
 
 
 def _variants(field, value, op_class) -> list:
@@ -55,8 +81,8 @@ def _variants(field, value, op_class) -> list:
         return [not value]
     if isinstance(value, int):
         return [value + 1, value + 2]
-    if isinstance(value, float):
-        return [0.25, value * 0.5 + 0.125]
+    if isinstance(value, float):  # values a float32 field holds exactly, as Caffe reads them back
+        return [0.25, short_float(value * 0.5 + 0.125)]
     raise AssertionError(f"{op_class.__name__}.{field.name}: add sample values to FIELD_VALUES")
 
 
@@ -74,14 +100,22 @@ def instances(op_class) -> list:
     return made
 
 
-def one_layer_net(op) -> Net | None:
-    """A net that runs `op` on sample inputs, with the first number of tops it accepts; None when
-    the op cannot take them (that variant is not a valid layer)."""
-    bottoms = max(op.min_bottoms, 1 if op.max_bottoms is None else min(op.max_bottoms, 2))
-    inputs = {f"in{i}": SAMPLE_INPUT for i in range(bottoms)}
+def input_samples(op_class) -> list[list[tuple[int, ...]]]:
+    if op_class.caffe_type in SAMPLE_INPUTS:
+        return SAMPLE_INPUTS[op_class.caffe_type]
+    most = op_class.max_bottoms
+    return [[SAMPLE_INPUT] * max(op_class.min_bottoms, 1 if most is None else min(most, 2))]
+
+
+def one_layer_net(op, inputs) -> Net | None:
+    """A net that runs `op` on `inputs`, with the first number of tops it accepts; None when the
+    op cannot take them (that variant is not a valid layer). A net needs an input even where
+    the op reads none."""
+    bottoms = tuple(f"in{i}" for i in range(len(inputs)))
+    blobs = dict(zip(bottoms, inputs)) or {"unread": SAMPLE_INPUT}
     most = op.max_tops()
     for tops in range(op.min_tops, (3 if most is None else most) + 1):
-        net = Net(dict(inputs), [Layer("layer", op, tuple(inputs), tuple(f"out{i}" for i in range(tops)))])
+        net = Net(dict(blobs), [Layer("layer", op, bottoms, tuple(f"out{i}" for i in range(tops)))])
         try:
             infer_shapes(net)
         except ArchError:
@@ -95,15 +129,28 @@ def _wiring(net: Net) -> list:
     return [(layer.name, layer.op, layer.bottoms, layer.tops) for layer in net.layers]
 
 
-# The valid samples only: the field-coverage test below says whether they are enough.
-CASES = [(op_class.caffe_type, index, op) for op_class in OPS.values()
-         for index, op in enumerate(instances(op_class)) if one_layer_net(op)]
+def _cases() -> list:
+    """(Caffe type, id, op, inputs) of every valid sample; the field-coverage test below says
+    whether they are enough."""
+    cases = []
+    for op_class in OPS.values():
+        samples = input_samples(op_class)
+        for index, op in enumerate(instances(op_class)):
+            for number, inputs in enumerate(samples):
+                if one_layer_net(op, inputs):
+                    case_id = f"{op_class.caffe_type}-{index}" + (f"-{number}" if len(samples) > 1 else "")
+                    cases.append((op_class.caffe_type, case_id, op, inputs))
+    return cases
+
+
+CASES = _cases()
+CASE_IDS = [case_id for _, case_id, _, _ in CASES]
 
 
 @pytest.mark.parametrize("caffe_type", sorted(OPS))
 def test_every_field_is_exercised_by_a_valid_instance(caffe_type):
     """Each field of the op takes, in some valid sample, a value other than the first sample's."""
-    valid = [op for name, _, op in CASES if name == caffe_type]
+    valid = [op for name, _, op, _ in CASES if name == caffe_type]
     assert valid, f"{caffe_type}: no valid sample instance"
     first = valid[0]
     for field in dataclasses.fields(first):
@@ -111,19 +158,19 @@ def test_every_field_is_exercised_by_a_valid_instance(caffe_type):
             f"{caffe_type}.{field.name}: no valid sample changes it; add values or a base"
 
 
-@pytest.mark.parametrize("caffe_type, index, op", CASES, ids=[f"{t}-{i}" for t, i, _ in CASES])
+@pytest.mark.parametrize("caffe_type, case_id, op, inputs", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("dialect", ["ceil_mode", "round_mode"])
-def test_render_import_render_is_identity(caffe_type, index, op, dialect):
-    net = one_layer_net(op)
+def test_render_import_render_is_identity(caffe_type, case_id, op, inputs, dialect):
+    net = one_layer_net(op, inputs)
     text = render(net, dialect)
     imported = import_net(text, "<rendered>")
     assert _wiring(imported) == _wiring(net), text
     assert render(imported, dialect) == text
 
 
-@pytest.mark.parametrize("caffe_type, index, op", CASES, ids=[f"{t}-{i}" for t, i, _ in CASES])
-def test_weights_init_fills_every_parameter_blob(caffe_type, index, op):
-    net = one_layer_net(op)
+@pytest.mark.parametrize("caffe_type, case_id, op, inputs", CASES, ids=CASE_IDS)
+def test_weights_init_fills_every_parameter_blob(caffe_type, case_id, op, inputs):
+    net = one_layer_net(op, inputs)
     shaped = infer_shapes(net)
     blobs = op.param_blobs(list(shaped.layers[0].inputs))
     assert all(blob.filler in FILLERS for blob in blobs)
@@ -167,7 +214,8 @@ def test_every_dsl_op_emits_ops_the_importer_reads():
     emitted = set()
     for primitive in PRIMITIVES.values():
         arguments = {param.name: param.default for param in primitive.params}
-        arguments.update({param.name: 3 if param.kind in ("int", "pair") else [0, -1]
+        samples = {"int": 3, "pair": 3, "number": 0.5, "ints": [0, -1]}
+        arguments.update({param.name: samples[param.kind]
                           for param in primitive.params if param.required or param.name == "kernel"})
         for op in primitive.build(arguments):
             emitted.add(op.caffe_type)
@@ -198,20 +246,29 @@ def test_ave_pooling_has_no_mask_top():
         infer_shapes(net)
 
 
-@pytest.mark.parametrize("caffe_type, index, op", CASES, ids=[f"{t}-{i}" for t, i, _ in CASES])
-def test_caffe_sets_up_and_times_every_op(caffe, caffe_type, index, op):
-    """Real Caffe reads what archc writes for each op, allocates the inferred shapes, and times it."""
+@pytest.mark.parametrize("caffe_type, case_id, op, inputs", CASES, ids=CASE_IDS)
+def test_caffe_sets_up_and_times_every_op(caffe, caffe_type, case_id, op, inputs):
+    """Real Caffe reads what archc writes for each op, allocates the inferred shapes, and times
+    it (ops that read indices, and those a CPU Caffe cannot run, aside)."""
     from archc.runtime.loader import load_net_text
     from archc.runtime.timing import time_net
 
-    net = one_layer_net(op)
+    net = one_layer_net(op, inputs)
     shaped = infer_shapes(net)
     loaded = load_net_text(render(net), "<rendered>").net
     assert {name: tuple(loaded.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
     assert [tuple(b.data.shape) for b in loaded.params.get("layer", [])] == \
         op.param_shapes(list(shaped.layers[0].inputs))
+    if op.index_bottoms or not op.cpu_forward():  # random values are no indices; GPU-only ops
+        return
     report = time_net(loaded, iterations=1, warmup=0)
     assert "layer" in [layer.name for layer in report.layers]
+
+
+def test_every_layer_type_caffe_registers_is_modelled_or_refused(caffe):
+    from archc.codegen.parse import REFUSED_TYPES
+
+    assert set(caffe.layer_type_list()) - {"Input"} <= set(OPS) | set(REFUSED_TYPES)
 
 
 def test_schema_agrees_with_real_caffe(caffe):
@@ -219,6 +276,9 @@ def test_schema_agrees_with_real_caffe(caffe):
     default (BVLC master's caffe.proto, the round_mode dialect), as net_spec reflects on caffe_pb2."""
     from caffe.proto import caffe_pb2
 
+    ours = {f.name for f in schema.schema_messages("round_mode")["LayerParameter"].fields}
+    assert ours == set(caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name), \
+        "every field of Caffe's LayerParameter, so that every Caffe net parses"
     descriptor_types = {1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 8: "bool",
                         9: "string", 12: "bytes", 13: "uint32"}
     for name, spec in schema.schema_messages("round_mode").items():
@@ -241,3 +301,35 @@ def test_schema_agrees_with_real_caffe(caffe):
                 elif field.default is not None:
                     assert math.isclose(theirs.default_value, field.default, rel_tol=1e-6), \
                         f"{name}.{field.name}: default {theirs.default_value} in Caffe"
+
+
+def _first_case(caffe_type: str) -> tuple:
+    return next((op, inputs) for name, _, op, inputs in CASES if name == caffe_type)
+
+
+def test_caffe_runs_the_passes_each_definition_promises(caffe, tmp_path):
+    """A sample of every op that claims a CPU forward pass and a backward pass runs both (the
+    backward forced) in Caffe, all in one net; one of each op that lacks either makes Caffe abort."""
+    from archc.runtime.loader import probe_in_child
+
+    def probe(layers_and_inputs: list, name: str) -> None:
+        net = Net({}, [])
+        for number, (op, inputs) in enumerate(layers_and_inputs):
+            one = one_layer_net(op, inputs)
+            net.inputs.update({f"n{number}_{blob}": shape for blob, shape in one.inputs.items()})
+            [layer] = one.layers
+            net.layers.append(dataclasses.replace(
+                layer, name=f"n{number}_{layer.name}", bottoms=tuple(f"n{number}_{b}" for b in layer.bottoms),
+                tops=tuple(f"n{number}_{t}" for t in layer.tops)))
+        path = tmp_path / f"{name}.prototxt"
+        path.write_text("force_backward: true\n" + render(net))
+        probe_in_child(str(path), name, passes=True)
+
+    samples: dict[tuple[str, bool], tuple] = {}
+    for caffe_type, _, op, inputs in CASES:
+        samples.setdefault((caffe_type, op.backward and op.cpu_forward()), (op, inputs))
+    probe([sample for (_, runs), sample in samples.items() if runs], "runs")
+    for (caffe_type, runs), sample in samples.items():
+        if not runs:
+            with pytest.raises(ArchError, match="cannot run the forward and backward passes"):
+                probe([sample], caffe_type)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from archc.codegen.parse import import_net, top_level_fields
+from archc.codegen.parse import REFUSED_TYPES, import_net, top_level_fields
 from archc.ir import ArchError, infer_shapes
 
 HEADER = 'input: "data"\ninput_shape { dim: 1 dim: 3 dim: 32 dim: 32 }\n'
@@ -88,8 +88,8 @@ def test_top_level_fields_skip_strings_and_nesting():
 
 
 def test_unsupported_type_names_the_layer_and_line():
-    text = HEADER + 'layer {\n  name: "norm1"\n  type: "LRN"\n  bottom: "data"\n  top: "norm1"\n}\n'
-    with pytest.raises(ArchError, match="'norm1' has type 'LRN'") as caught:
+    text = HEADER + 'layer {\n  name: "fused"\n  type: "Axpy"\n  bottom: "data"\n  top: "fused"\n}\n'
+    with pytest.raises(ArchError, match="'fused' has type 'Axpy', which archc does not support") as caught:
         import_net(text, "t.prototxt")
     assert caught.value.span.line == 3
 
@@ -140,6 +140,8 @@ POOL = 'layer {{ name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param
      'exclude { phase: TRAIN } }', "both include and exclude rules"),
     (conv("kernel_size: 1 bias_term: false").replace('top: "c"', 'top: "c" param { } param { }'),
      "gives 2 param specs for its 1 parameter blob"),
+    ('layer { name: "s" type: "Scale" bottom: "data" bottom: "data" top: "s" param { } '
+     'scale_param { axis: 0 } }', "gives 1 param specs for its 0 parameter blob"),
     (conv("kernel_size: 1").replace('top: "c"', 'top: "c" param { name: "w" } param { name: "w" }'),
      "names one param blob twice"),
     ('layer { name: "r" type: "ReLU" bottom: "data" top: "r" propagate_down: true '
@@ -230,3 +232,22 @@ def test_an_input_layer_after_a_reader_of_its_blob_is_refused():
         net_of(body)
     with pytest.raises(ArchError, match="an input is declared twice"):
         net_of(conv("kernel_size: 1"), header=HEADER + HEADER)
+
+
+@pytest.mark.parametrize("caffe_type", sorted(REFUSED_TYPES))
+def test_training_only_and_python_layers_are_refused_with_the_reason(caffe_type):
+    text = HEADER + f'layer {{\n  name: "x"\n  type: "{caffe_type}"\n  bottom: "data"\n  top: "x"\n}}\n'
+    with pytest.raises(ArchError, match=f"'x' has type '{caffe_type}', ") as caught:
+        import_net(text, "t.prototxt")
+    reason = "never imports or runs code" if caffe_type == "Python" else "training-only"
+    assert reason in caught.value.message and caught.value.span.line == 3
+
+
+def test_training_layers_a_deploy_net_leaves_out_are_read_and_skipped():
+    net = net_of('layer { name: "train_data" type: "Data" top: "data" top: "label" '
+                 'include { phase: TRAIN } data_param { source: "train_lmdb" batch_size: 64 } '
+                 'transform_param { mirror: true } }\n'
+                 'layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }\n'
+                 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "data" bottom: "label" '
+                 'top: "loss" include { phase: TRAIN } }')
+    assert [layer.name for layer in net.layers] == ["relu"]

@@ -62,6 +62,16 @@ def test_reshaped_views_add_no_activation_memory(reference_cls):
     assert rows["classifier"].activations == 1000 and rows["classifier_reshape"].activations == 0
 
 
+def test_split_tops_share_their_bottom_and_silence_writes_nothing():
+    text = ('input: "data" input_shape { dim: 1 dim: 8 dim: 4 dim: 4 }\n'
+            'layer { name: "copies" type: "Split" bottom: "data" top: "a" top: "b" }\n'
+            'layer { name: "quiet" type: "Silence" bottom: "a" bottom: "b" }\n')
+    rows = {row.name: row for row in summarise(infer_shapes(import_net(text))).rows}
+    assert (rows["copies"].output, rows["copies"].more_outputs) == ((8, 4, 4), ((8, 4, 4),))
+    assert rows["copies"].activations == 0
+    assert (rows["quiet"].output, rows["quiet"].activations) == ((), 0)
+
+
 def test_blocks_follow_the_paper(reference_cls):
     resnet = summary_of(reference_cls / "resnet" / "deploy_resnet50.prototxt")
     rows = {row.name: row for row in resnet.rows}

@@ -105,7 +105,7 @@ def test_time_command_refuses_sizes_the_net_cannot_take(caffe, tmp_path, capsys)
 
 
 def test_a_layer_without_a_backward_pass_is_a_message_not_an_abort(caffe, tmp_path, capsys):
-    # ArgMax is outside the IR, so Caffe is asked in a child process; it has no backward pass
+    # ArgMax has no backward pass, so Caffe is asked in a child process
     model = tmp_path / "argmax.prototxt"
     model.write_text(SMALL + 'layer { name: "a" type: "ArgMax" bottom: "fc" top: "a" }\n')
     assert cmd_time.main([str(model), "--iterations", "1"]) == 2

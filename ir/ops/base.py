@@ -5,7 +5,8 @@ An op definition is one frozen dataclass per Caffe layer type that holds, in one
   `caffe()` carry the Caffe field name and default (tests check both against the schema);
 - its shape rule (`infer`, Caffe's C++ exactly), parameter blobs with their shapes and fillers
   (`param_blobs`), and multiply-accumulates (`macs`);
-- whether Caffe can run it in place, or makes its top a view of its bottom;
+- whether Caffe can run it in place, or makes its top a view of its bottom; whether a CPU Caffe
+  can run its forward and backward passes;
 - how many bottoms and tops it takes;
 - the DSL spellings that emit it (`primitives`: names, typed arguments, a builder);
 - how it is written (`caffe_fields`) and read back (`from_caffe`): by default generically from
@@ -25,6 +26,7 @@ INT_MAX = 2 ** 31 - 1  # Caffe's sizes and blob counts are C ints
 # Caffe's float fields are float32: larger values do not load, smaller ones become denormals or 0
 FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_MIN_NORMAL = 1.1754943508222875e-38
+MAX_AXES = 32  # Caffe's kMaxBlobAxes
 
 #: Caffe type name -> op definition, filled as the op modules are imported (see `ir.ops`).
 REGISTRY: dict[str, type[Op]] = {}
@@ -202,6 +204,11 @@ class Op:
     min_bottoms: ClassVar[int] = 1
     max_bottoms: ClassVar[int | None] = 1
     min_tops: ClassVar[int] = 1
+    #: whether Caffe has a backward pass into every bottom; without one, a forced backward pass
+    #: (`archc time` forces one) aborts at the layer (NOT_IMPLEMENTED, or a CHECK on an index input)
+    backward: ClassVar[bool] = True
+    #: bottoms Caffe reads as indices: its forward pass aborts on other values (random inputs)
+    index_bottoms: ClassVar[tuple[int, ...]] = ()
     primitives: ClassVar[tuple[Primitive, ...]] = ()
     #: built into the Caffe archc runs (False: a fork's type, declared in an .arch file)
     built_in: ClassVar[bool] = True
@@ -250,8 +257,12 @@ class Op:
     def output_shape(self, inputs: list[Shape]) -> Shape:
         return inputs[0]
 
+    def cpu_forward(self) -> bool:
+        """Whether a CPU-only Caffe has this layer's forward pass (else it aborts running it)."""
+        return True
+
     def is_view(self, bottoms: int, tops: int) -> bool:
-        """Whether Caffe's (one) top shares the (one) bottom's memory: writing one writes the other."""
+        """Whether Caffe's tops share the first bottom's memory: writing one writes the others."""
         return self.views_input
 
     def param_blobs(self, inputs: list[Shape]) -> tuple[ParamBlob, ...]:
@@ -307,10 +318,20 @@ def channels(shape: Shape) -> int:
     return shape[1]
 
 
+def at_most_4d(op: str, shape: Shape) -> Shape:
+    """Caffe reads some inputs through its legacy num/channels/height/width accessors, which abort
+    on more than 4 axes (and count missing trailing axes as 1)."""
+    if len(shape) > 4:
+        raise ShapeError(f"{op} reads its input as N x C x H x W: it takes at most 4 axes, got "
+                         f"{format_shape(shape)}")
+    return shape
+
+
 def axis_index(axis: int, shape: Shape, op: str) -> int:
     index = axis + len(shape) if axis < 0 else axis
     if not 0 <= index < len(shape):
-        raise ShapeError(f"{op} axis {axis} is out of range for a {len(shape)}-D input")
+        raise ShapeError(f"{op} axis {axis} is out of range for a {len(shape)}-D input: give one "
+                         f"from {-len(shape)} to {len(shape) - 1} (negative counts from the end)")
     return index
 
 

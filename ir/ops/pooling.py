@@ -1,14 +1,15 @@
-"""Pooling (`pooling_layer.cpp`): MAX and AVE, ceil or floor rounding, global; MAX's `mask` top."""
+"""Pooling (`pooling_layer.cpp`): MAX, AVE and STOCHASTIC, ceil or floor rounding, global; MAX's
+`mask` top. SPP (`spp_layer.cpp`), a pyramid of poolings over the whole plane."""
 from __future__ import annotations
 
 import math
 from typing import Any, Callable, ClassVar
 
-from archc.ir.ops.base import (ArgumentError, Op, Param, Primitive, Shape, ShapeError,
+from archc.ir.ops.base import (ArgumentError, Op, Param, Primitive, Shape, ShapeError, caffe,
                                check_spatial, checked_4d, definition, float32, pair, prod,
-                               read_pair, require, write_pair)
+                               read_pair, require, required, write_pair)
 
-POOL_METHODS = ("MAX", "AVE")
+POOL_METHODS = ("MAX", "AVE", "STOCHASTIC")
 ROUNDINGS = ("ceil", "floor")
 
 
@@ -30,7 +31,9 @@ def _primitive(name: str, method: str) -> Primitive:
         Param("round", "choice", "ceil", choices=ROUNDINGS, doc="output size rounding"),
         Param("global", "bool", False, doc="pool the whole plane"),
     )
-    return Primitive(name, params, build, f"{method} Pooling")
+    return Primitive(name, params, build, f"{method} Pooling" + (
+        " (GPU only: in the TEST phase, a deploy net's, the average weighted by each value)"
+        if method == "STOCHASTIC" else ""))
 
 
 @definition
@@ -48,13 +51,18 @@ class Pooling(Op):
     global_pooling: bool = False
     rounding: str = "ceil"
 
-    primitives: ClassVar = (_primitive("maxpool", "MAX"), _primitive("avepool", "AVE"))
+    primitives: ClassVar = (_primitive("maxpool", "MAX"), _primitive("avepool", "AVE"),
+                            _primitive("stochasticpool", "STOCHASTIC"))
 
     def max_tops(self) -> int:
         return 2 if self.method == "MAX" else 1  # MAX may also write the argmax mask
 
     def top_count(self) -> int | None:
         return None if self.method == "MAX" else 1  # named tops decide: the output, and the mask
+
+    def cpu_forward(self) -> bool:
+        return self.method != "STOCHASTIC"  # Caffe implements stochastic pooling on GPUs only
+
     def output_shape(self, inputs: list[Shape]) -> Shape:
         (n, c, h, w) = checked_4d("pooling", inputs[0])
         if self.global_pooling:
@@ -65,6 +73,8 @@ class Pooling(Op):
             return (n, c, 1, 1)
         if min(self.kernel_h, self.kernel_w) <= 0 or min(self.stride_h, self.stride_w) <= 0:
             raise ShapeError("pooling kernel and stride must be positive")
+        if (self.pad_h or self.pad_w) and self.method == "STOCHASTIC":
+            raise ShapeError("stochastic pooling takes no padding (Caffe pads MAX and AVE only)")
         if self.pad_h >= self.kernel_h or self.pad_w >= self.kernel_w or min(self.pad_h, self.pad_w) < 0:
             raise ShapeError(
                 f"pooling pad ({self.pad_h}, {self.pad_w}) must be >= 0 and smaller than the kernel "
@@ -100,7 +110,6 @@ class Pooling(Op):
     def from_caffe(cls, layer: Any, dialect: str) -> Pooling:
         p = layer.pooling_param
         method = p.DESCRIPTOR.fields_by_name["pool"].enum_type.values_by_number[p.pool].name
-        require(method in POOL_METHODS, f"pooling method {method} is not supported (MAX or AVE)")
         if dialect == "round_mode":
             rounding = "floor" if p.round_mode == p.FLOOR else "ceil"
         else:
@@ -136,3 +145,52 @@ def _pooled(size: int, kernel: int, stride: int, pad: int, rounding: str, padded
     if padded and (out - 1) * stride >= size + pad:
         out -= 1
     return out
+
+
+@definition
+class SPP(Op):
+    """Spatial pyramid pooling: level i pools the plane into 2**i x 2**i bins; the levels'
+    outputs, flattened, are concatenated (one level is the pooling's own N x C x 1 x 1)."""
+
+    caffe_type: ClassVar[str] = "SPP"
+    param_message: ClassVar[str] = "spp_param"
+
+    pyramid_height: int = caffe()
+    pool: str = caffe("MAX")
+
+    primitives: ClassVar = (
+        Primitive("spp", (required("levels", "int", "pyramid height"),
+                          Param("pool", "choice", "max", choices=("max", "ave", "stochastic"))),
+                  lambda a: [SPP(a["levels"], a["pool"].upper())], "SPP, spatial pyramid pooling"),
+    )
+
+    def cpu_forward(self) -> bool:
+        return self.pool != "STOCHASTIC"
+
+    def levels(self, shape: Shape) -> list[tuple[Pooling, Shape]]:
+        """Each level's pooling (as Caffe's SPPLayer::GetPoolingParam makes it) and its output."""
+        (n, c, h, w) = checked_4d("spp", shape)
+        if self.pyramid_height <= 0:
+            raise ShapeError(f"spp pyramid_height must be at least 1, got {self.pyramid_height}")
+        made = []
+        for level in range(self.pyramid_height):
+            bins = 2 ** level
+            # the smallest kernel that covers the plane in `bins` steps, padded evenly to fit
+            kernel_h, kernel_w = -(-h // bins), -(-w // bins)
+            pad_h, pad_w = (kernel_h * bins - h + 1) // 2, (kernel_w * bins - w + 1) // 2
+            pooling = Pooling(self.pool, kernel_h, kernel_w, kernel_h, kernel_w, pad_h, pad_w)
+            try:
+                made.append((pooling, pooling.output_shape([shape])))
+            except ShapeError as error:
+                raise ShapeError(f"spp level {level} ({bins} x {bins} bins) of a {h} x {w} plane: "
+                                 f"{error}; use fewer levels or a larger input") from None
+        return made
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        levels = self.levels(inputs[0])
+        if len(levels) == 1:
+            return levels[0][1]
+        return (inputs[0][0], sum(prod(output[1:]) for _, output in levels))
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return sum(pooling.macs(inputs, level_output) for pooling, level_output in self.levels(inputs[0]))
