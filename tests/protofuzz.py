@@ -30,7 +30,7 @@ UNSIGNED = ("uint32", "uint64")
 
 def seeds() -> list[str]:
     """One-layer nets of every op sample, rendered (the ceil_mode dialect)."""
-    return [render(one_layer_net(op)) for _, _, op in CASES]
+    return [render(one_layer_net(op, inputs)) for _, _, op, inputs in CASES]
 
 
 def _fields(message, path=()):

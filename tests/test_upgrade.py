@@ -358,9 +358,9 @@ def test_schema_tables_agree_with_real_caffe(caffe):
                 ("new_height", descriptor.TYPE_UINT32), ("new_width", descriptor.TYPE_UINT32)), target
 
 
-def _old_forms(op) -> list[tuple[str, str, str]]:
+def _old_forms(op, inputs) -> list[tuple[str, str, str]]:
     """(form, old text, current text) of an op sample, for each old form that can express it."""
-    current = render(one_layer_net(op))
+    current = render(one_layer_net(op, inputs))
     forms = []
     for form, write in (("V1", to_v1), ("V0", to_v0)):
         try:
@@ -370,7 +370,8 @@ def _old_forms(op) -> list[tuple[str, str, str]]:
     return forms
 
 
-OLD_CASES = [(caffe_type, index, *old) for caffe_type, index, op in CASES for old in _old_forms(op)]
+OLD_CASES = [(caffe_type, index, *old) for caffe_type, index, op, inputs in CASES
+             for old in _old_forms(op, inputs)]
 
 
 def test_every_v1_type_archc_knows_has_old_samples():
