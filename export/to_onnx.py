@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from archc.export.common import (ExportError, Parameters, Refusal, average_correction,
+from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
+                                 average_correction,
                                  batch_axes, caffe_outputs, form_for, last_writers,
                                  named_tensors, normalised_axis, pool_axes, refused,
                                  tensor_shapes)
@@ -104,7 +105,7 @@ class Step:
 
 
 #: Caffe type -> its ONNX form (a function writing a Step's nodes), or why it has none
-FORMS: dict[str, Callable[[Step], None] | Refusal] = {}
+FORMS: dict[str, Callable[[Step], None] | Refusal] = dict(NOT_YET_EXPORTED)
 
 
 def form(caffe_type: str):

@@ -22,7 +22,8 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from archc.export.common import (ExportError, Parameters, Refusal, caffe_outputs, form_for,
+from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
+                                 caffe_outputs, form_for,
                                  named_tensors, normalised_axis, pool_axes, refused,
                                  tensor_shapes)
 from archc.export.torch_code import (Attribute, Binary, Variable, call, evaluate, method,
@@ -81,7 +82,7 @@ class Step:
 
 
 #: Caffe type -> its PyTorch form (a function of a Step giving a TorchForm), or why it has none
-FORMS: dict[str, Callable[[Step], TorchForm] | Refusal] = {}
+FORMS: dict[str, Callable[[Step], TorchForm] | Refusal] = dict(NOT_YET_EXPORTED)
 
 
 def form(caffe_type: str):
