@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from archc.export import to_pytorch
+from archc.export.common import NOT_YET_EXPORTED
 from archc.ir import Layer, Net, infer_shapes
 from archc.ir.ops import (BatchNorm, Concat, Convolution, Dropout, Eltwise, Flatten, InnerProduct,
                           Pooling, ReLU, Reshape, Scale, Slice, Softmax)
@@ -25,12 +26,15 @@ from conftest import REPO
 from test_eval_backends import open_nsfw_spec, photo_crops
 
 TOLERANCE = 1e-5
-def _runs_in_caffe(arch: str) -> bool:
-    return all(layer.op.built_in for layer in load_model(REPO / "archs" / arch).net.layers)
+def _exported_and_run_in_caffe(arch: str) -> bool:
+    return all(layer.op.built_in and layer.type not in NOT_YET_EXPORTED
+               for layer in load_model(REPO / "archs" / arch).net.layers)
 
 
-# Families with a fork's layer type (SE-ResNet's Axpy) have no Caffe here to compare with.
-ARCHS = sorted(path.name for path in (REPO / "archs").glob("*.arch") if _runs_in_caffe(path.name))
+# Left out: families with a fork's layer type (SE-ResNet's Axpy), which no Caffe here runs, and
+# those with an op the exporters refuse by name so far (the BVLC classics' LRN).
+ARCHS = sorted(path.name for path in (REPO / "archs").glob("*.arch")
+               if _exported_and_run_in_caffe(path.name))
 
 
 def import_generated(directory: Path, name: str):
