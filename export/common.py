@@ -41,6 +41,16 @@ NOT_YET_EXPORTED = dict.fromkeys((
                                   "Caffe); the net's other ops export"))
 
 
+def registrar(forms: dict) -> Callable[[str], Callable[[Callable], Callable]]:
+    """The `@form("Type")` decorator that enters a function in one target's registry `forms`."""
+    def form(caffe_type: str) -> Callable[[Callable], Callable]:
+        def register(function: Callable) -> Callable:
+            forms[caffe_type] = function
+            return function
+        return register
+    return form
+
+
 def refused(target: str, layer: Layer, reason: str) -> ExportError:
     """The error for a layer (or one setting of it) that `target` cannot compute as Caffe does."""
     return ExportError(f"cannot export layer '{layer.name}' ({layer.type}) to {target}: {reason}")

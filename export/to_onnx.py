@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
                                  average_correction,
                                  batch_axes, caffe_outputs, form_for, last_writers,
-                                 named_tensors, normalised_axis, pool_axes, refused,
+                                 named_tensors, normalised_axis, pool_axes, refused, registrar,
                                  tensor_shapes)
 from archc.ir import LayerShapes, ShapedNet
 
@@ -107,12 +107,7 @@ class Step:
 #: Caffe type -> its ONNX form (a function writing a Step's nodes), or why it has none
 FORMS: dict[str, Callable[[Step], None] | Refusal] = dict(NOT_YET_EXPORTED)
 
-
-def form(caffe_type: str):
-    def register(function: Callable[[Step], None]) -> Callable[[Step], None]:
-        FORMS[caffe_type] = function
-        return function
-    return register
+form = registrar(FORMS)
 
 
 def _ints(values) -> np.ndarray:

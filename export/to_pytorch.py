@@ -24,7 +24,7 @@ import numpy as np
 
 from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
                                  caffe_outputs, form_for,
-                                 named_tensors, normalised_axis, pool_axes, refused,
+                                 named_tensors, normalised_axis, pool_axes, refused, registrar,
                                  tensor_shapes)
 from archc.export.torch_code import (Attribute, Binary, Variable, call, evaluate, method,
                                      render)
@@ -84,12 +84,7 @@ class Step:
 #: Caffe type -> its PyTorch form (a function of a Step giving a TorchForm), or why it has none
 FORMS: dict[str, Callable[[Step], TorchForm] | Refusal] = dict(NOT_YET_EXPORTED)
 
-
-def form(caffe_type: str):
-    def register(function: Callable[[Step], TorchForm]) -> Callable[[Step], TorchForm]:
-        FORMS[caffe_type] = function
-        return function
-    return register
+form = registrar(FORMS)
 
 
 def _side(height: int, width: int) -> int | tuple[int, int]:
