@@ -56,12 +56,15 @@ def declare_layer(evaluator: Evaluator, item: lark.Tree, scope: Scope) -> tuple[
             raise evaluator.error("`bottoms` is the number of inputs, 1 to 64", rules["bottoms"])
     origin = str(evaluator.span(name_token))
 
+    def bound(inputs: list[Shape], values: dict[str, Any], **more: Any) -> Scope:
+        """The declaration's scope with the layer's fields and `inputs` (and `more`) bound."""
+        rule_scope = Scope(scope)
+        rule_scope.values.update(values, inputs=[list(shape) for shape in inputs], **more)
+        return rule_scope
+
     def evaluate(rule: str, inputs: list[Shape], values: dict[str, Any]) -> list[Shape]:
-        bound = Scope(scope)
-        bound.values.update(values)
-        bound.values["inputs"] = [list(shape) for shape in inputs]
         try:
-            result = evaluator.eval(rules[rule], bound, None) if rule in rules else []
+            result = evaluator.eval(rules[rule], bound(inputs, values), None) if rule in rules else []
         except ArchError as error:
             raise ShapeError(f"its {rule} rule (declared at {origin}): {error.message}") from None
         shapes = [result] if rule == "shape" and _is_shape(result) else result
@@ -74,11 +77,8 @@ def declare_layer(evaluator: Evaluator, item: lark.Tree, scope: Scope) -> tuple[
     def macs(inputs: list[Shape], output: Shape, values: dict[str, Any]) -> int:
         if "macs" not in rules:
             return 0
-        bound = Scope(scope)
-        bound.values.update(values)
-        bound.values.update(inputs=[list(shape) for shape in inputs], output=list(output))
         try:
-            count = evaluator.eval(rules["macs"], bound, None)
+            count = evaluator.eval(rules["macs"], bound(inputs, values, output=list(output)), None)
         except ArchError as error:
             raise ShapeError(f"its macs rule (declared at {origin}): {error.message}") from None
         if type_name(count) != "int" or count < 0:
