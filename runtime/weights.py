@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from archc.files import write_atomically
+from archc.files import FileTooLarge, read_regular_file, write_atomically
 from archc.codegen import schema, upgrade
 from archc.ir import ArchError, ShapedNet
 from archc.ir.ops import ParamBlob, Shape, format_shape
 
 _LEGACY_AXES = ("num", "channels", "height", "width")
+# Caffe's ReadProtoFromBinaryFile stops at INT_MAX bytes (kProtoReadBytesLimit) and aborts.
+CAFFE_MAX_BYTES = 2 ** 31 - 1
 
 
 class WeightsError(ArchError):
@@ -87,7 +89,10 @@ def read_caffemodel(path: str | Path) -> list[StoredLayer]:
 
 def read_caffemodel_bytes(path: str | Path) -> bytes:
     try:
-        return Path(path).read_bytes()
+        return read_regular_file(path, CAFFE_MAX_BYTES)
+    except FileTooLarge as error:
+        raise WeightsError(f"cannot read weights file {path}: {error.size:,} bytes, more than "
+                           f"Caffe reads ({CAFFE_MAX_BYTES:,})") from None
     except OSError as error:
         raise WeightsError(f"cannot read weights file {path}: {error.strerror or error}") from None
 

@@ -1,12 +1,14 @@
 """Reading, writing and checking .caffemodel files with protobuf only (no Caffe)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from archc import dsl
 from archc.codegen import schema
-from conftest import REPO
+from conftest import REPO, deadline
 from archc.ir import ArchError, Layer, Net, infer_shapes
 from archc.ir.ops import BatchNorm, Convolution, InnerProduct, Pooling, ReLU, Scale
 from archc.runtime import weights
@@ -204,3 +206,28 @@ def test_a_negative_seed_is_a_usage_error(tmp_path, capsys):
     assert cmd_weights.main(["--init", str(model), "-o", str(tmp_path / "w.caffemodel"), "--seed", "-1"]) == 2
     assert "argument --seed: expected" in capsys.readouterr().err
     assert not (tmp_path / "w.caffemodel").exists()
+
+
+# --- the file itself: Caffe's reader aborts on what it cannot read ------------------------------
+
+def test_a_weights_path_that_is_no_regular_file_is_refused_unread(tmp_path, capsys):
+    from archc.cli import cmd_weights
+    fifo = tmp_path / "w.caffemodel"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "a FIFO"), ("/dev/zero", "a character device"),
+                       (tmp_path, "a directory")):
+        with deadline(10):
+            assert cmd_weights.main([str(path)]) == 2
+        assert capsys.readouterr().err == (f"archc: error: cannot read weights file {path}: "
+                                           f"{kind}, not a regular file\n")
+
+
+def test_a_caffemodel_larger_than_caffe_reads_is_refused_unread(tmp_path, capsys):
+    from archc.cli import cmd_weights
+    sparse = tmp_path / "huge.caffemodel"
+    with open(sparse, "wb") as handle:
+        handle.truncate(weights.CAFFE_MAX_BYTES + 1)
+    assert cmd_weights.main([str(sparse)]) == 2
+    assert capsys.readouterr().err == (f"archc: error: cannot read weights file {sparse}: "
+                                       f"2,147,483,648 bytes, more than Caffe reads "
+                                       f"(2,147,483,647)\n")
