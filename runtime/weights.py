@@ -8,6 +8,11 @@ aborts the whole process on a blob of the wrong shape.
 Files in Caffe's older V0 and V1 layer formats are upgraded as Caffe upgrades them when it loads
 weights (`codegen.upgrade`), so their layers have their current names and types; both blob shape
 encodings are read: `shape { dim }` and the legacy num/channels/height/width.
+
+The check covers what Caffe's loader checks before it aborts (`Net::CopyTrainedLayersFrom`,
+`Blob::ShapeEquals`, `Blob::FromProto`): the file size its reader accepts, the number of blobs, each
+blob's shape, and the number of values it copies from `double_data` or `data` and, when present,
+from `double_diff` or `diff`.
 """
 from __future__ import annotations
 
@@ -37,18 +42,24 @@ class StoredBlob:
     #: stored as num/channels/height/width, which Caffe compares after padding the net's blob
     #: shape to 4-D with leading 1s
     legacy: bool
-    count: int          # number of stored values
+    #: (field, number of values) of the fields Caffe copies, each of which must hold one value
+    #: per element: `double_data` where it has any, else `data`; then `double_diff` where it has
+    #: any, else `diff` where it has any
+    copied: tuple[tuple[str, int], ...]
 
     def fits(self, expected: Shape) -> bool:
-        """Caffe's Blob::ShapeEquals, plus the value count its FromProto checks."""
-        if self.count != math.prod(expected):
+        """Caffe's Blob::ShapeEquals, plus the value counts its FromProto checks."""
+        if any(count != math.prod(expected) for _, count in self.copied):
             return False
         if self.legacy:
             return len(expected) <= 4 and (1,) * (4 - len(expected)) + tuple(expected) == self.shape
         return tuple(expected) == self.shape
 
     def __str__(self) -> str:
-        return format_shape(self.shape) if self.shape else "scalar"
+        shape = format_shape(self.shape) if self.shape else "scalar"
+        wrong = [f"{count} {name} values" for name, count in self.copied
+                 if count != math.prod(self.shape)]
+        return f"{shape} ({', '.join(wrong)})" if wrong else shape
 
 
 @dataclass(frozen=True)
@@ -59,10 +70,15 @@ class StoredLayer:
 
 
 def _blob(proto) -> StoredBlob:
-    count = len(proto.data) or len(proto.double_data)
+    copied = [("double_data", len(proto.double_data)) if proto.double_data
+              else ("data", len(proto.data))]
+    if proto.double_diff:
+        copied.append(("double_diff", len(proto.double_diff)))
+    elif proto.diff:
+        copied.append(("diff", len(proto.diff)))
     if any(proto.HasField(axis) for axis in _LEGACY_AXES):
-        return StoredBlob(tuple(getattr(proto, axis) for axis in _LEGACY_AXES), True, count)
-    return StoredBlob(tuple(proto.shape.dim), False, count)
+        return StoredBlob(tuple(getattr(proto, axis) for axis in _LEGACY_AXES), True, tuple(copied))
+    return StoredBlob(tuple(proto.shape.dim), False, tuple(copied))
 
 
 def decode_caffemodel(data: bytes, path: str = "<caffemodel>") -> list[StoredLayer]:
