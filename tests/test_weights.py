@@ -275,6 +275,24 @@ def test_blobs_with_values_caffe_would_not_copy_are_refused_before_eval_reaches_
     assert "fc: the net needs 10 x 3, 10; the weights have 10 x 3 (2 diff values), 10" in result.stderr
 
 
+@pytest.mark.parametrize("field", ["name", "type"])
+def test_a_layer_name_or_type_that_is_not_utf8_is_a_message(small, tmp_path, capsys, field):
+    from archc.cli import cmd_weights
+    written = weights.initial_weights(small)
+    written[3] = ("fc" if field == "type" else "PLACE", "PLACE" if field == "type" else "InnerProduct",
+                  written[3][2])
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(weights.encode_caffemodel(written).replace(b"PLACE", b"f\xffc\xc3("))
+    model = tmp_path / "small.prototxt"
+    model.write_text(SMALL)
+    for argv in ([str(path)], [str(path), "--check", str(model)]):
+        assert cmd_weights.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == (f"archc: error: {path}: the layer 4 {field} is not UTF-8 text "
+                       f"(b'f\\xffc\\xc3('), which a protobuf string must be: fix it in the "
+                       f"program that wrote the file\n")
+
+
 # --- the file itself: Caffe's reader aborts on what it cannot read ------------------------------
 
 def test_a_weights_path_that_is_no_regular_file_is_refused_unread(tmp_path, capsys):
@@ -298,3 +316,22 @@ def test_a_caffemodel_larger_than_caffe_reads_is_refused_unread(tmp_path, capsys
     assert capsys.readouterr().err == (f"archc: error: cannot read weights file {sparse}: "
                                        f"2,147,483,648 bytes, more than Caffe reads "
                                        f"(2,147,483,647)\n")
+
+
+def test_a_caffemodel_caffe_would_read_as_hdf5_is_refused(tmp_path):
+    # H5Fis_hdf5 looks for the signature at byte 0, 512, 1024, 2048, ...: Caffe would take the
+    # file for HDF5 weights, fail to open it, and abort
+    values = np.zeros(1000, np.float32)  # bytes 1024 to 1100 lie among these
+    data = bytearray(weights.encode_caffemodel([("fc", "InnerProduct", [values])]))
+    data[1024:1032] = b"\x89HDF\r\n\x1a\n"
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(bytes(data))
+    with pytest.raises(weights.WeightsError, match="holds HDF5's file signature at byte 1024, so "
+                                                   "Caffe would read it as HDF5 weights"):
+        weights.read_caffemodel(path)
+    data[1024] = 0  # anywhere else it is just bytes of a value
+    data[1100:1108] = b"\x89HDF\r\n\x1a\n"
+    path.write_bytes(bytes(data))
+    weights.read_caffemodel(path)
+
+
