@@ -18,6 +18,7 @@ from archc.runtime import fold_batchnorm, weights
 from archc.runtime.backends import BACKENDS, BackendSpec, Forwarder
 from archc.runtime.eval import model as netinfo
 from archc.runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
+from archc.runtime.eval.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
 from archc.runtime.eval.metrics import accuracy_key, results_document
 from archc.runtime.eval.presets import PRESETS, Preset, preset_for_model
 from archc.runtime.eval.progress import Progress
@@ -63,6 +64,10 @@ def _std(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"a std divides the pixels: expected non-zero numbers, "
                                          f"got '{text}'")
     return values
+
+
+def _limit(text: str) -> int | None:
+    return None if text == "none" else integer_at_least(1)(text)
 
 
 def _triple(values: tuple[float, float, float]) -> str:
@@ -126,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
                                          "synset file), MODEL (val in 2012 order), or none")
     parser.add_argument("--sizes", type=_int_list,
                         help="evaluate at each crop size and plot accuracy against it")
+    parser.add_argument("--max-pixels", type=_limit, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help=f"skip images whose header declares more pixels (default "
+                             f"{DEFAULT_MAX_PIXELS:,}: decoding takes 3 bytes a pixel; none: no "
+                             f"limit)")
+    parser.add_argument("--max-image-bytes", type=_limit, default=DEFAULT_MAX_BYTES, metavar="N",
+                        help=f"skip image files larger than this (default {DEFAULT_MAX_BYTES:,}; "
+                             f"none: no limit)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="load even if some layers have no weights")
     parser.add_argument("--keep-batchnorm", action="store_true",
@@ -189,7 +201,8 @@ def evaluate(argv: list[str]) -> int:
         backend=args.backend, device="cpu" if args.gpu is None else f"gpu {args.gpu}",
         nets=nets, synset=":".join(remap) if remap else None, fold_batchnorm=fold,
         layers_without_weights=layers_without_weights(model.net, args.weights)
-        if args.allow_missing else ())
+        if args.allow_missing else (),
+        max_image_bytes=args.max_image_bytes, max_pixels=args.max_pixels)
     spec = BackendSpec(args.backend, model.text, model.source, args.weights, args.blob,
                        netinfo.at_input_size(model.net, sizes[0]), args.gpu, args.allow_missing, fold)
     folds = fold_batchnorm.plan(model.net) if fold else []
@@ -203,7 +216,8 @@ def evaluate(argv: list[str]) -> int:
             settings = settings_at(crop_size=size, base_size=base_size(args, preset, size),
                                    scales=protocol_scales(args.crops, size))
             preprocess = Preprocess(settings.mean, settings.std, settings.base_size, size, args.crops)
-            job = Job(entries, args.root, preprocess, args.batch, max(topk), args.workers)
+            job = Job(entries, args.root, preprocess, args.batch, max(topk), args.workers,
+                      ImageLimits(settings.max_image_bytes, settings.max_pixels))
             target = results_path_for_size(results, size) if args.sizes else results
             document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "")
             print(report(document, target))

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import evalkit
+from conftest import deadline
 from archc.cli import cmd_eval
 from archc.ir import infer_shapes
 from archc.model import load_model
@@ -122,7 +123,7 @@ def write_bad_images(directory):
         "grey.png": ["grayscale"], "grey.jpg": ["grayscale"], "deep.png": ["16-bit"],
         "alpha.png": ["alpha"], "cmyk.jpg": ["cmyk"], "whole.jpg": None,
         "cut.jpg": "truncated", "cut.png": "truncated", "empty.jpg": "empty file",
-        "text.jpg": "not a decodable image", "missing.jpg": "missing", "folder.png": "not a file",
+        "text.jpg": "not a decodable image", "missing.jpg": "missing", "folder.png": "a directory, not a regular file",
         "tiny.png": "too small: 12x10, a side under 16 pixels",
         "thin.png": "too thin: 1020x20, one side over 50 times the other",
     }
@@ -151,6 +152,77 @@ def test_odd_images_are_counted_listed_and_skipped_where_unusable(eval_dataset, 
     assert "skipped cut.jpg: truncated" in out and "skipped 8" in out
 
 
+def test_images_over_a_limit_or_not_regular_files_are_skipped_unread_naming_why(eval_dataset,
+                                                                              tmp_path):
+    """Found by fault injection: a FIFO hung eval, /dev/zero ended it in a MemoryError, a 6 GB
+    file was read whole and a 1 MB PNG of 20000 x 20000 pixels decoded to 1.2 GB. The limits are
+    set low here so that small images hit them."""
+    root = tmp_path / "images"
+    colour = evalkit.image_colour(4)
+    for name, (width, height) in {"fits.png": (40, 30), "wide.png": (60, 30), "wide.jpg": (60, 30),
+                                  "wide.bmp": (60, 30), "wide.webp": (60, 30)}.items():
+        evalkit.write_image(root / name, colour, width, height)
+    png = bytearray((root / "fits.png").read_bytes())
+    (root / "big.png").write_bytes(png + bytes(10_000))
+    # a header declaring 20000 x 20000 pixels is refused before the decoder sees the file
+    png[16:24] = (20000).to_bytes(4, "big") * 2
+    (root / "huge.png").write_bytes(bytes(png))
+    os.mkfifo(root / "fifo.png")
+    os.symlink("/dev/zero", root / "zero.png")
+    with open(root / "sparse.png", "wb") as handle:
+        handle.truncate(6 * 1024 ** 3)
+    expected = {
+        "fits.png": None,
+        "wide.png": "too many pixels: 60x30, over the limit of 1,500 (--max-pixels)",
+        "wide.jpg": "too many pixels: 60x30, over the limit of 1,500 (--max-pixels)",
+        "huge.png": "too many pixels: 20000x20000, over the limit of 1,500 (--max-pixels)",
+        # formats whose header archc does not read: OpenCV's own limit, set to the same value
+        "wide.bmp": "too many pixels: over the limit of 1,500 (--max-pixels)",
+        "wide.webp": "too many pixels: over the limit of 1,500 (--max-pixels)",
+        "big.png": f"too large: {len(png) + 10_000:,} bytes, over the limit of 8,000 "
+                   f"(--max-image-bytes)",
+        "sparse.png": "too large: 6,442,450,944 bytes, over the limit of 8,000 (--max-image-bytes)",
+        "fifo.png": "a FIFO, not a regular file",
+        "zero.png": "a character device, not a regular file",
+    }
+    val = tmp_path / "val.txt"
+    evalkit.write_val(val, [(name, 4) for name in expected])
+    documents = []
+    for workers in ("0", "1"):
+        results = tmp_path / f"r{workers}.json"
+        args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", workers,
+                                 "--max-pixels", "1500", "--max-image-bytes", "8000")
+        args[args.index("--val") + 1], args[args.index("--root") + 1] = str(val), str(root)
+        with deadline(10):
+            assert cmd_eval.main(args) == 0
+        documents.append(results.read_bytes())
+        document = json.loads(documents[-1])
+        assert {record["image"]: record["skipped"] for record in document["skipped"]} == {
+            name: why for name, why in expected.items() if why}
+        assert [record["image"] for record in document["images"]] == ["fits.png"]
+        assert (document["settings"]["max_pixels"], document["settings"]["max_image_bytes"]) == (
+            1500, 8000)
+    # where images load does not change what is skipped
+    assert documents[0] == documents[1]
+
+
+def test_image_limits_are_settings_a_resumed_run_must_share(eval_dataset, tmp_path, capsys):
+    results = tmp_path / "r.json"
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--workers", "0")
+    assert cmd_eval.main(args) == 0
+    assert json.loads(results.read_text())["settings"]["max_pixels"] == 50_000_000
+    fails_with(capsys, [*args, "--max-pixels", "60000000"],
+               "max_pixels 50000000 there, 60000000 now; --max-pixels sets it")
+    # a results file from before the limits: they were none
+    document = json.loads(results.read_text())
+    del document["settings"]["max_pixels"], document["settings"]["max_image_bytes"]
+    results.write_text(json.dumps(document))
+    fails_with(capsys, args, "max_image_bytes null there, 268435456 now; --max-image-bytes sets it "
+                             "(none: no limit, as before there was one)")
+    assert cmd_eval.main([*args, "--max-pixels", "none", "--max-image-bytes", "none"]) == 0
+    assert "already complete" in capsys.readouterr().err
+
+
 # --- command-line mistakes ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("change, fragment", [
@@ -167,6 +239,8 @@ def test_odd_images_are_counted_listed_and_skipped_where_unusable(eval_dataset, 
     (["--root", "/nonexistent"], "--root /nonexistent is not a directory"),
     (["--std", "57,0,58"], "argument --std: a std divides the pixels: expected non-zero numbers"),
     (["--mean", "nan"], "argument --mean: expected finite numbers"),
+    (["--max-pixels", "0"], "argument --max-pixels: expected a positive integer, got 0"),
+    (["--max-image-bytes", "lots"], "argument --max-image-bytes: expected an integer, got 'lots'"),
     (["--keep-batchnorm"], "--keep-batchnorm applies to --backend caffe; the opencv backend runs "
                            "BatchNorm its own way: drop --keep-batchnorm"),
 ])

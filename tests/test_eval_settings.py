@@ -14,13 +14,14 @@ SETTINGS = EvalSettings(
     weights_sha256="b" * 64, val="/d/val.txt", val_sha256="c" * 64, root="/d", preset=None,
     mean=(10.0, 20.0, 30.0), std=(255.0, 200.0, 100.0), crop_size=224, base_size=256, crops=144,
     scales=(256, 288, 320, 352), batch=8, topk=(1, 5), blob="prob", backend="caffe", device="cpu",
-    nets=2, synset="2012:2015", fold_batchnorm=True, layers_without_weights=("fc",))
+    nets=2, synset="2012:2015", fold_batchnorm=True, layers_without_weights=("fc",),
+    max_image_bytes=1000, max_pixels=None)
 
 # The settings of a results file as archc wrote them before they were typed.
 WRITTEN = {
     "backend": "caffe", "base_size": 256, "batch": 8, "blob": "prob", "crop_size": 224,
     "crops": 144, "device": "cpu", "fold_batchnorm": True, "layers_without_weights": ["fc"],
-    "mean": [10.0, 20.0, 30.0], "model": "/m/tiny.prototxt", "model_sha256": "a" * 64,
+    "max_image_bytes": 1000, "max_pixels": None, "mean": [10.0, 20.0, 30.0], "model": "/m/tiny.prototxt", "model_sha256": "a" * 64,
     "nets": 2, "preset": None, "root": "/d", "scales": [256, 288, 320, 352],
     "std": [255.0, 200.0, 100.0], "synset": "2012:2015", "topk": [1, 5],
     "val": "/d/val.txt", "val_sha256": "c" * 64, "weights": "/m/tiny.caffemodel",
@@ -35,9 +36,10 @@ def test_the_json_keys_and_values_are_those_results_files_hold():
 
 def test_settings_added_since_a_file_was_written_take_the_value_they_had():
     old = {key: value for key, value in WRITTEN.items()
-           if key not in ("fold_batchnorm", "layers_without_weights")}
+           if key not in ("fold_batchnorm", "layers_without_weights", "max_image_bytes", "max_pixels")}
     read = EvalSettings.from_json(old, "r.json")
     assert (read.fold_batchnorm, read.layers_without_weights) == (False, ())
+    assert (read.max_image_bytes, read.max_pixels) == (None, None)
 
 
 def test_a_difference_names_the_first_setting_and_the_flag_that_sets_it():

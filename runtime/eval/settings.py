@@ -15,10 +15,13 @@ from archc.runtime.eval.errors import EvalError
 # what they contain (contents are compared through their hashes).
 LOCATIONS = ("model", "weights", "val", "root")
 # Settings added after the first files of this format were written, with the value every run
-# before them had (no folding; no layers allowed to miss weights).
-ADDED = {"fold_batchnorm": False, "layers_without_weights": []}
+# before them had (no folding; no layers allowed to miss weights; no limits on images).
+ADDED = {"fold_batchnorm": False, "layers_without_weights": [], "max_image_bytes": None,
+         "max_pixels": None}
 # How to ask for a setting's other value, where a flag does it.
-FLAGS = {"fold_batchnorm": "--keep-batchnorm runs BatchNorm as written"}
+FLAGS = {"fold_batchnorm": "--keep-batchnorm runs BatchNorm as written",
+         "max_image_bytes": "--max-image-bytes sets it (none: no limit, as before there was one)",
+         "max_pixels": "--max-pixels sets it (none: no limit, as before there was one)"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class EvalSettings:
     synset: str | None                  # the label remap, VAL:MODEL
     fold_batchnorm: bool
     layers_without_weights: tuple[str, ...]
+    max_image_bytes: int | None         # images over these are skipped: they decide results
+    max_pixels: int | None
 
     def to_json(self) -> dict:
         return {key: list(value) if isinstance(value, tuple) else value
