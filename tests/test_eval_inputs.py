@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -23,7 +24,7 @@ from archc.runtime.eval.errors import EvalError
 from archc.runtime.eval.presets import PRESETS, preset_for_model
 from archc.runtime.eval.results import Lock
 from archc.runtime.eval.synsets import parse_remap, read_synsets, remap_table, val_list_order
-from archc.runtime.eval.vallist import label_entries, parse_val_list
+from archc.runtime.eval.vallist import label_entries, parse_val_list, read_val_list
 from archc.runtime.weights import initial_weights, write_caffemodel
 
 
@@ -53,10 +54,43 @@ def test_val_list_lines():
     ("../../etc/passwd 1\n", "does not name a file under the root"),
     ("a/../../b.png 1\n", "does not name a file under the root"),
     ("\n# nothing\n", "has no images"),
+    # found by fault injection: read as the path 'astronaut.png 0', and as an internal error
+    ("a.png 1\nastronaut.png 0 1\n", "v.txt:2: expected 'PATH LABEL', got 'astronaut.png 0 1', "
+                                     "which has two labels (0 and 1): keep one (a file whose name "
+                                     "ends in ' 0' must be renamed)"),
+    ("a\x00b.png 1\n", "v.txt:1: the path 'a\\x00b.png' holds a NUL byte, which no file name can"),
 ])
 def test_malformed_val_lists_name_the_line(text, message):
-    with pytest.raises(EvalError, match=message.replace(".", r"\.").replace("'", "'")):
+    with pytest.raises(EvalError, match=re.escape(message)):
         parse_val_list(text, "v.txt")
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_path(tmp_path):
+    # found by fault injection: the first image was reported missing
+    val = tmp_path / "val.txt"
+    val.write_bytes(b"\xef\xbb\xbfimg/00.png 0\nimg/01.png 1\n")
+    assert [line.path for line in read_val_list(str(val))] == ["img/00.png", "img/01.png"]
+
+
+def test_inputs_that_are_no_regular_files_are_one_line_errors_not_hangs(eval_dataset, tmp_path,
+                                                                         capsys):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"))
+    for option, fragment in (("--val", f"cannot read val list {fifo}: a FIFO, not a regular file"),
+                             ("--weights", f"cannot read {fifo}: a FIFO, not a regular file"),
+                             ("--synset", f"cannot read synset list {fifo}: a FIFO, not a regular "
+                                          f"file")):
+        changed = [*args, "--synset", str(fifo)] if option == "--synset" else list(args)
+        if option != "--synset":
+            changed[changed.index(option) + 1] = str(fifo)
+        with deadline(10):
+            fails_with(capsys, changed, fragment)
+    with deadline(10):
+        val = tmp_path / "val.txt"
+        val.symlink_to("/dev/zero")
+        args[args.index("--val") + 1] = str(val)
+        fails_with(capsys, args, "a character device, not a regular file")
 
 
 def test_label_outside_the_class_range_is_an_error_naming_the_line():

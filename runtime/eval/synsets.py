@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from archc.files import read_regular_file
 from archc.runtime.eval.errors import EvalError
 
 NAMED = {"2012": "synset2012.txt", "2015": "synset2015.txt"}
@@ -32,7 +33,7 @@ def read_synsets(name: str) -> list[str]:
     """The WNIDs of a synset list (`2012`, `2015` or a file path), in class order."""
     path = synset_path(name)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_regular_file(path).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         hint = " (set ARCHC_REFERENCE_DIR to the directory holding cls/)" if name in NAMED else ""
         raise EvalError(f"cannot read synset list {path}: {getattr(error, 'strerror', None) or error}"
