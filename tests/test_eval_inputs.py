@@ -368,6 +368,19 @@ def test_a_failing_final_write_keeps_every_result(eval_dataset, tmp_path, capsys
     assert results.read_bytes() == uninterrupted
 
 
+def test_a_full_disk_while_the_lock_is_written_is_a_message(eval_dataset, tmp_path, capsys,
+                                                            monkeypatch):
+    # found by fault injection (a full tmpfs): an internal error
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(results_module.os, "pwrite", disk_full)
+    fails_with(capsys, evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json")),
+               f"cannot write {tmp_path / 'r.json.lock'}: No space left on device: make room there "
+               f"or choose another --results")
+    assert os.listdir(tmp_path) == []
+
+
 # --- presets and devices -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, preset", [

@@ -56,9 +56,14 @@ class Lock:
             except FileNotFoundError:
                 pass
             os.close(descriptor)
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
         self.path, self.descriptor = path, descriptor
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        except OSError as error:  # a full disk, say
+            self.release()
+            raise EvalError(f"cannot write {path}: {_reason(error)}: make room there or choose "
+                            f"another --results") from None
 
     def __enter__(self) -> "Lock":
         return self
