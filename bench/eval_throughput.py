@@ -106,7 +106,7 @@ def eval_run(forwarder: Forwarder, directory: Path, entries: list[Entry], worker
              results: Path, settings: EvalSettings) -> float:
     """Images/s of the whole loop, starting its loading workers included."""
     job = Job(entries, str(directory), PREPROCESS, BATCH, 5, workers)
-    journal = open_journal(results, settings)
+    journal = open_journal(results, settings, job.groups())
     start = time.perf_counter()
     run(job, forwarder, journal, Progress(len(entries), (1, 5), "eval "))
     return len(entries) / (time.perf_counter() - start)

@@ -317,7 +317,7 @@ class Nets:
 def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets, label: str) -> dict:
     """The results document of one crop size: computed, resumed, or read back when complete."""
     with Lock(target.with_name(target.name + ".lock"), target):
-        state = open_journal(target, settings)
+        state = open_journal(target, settings, job.groups())
         if isinstance(state, dict):
             print(f"{target} is already complete for these settings", file=sys.stderr)
             return state

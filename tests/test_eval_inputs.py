@@ -381,6 +381,129 @@ def test_a_full_disk_while_the_lock_is_written_is_a_message(eval_dataset, tmp_pa
     assert os.listdir(tmp_path) == []
 
 
+def _journal(document: dict, groups: list[dict | list], header: object = None) -> bytes:
+    """A journal holding `groups` (lines after the header) of a run of `document`'s settings."""
+    header = {"format": document["format"], "settings": document["settings"]} if header is None \
+        else header
+    return "".join(json.dumps(line) + "\n" for line in [header, *groups]).encode()
+
+
+def _records(document: dict) -> list[dict]:
+    return sorted(document["images"] + document["skipped"], key=lambda record: record["index"])
+
+
+# Journals of a --batch 2 run (groups of two images) damaged as fault injection damaged them, and
+# more of each kind; every one is refused, naming the file and the line, before any work.
+DAMAGED_JOURNALS = {
+    "invalid UTF-8": (lambda d: _journal(d, []) + b'{"group": 0, "records": ["\xff"]}\n',
+                      "'utf-8' codec can't decode byte 0xff"),
+    "settings a string": (lambda d: _journal(d, [{"group": 0, "records": _records(d)[:2]}],
+                                             {"format": d["format"], "settings": "x"}),
+                          "journal.json.partial holds no settings"),
+    "settings a list": (lambda d: _journal(d, [{"group": 0, "records": _records(d)[:2]}],
+                                           {"format": d["format"], "settings": [1]}),
+                        "journal.json.partial holds no settings"),
+    "a setting of another type": (
+        lambda d: _journal(d, [{"group": 0, "records": _records(d)[:2]}],
+                           {"format": d["format"], "settings": {**d["settings"], "model": 5}}),
+        "holds a setting this archc does not write (model 5, not a string)"),
+    "a header with more": (lambda d: _journal(d, [], {"format": d["format"], "settings": {},
+                                                      "x": 1}), "line 1 is no archc eval header"),
+    "a record missing keys": (lambda d: _journal(d, [{"group": 0, "records": [{"index": 0},
+                                                                               _records(d)[1]]}]),
+                              "line 2: a record with the keys index, not an image's"),
+    "a record not an object": (lambda d: _journal(d, [{"group": 0, "records": [5, _records(d)[1]]}]),
+                               "line 2: a record that is not an object: 5"),
+    "a group number a string": (lambda d: _journal(d, [{"group": "0", "records": _records(d)[:2]}]),
+                                "line 2: not a group's line"),
+    "a group number true": (lambda d: _journal(d, [{"group": True, "records": _records(d)[2:4]}]),
+                            "line 2: not a group's line"),
+    "a line not an object": (lambda d: _journal(d, [[1, 2]]), "line 2: not a group's line"),
+    "a line nested too deep": (lambda d: _journal(d, []) + b"[" * 100_000 + b"\n",
+                               "journal.json.partial is not an intact archc eval journal"),
+    # found by fault injection: exit 0 with 14 images counted for a 12-line list
+    "a group outside the list": (
+        lambda d: _journal(d, [{"group": 6, "records": _records(d)[:2]}]),
+        "line 2: group 6, but the val list makes 6 groups"),
+    "a group twice": (lambda d: _journal(d, [{"group": 1, "records": _records(d)[2:4]}] * 2),
+                      "line 3: group 1 a second time"),
+    "a group of another list": (lambda d: _journal(d, [{"group": 1, "records": _records(d)[:2]}]),
+                                "line 2: the record for \"img/00.png\" (index 0) where the val "
+                                "list has 'img/02.png' (index 2)"),
+    "a group short of records": (lambda d: _journal(d, [{"group": 0, "records": _records(d)[:1]}]),
+                                 "line 2: 1 records for group 0, which has 2 images"),
+    "a label the list does not give": (
+        lambda d: _journal(d, [{"group": 0, "records": [{**_records(d)[0], "label": 7},
+                                                        _records(d)[1]]}]),
+        "line 2: the label 7 for 'img/00.png', which the val list labels 0"),
+    "scores that are no numbers": (
+        lambda d: _journal(d, [{"group": 0, "records": [{**_records(d)[0], "scores": ["x"] * 5},
+                                                        _records(d)[1]]}]),
+        "line 2: the record for 'img/00.png' holds no 5 finite scores"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_JOURNALS)
+def test_a_damaged_journal_is_refused_naming_it_and_the_fix(eval_dataset, tmp_path, capsys,
+                                                           uninterrupted, damage):
+    make, fragment = DAMAGED_JOURNALS[damage]
+    results = tmp_path / "journal.json"
+    (tmp_path / "journal.json.partial").write_bytes(make(json.loads(uninterrupted)))
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--batch", "2", "--workers", "0")
+    last = fails_with(capsys, args, fragment)
+    assert last.endswith(": remove it or choose another --results")
+    assert not results.exists()
+
+
+# Complete results files damaged the same ways: refused, never reported as they stand.
+DAMAGED_RESULTS = {
+    "invalid UTF-8": (lambda d: json.dumps(d).encode()[:-1] + b'"\xff"}',
+                      "exists and is not an intact archc results file ('utf-8' codec can't decode"),
+    "settings a string": (lambda d: {**d, "settings": "x"}, "r.json holds no settings"),
+    "settings a list": (lambda d: {**d, "settings": [1]}, "r.json holds no settings"),
+    "no settings": (lambda d: {k: v for k, v in d.items() if k != "settings"},
+                    "r.json holds no settings"),
+    "a setting of another type": (lambda d: {**d, "settings": {**d["settings"], "crops": "1"}},
+                                  "holds a setting this archc does not write (crops \"1\", not an "
+                                  "integer)"),
+    "no counts": (lambda d: {k: v for k, v in d.items() if k != "counts"},
+                  "its counts and accuracies are not those of its records"),
+    "counts that do not add up": (lambda d: {**d, "counts": {**d["counts"], "images": 13}},
+                                  "its counts and accuracies are not those of its records"),
+    "a record not an object": (lambda d: {**d, "skipped": [5]},
+                               "a record for no image of the val list, or a second one: 5"),
+    "a record twice": (lambda d: {**d, "skipped": d["images"][:1]},
+                       "a record for no image of the val list, or a second one"),
+    "a record missing": (lambda d: {**d, "images": d["images"][1:]}, "11 records for 12 images"),
+    "images not a list": (lambda d: {**d, "images": {}}, "no list of images"),
+    "a record of another image": (
+        lambda d: {**d, "images": [{**d["images"][0], "image": "x.png"}, *d["images"][1:]]},
+        "the record for \"x.png\" (index 0) where the val list has 'img/00.png' (index 0)"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_RESULTS)
+def test_a_damaged_results_file_is_refused_naming_it_and_the_fix(eval_dataset, tmp_path, capsys,
+                                                                uninterrupted, damage):
+    make, fragment = DAMAGED_RESULTS[damage]
+    results = tmp_path / "r.json"
+    damaged = make(json.loads(uninterrupted))
+    results.write_bytes(damaged if isinstance(damaged, bytes) else json.dumps(damaged).encode())
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--batch", "2", "--workers", "0")
+    last = fails_with(capsys, args, fragment)
+    assert last.endswith(": remove it or choose another --results")
+
+
+def test_a_complete_results_file_read_back_is_reported_as_it_was(eval_dataset, tmp_path, capsys,
+                                                                 uninterrupted):
+    results = tmp_path / "r.json"
+    results.write_bytes(uninterrupted)
+    args = evalkit.eval_args(eval_dataset, "--results", str(results), "--batch", "2", "--workers", "0")
+    assert cmd_eval.main(args) == 0
+    assert "top1   50.00%  (6/12)" in capsys.readouterr().out
+    assert results.read_bytes() == uninterrupted
+
+
 # --- presets and devices -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, preset", [

@@ -58,3 +58,17 @@ def test_settings_this_archc_does_not_write_are_refused():
                                 "colour": "blue"}, "r.json")
     with pytest.raises(EvalError, match="r.json holds no settings"):
         EvalSettings.from_json(["not", "a", "dict"], "r.json")
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("model", 5, "a string"), ("preset", [], "a string or null"), ("crops", "12", "an integer"),
+    ("crops", True, "an integer"), ("fold_batchnorm", 1, "true or false"),
+    ("mean", [1, 2], "a list of 3 numbers"), ("mean", [1, "2", 3], "a list of 3 numbers"),
+    ("topk", [1, 5.0], "a list of integers"), ("scales", "256", "a list of integers or null"),
+    ("layers_without_weights", [None], "a list of strings"), ("max_pixels", 1.5, "an integer or null"),
+])
+def test_settings_of_a_type_this_archc_does_not_write_are_refused(key, value, expected):
+    with pytest.raises(EvalError, match=rf"^r.json holds a setting this archc does not write "
+                                        rf"\({key} .*, not {expected}\): remove it or choose "
+                                        rf"another --results$"):
+        EvalSettings.from_json({**WRITTEN, key: value}, "r.json")
