@@ -31,6 +31,7 @@ from archc.codegen.parse import import_net
 from archc.codegen.schema import parse_prototxt
 from archc.dsl.primitives import PLACEMENT_PARAMS, PRIMITIVES
 from archc.ir import ArchError, infer_shapes
+from archc.model import fork_types
 
 REPO = Path(__file__).resolve().parent.parent
 LIBRARY = REPO / "archs"
@@ -138,7 +139,7 @@ def _problem(code: int, stderr: str, out: Path, workspace: Workspace, dialect: s
         text = out.read_text(encoding="utf-8")
         try:
             parse_prototxt(text, dialect)
-            infer_shapes(import_net(text))
+            infer_shapes(import_net(text, types=fork_types()))  # as archc reads any prototxt
         except ArchError as error:
             return f"the output does not load back: {error.render()}"
         return None
