@@ -31,8 +31,9 @@ bench: setup caffe
 	$(PY) bench/compile_speed.py
 	$(PY) bench/eval_throughput.py
 
-# The compiler fuzzer's long run: N generated/mutated inputs (default 100000) on 2 workers.
-soak: setup
+# The fuzzers' long run: N inputs (default 100000) for each of the compiler, caffemodel (loaded
+# into real Caffe where archc calls them a fit) and eval-file fuzzers, on 2 workers.
+soak: setup caffe
 	$(PY) bench/fuzz_soak.py $(N)
 
 clean:
