@@ -51,8 +51,9 @@ bench: setup test-extras caffe
 	$(PY) bench/export_throughput.py
 	$(PY) bench/ray_throughput.py
 
-# The fuzzers' long runs: N compiler inputs (default 100000) on 2 workers, then N mutated
-# prototxts (default 20000) through archc's loader into real Caffe.
+# The fuzzers' long runs, on 2 workers: N inputs (default 100000) for each of the compiler,
+# caffemodel (loaded into real Caffe where archc calls them a fit) and eval-file fuzzers, then N
+# mutated prototxts (default 20000) through archc's loader into real Caffe.
 soak: setup caffe
 	$(PY) bench/fuzz_soak.py $(N)
 	$(PY) bench/fuzz_prototxt.py $(or $(N),20000)

@@ -42,6 +42,7 @@ from archc.model import load_model  # noqa: E402
 from archc.runtime import weights  # noqa: E402
 from archc.runtime.backends import BackendSpec, Forwarder  # noqa: E402
 from archc.runtime.eval.crops import Preprocess  # noqa: E402
+from archc.runtime.eval.images import ImageLimits  # noqa: E402
 from archc.runtime.eval.model import at_input_size  # noqa: E402
 from archc.runtime.eval.presets import PRESETS  # noqa: E402
 from archc.runtime.eval.progress import Progress  # noqa: E402
@@ -97,14 +98,15 @@ def eval_settings(spec: BackendSpec, nets: int) -> EvalSettings:
         val="<synthetic>", val_sha256="", root="", preset="resnext", mean=PRESET.mean,
         std=PRESET.std, crop_size=PREPROCESS.crop_size, base_size=PREPROCESS.base_size, crops=1, scales=None,
         batch=BATCH, topk=(1, 5), blob=spec.blob, backend=spec.kind, device="cpu", nets=nets,
-        synset=None, fold_batchnorm=spec.fold, layers_without_weights=())
+        synset=None, fold_batchnorm=spec.fold, layers_without_weights=(),
+        max_image_bytes=ImageLimits().max_bytes, max_pixels=ImageLimits().max_pixels)
 
 
 def eval_run(forwarder: Forwarder, directory: Path, entries: list[Entry], workers: int,
              results: Path, settings: EvalSettings) -> float:
     """Images/s of the whole loop, starting its loading workers included."""
     job = Job(entries, str(directory), PREPROCESS, BATCH, 5, workers)
-    journal = open_journal(results, settings)
+    journal = open_journal(results, settings, job.groups())
     start = time.perf_counter()
     run(job, forwarder, journal, Progress(len(entries), (1, 5), "eval "))
     return len(entries) / (time.perf_counter() - start)

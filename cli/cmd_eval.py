@@ -22,6 +22,7 @@ from archc.runtime.eval import model as netinfo
 from archc.runtime.eval.cluster import LOCAL, RayOptions, RayWorkers
 from archc.runtime.eval.crops import CROP_COUNTS, Preprocess, scales_for
 from archc.runtime.eval.errors import NothingEvaluated
+from archc.runtime.eval.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
 from archc.runtime.eval.metrics import accuracy_key, results_document
 from archc.runtime.eval.presets import PRESETS, Preset, preset_for_model
 from archc.runtime.eval.progress import Progress
@@ -75,6 +76,8 @@ def _address(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a Ray address (auto, ray://HOST:PORT, HOST:PORT)")
     return text
+def _limit(text: str) -> int | None:
+    return None if text == "none" else integer_at_least(1)(text)
 
 
 def _triple(values: tuple[float, float, float]) -> str:
@@ -154,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated crop sizes, e.g. 224,256,288,320: evaluate at each "
                              "(a results file per size, MODEL-stem.eval-224.json, ...) and plot "
                              "accuracy against crop size (MODEL-stem.eval-sizes.png)")
+    parser.add_argument("--max-pixels", type=_limit, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help=f"skip images whose header declares more pixels (default: "
+                             f"{DEFAULT_MAX_PIXELS:,}: decoding takes 3 bytes a pixel; none: no "
+                             f"limit)")
+    parser.add_argument("--max-image-bytes", type=_limit, default=DEFAULT_MAX_BYTES, metavar="N",
+                        help=f"skip image files larger than this (default: {DEFAULT_MAX_BYTES:,}; "
+                             f"none: no limit)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="load even if some layers have no weights")
     parser.add_argument("--ray", nargs="?", const=LOCAL, type=_address, metavar="ADDRESS",
@@ -235,7 +245,8 @@ def evaluate(argv: list[str]) -> int:
         nets=nets, synset=":".join(remap) if remap else None, fold_batchnorm=fold,
         labels=netinfo.absolute(args.labels) if args.labels else None,
         layers_without_weights=layers_without_weights(model.net, args.weights)
-        if args.allow_missing else ())
+        if args.allow_missing else (),
+        max_image_bytes=args.max_image_bytes, max_pixels=args.max_pixels)
     spec = BackendSpec(args.backend, model.text, model.source, args.weights, args.blob,
                        netinfo.at_input_size(model.net, sizes[0]), args.gpu, args.allow_missing, fold)
     folds = fold_batchnorm.plan(model.net) if fold else []
@@ -252,7 +263,8 @@ def evaluate(argv: list[str]) -> int:
             settings = settings_at(crop_size=size, base_size=base_size(args, preset, size),
                                    scales=protocol_scales(args.crops, size))
             preprocess = Preprocess(settings.mean, settings.std, settings.base_size, size, args.crops)
-            job = Job(entries, root, preprocess, args.batch, max(topk), workers)
+            job = Job(entries, root, preprocess, args.batch, max(topk), workers,
+                      ImageLimits(settings.max_image_bytes, settings.max_pixels))
             target = results_path_for_size(results, size) if args.sizes else results
             document = evaluate_size(job, settings, target, shared, f"{size}px " if args.sizes else "",
                                      args, names)
@@ -396,7 +408,7 @@ def evaluate_size(job: Job, settings: EvalSettings, target: Path, nets: Nets | R
     A run that evaluated no image keeps no results (a rerun with the right --root starts afresh)
     and fails."""
     with Lock(target.with_name(target.name + ".lock"), target):
-        state = open_journal(target, settings)
+        state = open_journal(target, settings, job.groups())
         if isinstance(state, dict):
             print(f"{target} is already complete for these settings", file=sys.stderr)
             return state

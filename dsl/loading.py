@@ -20,6 +20,7 @@ from pathlib import Path
 from archc.dsl import parser
 from archc.dsl.elaborate import Elaborator, Module
 from archc.errors import ArchError, Span, UsageError
+from archc.files import FileTooLarge, read_regular_file
 
 # Far above any real model (the library's largest is under 8 KiB) and below what takes the parser
 # a second (it reads about 100,000 tokens a second here): larger files are refused unread.
@@ -52,14 +53,13 @@ class Loader:
     def read(self, path: str, span: Span | None = None) -> str:
         """A file's text; `span` is where it was named (an import), for errors."""
         try:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_SOURCE_BYTES + 1)
-        except OSError as error:
-            raise ArchError(f"cannot read {path}: {error.strerror or error}", span) from None
-        if len(data) > MAX_SOURCE_BYTES:
+            data = read_regular_file(path, MAX_SOURCE_BYTES)
+        except FileTooLarge:
             raise ArchError(f"{path} is larger than {MAX_SOURCE_BYTES // 1024} KiB, the limit for an "
                             f".arch file (the model library's largest is under 8 KiB): is it the "
-                            f"right file?", span)
+                            f"right file?", span) from None
+        except OSError as error:
+            raise ArchError(f"cannot read {path}: {error.strerror or error}", span) from None
         try:
             source = data.decode("utf-8-sig")
         except UnicodeDecodeError as error:

@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from archc.errors import ArchError, UsageError
+from archc.files import read_regular_file
 from archc.ir.net import Net
 from archc.ir.ops.fork import ForkTypes
 
@@ -89,7 +90,7 @@ def load_model(path: str | Path, overrides: dict[str, str] | None = None,
         names = " ".join(f"--{name}" for name in overrides)
         raise UsageError(f"{names}: parameters apply only to .arch files, and {path} is a prototxt")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_regular_file(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ArchError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
     return Model(path, {}, text, path, type_files=tuple(type_files))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import signal
 import sys
@@ -27,6 +28,15 @@ def exit_with_parent() -> None:
         return
     if os.getppid() == 1:  # the parent died before the request was in place
         os._exit(1)
+
+
+def start_worker(environment: dict[str, str], initializer: str) -> None:
+    """A process pool's initializer: set `environment` before the worker loads what reads it only
+    then (OpenCV its decoding limits), then call `initializer`. That is named, "module:function",
+    because a function passed itself would be unpickled, its module imported, before this runs."""
+    os.environ.update(environment)
+    module, _, name = initializer.partition(":")
+    getattr(importlib.import_module(module), name)()
 
 
 @contextlib.contextmanager

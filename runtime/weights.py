@@ -8,6 +8,12 @@ aborts the whole process on a blob of the wrong shape.
 Files in Caffe's older V0 and V1 layer formats are upgraded as Caffe upgrades them when it loads
 weights (`codegen.upgrade`), so their layers have their current names and types; both blob shape
 encodings are read: `shape { dim }` and the legacy num/channels/height/width.
+
+The check covers what Caffe's loader checks before it aborts (`Net::CopyTrainedLayersFrom`,
+`Blob::ShapeEquals`, `Blob::FromProto`): the file size its reader accepts, the HDF5 signature that
+sends it down another path, the number of blobs, each blob's shape, and the number of values it
+copies from `double_data` or `data` and, when present, from `double_diff` or `diff`. Strings that
+are not UTF-8 are refused too, as nothing could print or compare them.
 """
 from __future__ import annotations
 
@@ -16,13 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
 
-from archc.files import write_atomically
+from archc.files import FileTooLarge, read_regular_file, write_atomically
 from archc.codegen import schema, upgrade
 from archc.ir import ArchError, ShapedNet
 from archc.ir.ops import ParamBlob, Shape, format_shape
 
 _LEGACY_AXES = ("num", "channels", "height", "width")
+# Caffe's ReadProtoFromBinaryFile stops at INT_MAX bytes (kProtoReadBytesLimit) and aborts.
+CAFFE_MAX_BYTES = 2 ** 31 - 1
+# Caffe reads a file as HDF5 weights where H5Fis_hdf5 finds this signature: at byte 0, 512, 1024,
+# 2048 and so on; a .caffemodel holding it there would be read as a broken HDF5 file, an abort.
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 class WeightsError(ArchError):
@@ -35,18 +47,24 @@ class StoredBlob:
     #: stored as num/channels/height/width, which Caffe compares after padding the net's blob
     #: shape to 4-D with leading 1s
     legacy: bool
-    count: int          # number of stored values
+    #: (field, number of values) of the fields Caffe copies, each of which must hold one value
+    #: per element: `double_data` where it has any, else `data`; then `double_diff` where it has
+    #: any, else `diff` where it has any
+    copied: tuple[tuple[str, int], ...]
 
     def fits(self, expected: Shape) -> bool:
-        """Caffe's Blob::ShapeEquals, plus the value count its FromProto checks."""
-        if self.count != math.prod(expected):
+        """Caffe's Blob::ShapeEquals, plus the value counts its FromProto checks."""
+        if any(count != math.prod(expected) for _, count in self.copied):
             return False
         if self.legacy:
             return len(expected) <= 4 and (1,) * (4 - len(expected)) + tuple(expected) == self.shape
         return tuple(expected) == self.shape
 
     def __str__(self) -> str:
-        return format_shape(self.shape) if self.shape else "scalar"
+        shape = format_shape(self.shape) if self.shape else "scalar"
+        wrong = [f"{count} {name} values" for name, count in self.copied
+                 if count != math.prod(self.shape)]
+        return f"{shape} ({', '.join(wrong)})" if wrong else shape
 
 
 @dataclass(frozen=True)
@@ -57,10 +75,15 @@ class StoredLayer:
 
 
 def _blob(proto) -> StoredBlob:
-    count = len(proto.data) or len(proto.double_data)
+    copied = [("double_data", len(proto.double_data)) if proto.double_data
+              else ("data", len(proto.data))]
+    if proto.double_diff:
+        copied.append(("double_diff", len(proto.double_diff)))
+    elif proto.diff:
+        copied.append(("diff", len(proto.diff)))
     if any(proto.HasField(axis) for axis in _LEGACY_AXES):
-        return StoredBlob(tuple(getattr(proto, axis) for axis in _LEGACY_AXES), True, count)
-    return StoredBlob(tuple(proto.shape.dim), False, count)
+        return StoredBlob(tuple(getattr(proto, axis) for axis in _LEGACY_AXES), True, tuple(copied))
+    return StoredBlob(tuple(proto.shape.dim), False, tuple(copied))
 
 
 def decode_caffemodel(data: bytes, path: str = "<caffemodel>") -> list[StoredLayer]:
@@ -75,10 +98,43 @@ def decode_caffemodel(data: bytes, path: str = "<caffemodel>") -> list[StoredLay
 
 def upgraded_caffemodel(data: bytes, path: str = "<caffemodel>") -> upgrade.UpgradedNet:
     """A serialised .caffemodel as Caffe reads it: upgraded from an older format, all steps."""
+    hdf5_at = next((offset for offset in _hdf5_signature_offsets(len(data))
+                    if data.startswith(_HDF5_SIGNATURE, offset)), None)
+    if hdf5_at is not None:
+        raise WeightsError(f"{path} holds HDF5's file signature at byte {hdf5_at}, so Caffe would "
+                           f"read it as HDF5 weights, which archc does not check: convert it to "
+                           f"a binary .caffemodel")
+    message = schema.parse_caffemodel(data, path=path)
+    undecodable = _undecodable_string(message)
+    if undecodable is not None:
+        where, value = undecodable
+        raise WeightsError(f"{path}: the {where} is not UTF-8 text ({value[:60]!r}), which a "
+                           f"protobuf string must be: fix it in the program that wrote the file")
     try:
-        return upgrade.upgrade_net(schema.parse_caffemodel(data, path=path))
+        return upgrade.upgrade_net(message)
     except upgrade.UpgradeError as error:
         raise WeightsError(f"{path}: {error.message}") from None
+
+
+def _hdf5_signature_offsets(size: int) -> list[int]:
+    return [0] + [1 << power for power in range(9, size.bit_length())]
+
+
+def _undecodable_string(message, where: str = "") -> tuple[str, bytes] | None:
+    """The first string field of a decoded message whose bytes are not UTF-8 (protobuf hands
+    those over as bytes, not str), as (its place, e.g. "layer 3 name", its bytes); else None."""
+    for field_, value in message.ListFields():
+        if field_.type not in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE):
+            continue  # numbers: the blobs' millions of values need no look
+        for index, item in enumerate(value if field_.is_repeated else [value]):
+            place = f"{where}{field_.name}" + (f" {index + 1}" if field_.is_repeated else "")
+            if isinstance(item, bytes):
+                return place, item
+            if field_.type == FieldDescriptor.TYPE_MESSAGE:
+                found = _undecodable_string(item, place + " ")
+                if found is not None:
+                    return found
+    return None
 
 
 def read_caffemodel(path: str | Path) -> list[StoredLayer]:
@@ -87,7 +143,10 @@ def read_caffemodel(path: str | Path) -> list[StoredLayer]:
 
 def read_caffemodel_bytes(path: str | Path) -> bytes:
     try:
-        return Path(path).read_bytes()
+        return read_regular_file(path, CAFFE_MAX_BYTES)
+    except FileTooLarge as error:
+        raise WeightsError(f"cannot read weights file {path}: {error.size:,} bytes, more than "
+                           f"Caffe reads ({CAFFE_MAX_BYTES:,})") from None
     except OSError as error:
         raise WeightsError(f"cannot read weights file {path}: {error.strerror or error}") from None
 

@@ -107,26 +107,35 @@ class Outcome:
     problem: str | None  # None: the property holds
 
 
-def run_case(case: Case, workspace: Workspace, deadline_s: float) -> Outcome:
-    """Compile `case` in-process through the CLI entry point and check the property."""
-    workspace.load(case)
-    out = workspace.out_dir / "out.prototxt"
-    argv = [str(workspace.root / case.model), *case.args, "-o", str(out)]
+def call_cli(argv: list[str], deadline_s: float) -> tuple[int | None, str, str, str | None]:
+    """`archc ARGV` in-process under a deadline: (exit status, stdout, stderr, what went wrong
+    beyond the status: a hang or an exception escaping the CLI's handler)."""
     stdout, stderr = io.StringIO(), io.StringIO()
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, deadline_s)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = cli.main(argv)
+            return cli.main(argv), stdout.getvalue(), stderr.getvalue(), None
     except Hang:
-        return Outcome(None, stderr.getvalue(), f"no result within {deadline_s} s")
+        return None, stdout.getvalue(), stderr.getvalue(), f"no result within {deadline_s} s"
     except BaseException:  # noqa: BLE001 - anything escaping main() is the bug we look for
-        return Outcome(None, stderr.getvalue(), "exception escaped: " + traceback.format_exc())
+        return None, stdout.getvalue(), stderr.getvalue(), ("exception escaped: "
+                                                            + traceback.format_exc())
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def run_case(case: Case, workspace: Workspace, deadline_s: float) -> Outcome:
+    """Compile `case` in-process through the CLI entry point and check the property."""
+    workspace.load(case)
+    out = workspace.out_dir / "out.prototxt"
+    code, _, stderr, problem = call_cli([str(workspace.root / case.model), *case.args, "-o", str(out)],
+                                        deadline_s)
+    if problem:
+        return Outcome(None, stderr, problem)
     dialect = "round_mode" if "round_mode" in case.args else "ceil_mode"
-    return Outcome(code, stderr.getvalue(), _problem(code, stderr.getvalue(), out, workspace, dialect))
+    return Outcome(code, stderr, _problem(code, stderr, out, workspace, dialect))
 
 
 def _problem(code: int, stderr: str, out: Path, workspace: Workspace, dialect: str) -> str | None:

@@ -1,12 +1,28 @@
 """Shared fixtures. Several people edit this file: keep additions small and self-contained."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Fail the test, rather than hang it, when the block takes longer (a read blocked on a FIFO)."""
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def reference_root() -> Path:

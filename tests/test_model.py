@@ -2,12 +2,14 @@
 way for every command."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from archc.codegen import render
 from archc.errors import ArchError, UsageError
 from archc.model import load_model
-from conftest import REPO
+from conftest import REPO, deadline
 from test_loader import SMALL
 
 RESNEXT = REPO / "archs" / "resnext.arch"
@@ -55,6 +57,21 @@ def test_missing_and_unreadable_files_are_errors_naming_them(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ArchError, match="cannot read .*binary.prototxt"):
         load_model(binary)
+
+
+def test_a_model_that_is_no_regular_file_is_refused_unread(tmp_path):
+    # a FIFO hung every command, /dev/zero filled memory
+    fifo = tmp_path / "fifo.prototxt"
+    os.mkfifo(fifo)
+    library = tmp_path / "lib.arch"
+    os.mkfifo(library)
+    model = tmp_path / "m.arch"
+    model.write_text('import "lib.arch"\nnet { input "data" [1, 3, 8, 8] }\n')
+    for path, message in ((fifo, "^cannot read .*: a FIFO, not a regular file$"),
+                          ("/dev/zero", "^cannot read .*: a character device, not a regular file$"),
+                          (model, "^import 'lib.arch': no such file")):  # imports are files only
+        with deadline(10), pytest.raises(ArchError, match=message):
+            load_model(path)
 
 
 def test_a_prototxt_outside_the_ir_loads_and_says_so_only_when_its_net_is_needed(tmp_path):

@@ -1,12 +1,16 @@
 """Reading, writing and checking .caffemodel files with protobuf only (no Caffe)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from archc import dsl
 from archc.codegen import schema
-from conftest import REPO
+from conftest import REPO, deadline
 from archc.ir import ArchError, Layer, Net, infer_shapes
 from archc.ir.ops import BatchNorm, Convolution, InnerProduct, Pooling, ReLU, Scale
 from archc.runtime import weights
@@ -102,12 +106,12 @@ def test_every_stored_copy_of_a_layer_must_fit(small, tmp_path):
 
 
 def test_legacy_blob_shapes_pad_with_leading_ones():
-    legacy_bias = weights.StoredBlob((1, 1, 1, 64), legacy=True, count=64)
+    legacy_bias = weights.StoredBlob((1, 1, 1, 64), legacy=True, copied=(("data", 64),))
     assert legacy_bias.fits((64,)) and legacy_bias.fits((1, 64))
     assert not legacy_bias.fits((64, 1))
-    assert not weights.StoredBlob((1, 1, 1, 64), legacy=False, count=64).fits((64,))
+    assert not weights.StoredBlob((1, 1, 1, 64), legacy=False, copied=(("data", 64),)).fits((64,))
     # A shape is not enough: Caffe also checks the number of stored values.
-    assert not weights.StoredBlob((64,), legacy=False, count=63).fits((64,))
+    assert not weights.StoredBlob((64,), legacy=False, copied=(("data", 63),)).fits((64,))
 
 
 def test_v1_layers_and_legacy_blobs_are_read_upgraded():
@@ -204,3 +208,130 @@ def test_a_negative_seed_is_a_usage_error(tmp_path, capsys):
     assert cmd_weights.main(["--init", str(model), "-o", str(tmp_path / "w.caffemodel"), "--seed", "-1"]) == 2
     assert "argument --seed: expected" in capsys.readouterr().err
     assert not (tmp_path / "w.caffemodel").exists()
+
+
+# --- what Caffe's loader checks beyond shapes: the values each blob holds ------------------------
+
+def _small_weights_message(small):
+    """The small net's initial weights as a NetParameter, to corrupt field by field."""
+    return schema.parse_caffemodel(weights.encode_caffemodel(weights.initial_weights(small)))
+
+
+def _set_values(blob, field, count):
+    getattr(blob, field)[:] = [0.5] * count
+
+
+# (what is done to the first blob of conv1 (8 x 3 x 3 x 3: 216 values), does Caffe load it?):
+# Caffe's Blob::FromProto copies double_data where there is any, else data, then double_diff where
+# there is any, else diff where there is any, and checks each holds one value per element.
+VALUE_FIELDS = [
+    ({"data": 215}, False),
+    ({"data": 217}, False),
+    ({"data": 0}, False),
+    ({"diff": 216}, True),
+    ({"diff": 2}, False),
+    ({"double_data": 2}, False),          # correct data beside it does not help: Caffe copies this
+    ({"double_data": 216}, True),
+    ({"double_data": 216, "data": 3}, True),  # data is not read where double_data holds values
+    ({"double_diff": 2}, False),
+    ({"double_diff": 216, "diff": 5}, True),
+    ({"double_diff": 5, "diff": 216}, False),
+]
+
+
+@pytest.mark.parametrize("fields, loads", VALUE_FIELDS, ids=lambda v: str(v))
+def test_every_value_field_caffe_copies_must_hold_one_value_per_element(small, tmp_path, fields,
+                                                                        loads):
+    message = _small_weights_message(small)
+    for field, count in fields.items():
+        _set_values(message.layer[0].blobs[0], field, count)
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(message.SerializeToString())
+    report = weights.compare(weights.expected_from_ir(small), weights.read_caffemodel(path))
+    assert report.acceptable() == loads
+    if not loads:
+        wrong = ", ".join(f"{count} {field} values" for field, count in fields.items()
+                          if count != 216 and (field.startswith("double") or
+                                               f"double_{field}" not in fields))
+        assert str(report.mismatched[0]) == (f"conv1: the net needs 8 x 3 x 3 x 3; the weights "
+                                             f"have 8 x 3 x 3 x 3 ({wrong})")
+
+
+def test_blobs_with_values_caffe_would_not_copy_are_refused_before_eval_reaches_caffe(
+        caffe, eval_dataset, tmp_path):
+    # found by fault injection: Caffe aborted on a wrong-sized diff next to correct data
+    message = schema.parse_caffemodel((eval_dataset / "tiny.caffemodel").read_bytes())
+    message.layer[0].blobs[0].diff.extend([1.0, 2.0])
+    corrupt = tmp_path / "diff.caffemodel"
+    corrupt.write_bytes(message.SerializeToString())
+    import evalkit
+    args = evalkit.eval_args(eval_dataset, "--results", str(tmp_path / "r.json"), "--workers", "0",
+                             "--nets", "1", backend="caffe")
+    args[args.index("--weights") + 1] = str(corrupt)
+    result = subprocess.run([sys.executable, "-m", "archc", "eval", *args], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "diff.caffemodel does not fit the net" in result.stderr
+    assert "fc: the net needs 10 x 3, 10; the weights have 10 x 3 (2 diff values), 10" in result.stderr
+
+
+@pytest.mark.parametrize("field", ["name", "type"])
+def test_a_layer_name_or_type_that_is_not_utf8_is_a_message(small, tmp_path, capsys, field):
+    from archc.cli import cmd_weights
+    written = weights.initial_weights(small)
+    written[3] = ("fc" if field == "type" else "PLACE", "PLACE" if field == "type" else "InnerProduct",
+                  written[3][2])
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(weights.encode_caffemodel(written).replace(b"PLACE", b"f\xffc\xc3("))
+    model = tmp_path / "small.prototxt"
+    model.write_text(SMALL)
+    for argv in ([str(path)], [str(path), "--check", str(model)]):
+        assert cmd_weights.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == (f"archc: error: {path}: the layer 4 {field} is not UTF-8 text "
+                       f"(b'f\\xffc\\xc3('), which a protobuf string must be: fix it in the "
+                       f"program that wrote the file\n")
+
+
+# --- the file itself: Caffe's reader aborts on what it cannot read ------------------------------
+
+def test_a_weights_path_that_is_no_regular_file_is_refused_unread(tmp_path, capsys):
+    from archc.cli import cmd_weights
+    fifo = tmp_path / "w.caffemodel"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "a FIFO"), ("/dev/zero", "a character device"),
+                       (tmp_path, "a directory")):
+        with deadline(10):
+            assert cmd_weights.main([str(path)]) == 2
+        assert capsys.readouterr().err == (f"archc: error: cannot read weights file {path}: "
+                                           f"{kind}, not a regular file\n")
+
+
+def test_a_caffemodel_larger_than_caffe_reads_is_refused_unread(tmp_path, capsys):
+    from archc.cli import cmd_weights
+    sparse = tmp_path / "huge.caffemodel"
+    with open(sparse, "wb") as handle:
+        handle.truncate(weights.CAFFE_MAX_BYTES + 1)
+    assert cmd_weights.main([str(sparse)]) == 2
+    assert capsys.readouterr().err == (f"archc: error: cannot read weights file {sparse}: "
+                                       f"2,147,483,648 bytes, more than Caffe reads "
+                                       f"(2,147,483,647)\n")
+
+
+def test_a_caffemodel_caffe_would_read_as_hdf5_is_refused(tmp_path):
+    # H5Fis_hdf5 looks for the signature at byte 0, 512, 1024, 2048, ...: Caffe would take the
+    # file for HDF5 weights, fail to open it, and abort
+    values = np.zeros(1000, np.float32)  # bytes 1024 to 1100 lie among these
+    data = bytearray(weights.encode_caffemodel([("fc", "InnerProduct", [values])]))
+    data[1024:1032] = b"\x89HDF\r\n\x1a\n"
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(bytes(data))
+    with pytest.raises(weights.WeightsError, match="holds HDF5's file signature at byte 1024, so "
+                                                   "Caffe would read it as HDF5 weights"):
+        weights.read_caffemodel(path)
+    data[1024] = 0  # anywhere else it is just bytes of a value
+    data[1100:1108] = b"\x89HDF\r\n\x1a\n"
+    path.write_bytes(bytes(data))
+    weights.read_caffemodel(path)
+
+

@@ -1,10 +1,17 @@
 """Scores -> per-image records -> counts and top-k accuracies (the results document)."""
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 
-from archc.runtime.eval.results import FORMAT
-from archc.runtime.eval.settings import EvalSettings
+from archc.runtime.eval.settings import EvalSettings, is_integer
+from archc.runtime.eval.vallist import Entry
+
+FORMAT = "archc-eval/1"
+_EVALUATED_KEYS = {"index", "image", "label", "top", "scores"}
+_SKIPPED_KEYS = {"index", "image", "skipped"}
 
 
 def top_classes(scores: np.ndarray, k: int) -> list[int]:
@@ -28,6 +35,37 @@ def image_record(index: int, image: str, label: int, scores: np.ndarray, k: int)
 
 def skipped_record(index: int, image: str, reason: str) -> dict:
     return {"index": index, "image": image, "skipped": reason}
+
+
+def record_problem(record: object, entry: Entry, max_k: int) -> str | None:
+    """What is wrong with a record read back from a file, for the val list entry it must be about;
+    None when it is one `image_record` or `skipped_record` could have written."""
+    if not isinstance(record, dict):
+        return f"a record that is not an object: {json.dumps(record)[:40]}"
+    keys = set(record) - {"notes"}
+    if keys != _SKIPPED_KEYS and keys != _EVALUATED_KEYS or "notes" in record and "skipped" in record:
+        return f"a record with the keys {', '.join(sorted(record))[:80]}, not an image's"
+    if not is_integer(record["index"]) or record["index"] != entry.index \
+            or record["image"] != entry.path:
+        return (f"the record for {json.dumps(record['image'])[:80]} (index "
+                f"{json.dumps(record['index'])[:20]}) where the val list has {entry.path!r} (index "
+                f"{entry.index})")
+    if "skipped" in record:
+        return None if isinstance(record["skipped"], str) else \
+            f"a skipped image's record for {entry.path!r} without the reason"
+    if not is_integer(record["label"]) or record["label"] != entry.label:
+        return (f"the label {json.dumps(record['label'])[:20]} for {entry.path!r}, which the val "
+                f"list labels {entry.label}")
+    top, scores, notes = record["top"], record["scores"], record.get("notes", ["none"])
+    if not (isinstance(top, list) and len(top) == max_k
+            and all(is_integer(k) and k >= 0 for k in top)):
+        return f"the record for {entry.path!r} holds no top {max_k} classes"
+    if not (isinstance(scores, list) and len(scores) == max_k and all(
+            (is_integer(v) or isinstance(v, float)) and math.isfinite(v) for v in scores)):
+        return f"the record for {entry.path!r} holds no {max_k} finite scores"
+    if not (isinstance(notes, list) and notes and all(isinstance(note, str) for note in notes)):
+        return f"the record for {entry.path!r} holds malformed notes"
+    return None
 
 
 def hits(record: dict, k: int) -> bool:

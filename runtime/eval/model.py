@@ -5,6 +5,7 @@ import hashlib
 import math
 from pathlib import Path
 
+from archc.files import open_regular_file
 from archc.ir import Net, ShapedNet
 from archc.runtime.backends import reshaped
 from archc.runtime.eval.errors import EvalError
@@ -42,7 +43,7 @@ def classes(shaped: ShapedNet, blob: str) -> int:
 def sha256_of_file(path: str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        with open_regular_file(path) as (handle, _):
             while block := handle.read(chunk):
                 digest.update(block)
     except OSError as error:

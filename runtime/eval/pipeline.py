@@ -3,7 +3,8 @@
 Processes, not threads: a forward pass in pycaffe holds the GIL. Workers are spawned (not forked)
 so they never inherit Caffe's or OpenBLAS's threads, and each keeps OpenCV single-threaded since the
 parallelism is across images. At most `depth` images are in flight, so memory stays bounded on a
-50,000-image list while the network never waits for input.
+50,000-image list while the network never waits for input. Each worker loads OpenCV with its pixel
+limit set to the run's (`ImageLimits`).
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ import numpy as np
 
 from archc.runtime.eval.crops import Preprocess
 from archc.runtime.eval.errors import EvalError
-from archc.runtime.eval.images import Unusable, decode, read_bytes
-from archc.runtime.processes import exit_with_parent
+from archc.runtime.eval.images import ImageLimits, Unusable, decode, read_bytes
+from archc.runtime.processes import exit_with_parent, start_worker
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,9 @@ class Loaded:
     notes: tuple[str, ...] = ()    # oddities of a usable image (grayscale, cmyk, ...)
 
 
-def load_image(index: int, path: str, preprocess: Preprocess) -> Loaded:
+def load_image(index: int, path: str, preprocess: Preprocess, limits: ImageLimits) -> Loaded:
     try:
-        image, notes = decode(read_bytes(path))
+        image, notes = decode(read_bytes(path, limits), limits)
         return Loaded(index, preprocess(image), None, notes)
     except Unusable as reason:
         return Loaded(index, None, str(reason))
@@ -55,16 +56,19 @@ def _init_worker() -> None:
     exit_with_parent()
 
 
-def load_in_order(tasks: Iterable[tuple[int, str]], preprocess: Preprocess, workers: int,
-                  depth: int) -> Iterator[Loaded]:
-    """`load_image` over (index, path) tasks, in task order; `workers=0` loads in this process."""
+def load_in_order(tasks: Iterable[tuple[int, str]], preprocess: Preprocess, limits: ImageLimits,
+                  workers: int, depth: int) -> Iterator[Loaded]:
+    """`load_image` over (index, path) tasks, in task order; `workers=0` loads in this process,
+    whose OpenCV was loaded before the pixel limit was known: an image over it in a format other
+    than JPEG or PNG is refused there only once decoded."""
     if workers == 0:
         _quiet_decoder()
         for index, path in tasks:
-            yield load_image(index, path, preprocess)
+            yield load_image(index, path, preprocess, limits)
         return
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker)
+                               initializer=start_worker,
+                               initargs=(limits.opencv_environment(), f"{__name__}:_init_worker"))
     try:
         remaining = iter(tasks)
         pending: deque[Future] = deque()
@@ -72,7 +76,7 @@ def load_in_order(tasks: Iterable[tuple[int, str]], preprocess: Preprocess, work
         def submit_next() -> None:
             task = next(remaining, None)
             if task is not None:
-                pending.append(pool.submit(load_image, *task, preprocess))
+                pending.append(pool.submit(load_image, *task, preprocess, limits))
 
         try:
             for _ in range(max(1, depth)):

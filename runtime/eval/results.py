@@ -6,8 +6,11 @@ header line with the settings, then one JSON line per finished group of images, 
 fsync'ed. A kill can only leave a last line without its newline, which resuming drops. When every
 group is done the final JSON document is written to a temporary file and renamed over `FILE`, then
 the journal is removed. Resuming checks that the settings match, so a resumed run computes exactly
-what an uninterrupted one would. `FILE.lock` (flock, released by the kernel even on SIGKILL) keeps
-two runs from writing the same file.
+what an uninterrupted one would. Nothing read back is trusted: every setting is checked for its
+type, every record against the val list entry it must be about, and a complete file's counts and
+accuracies against its records, so a damaged file is a message naming it, never wrong counts.
+`FILE.lock` (flock, released by the kernel even on SIGKILL) keeps two runs from writing the same
+file.
 """
 from __future__ import annotations
 
@@ -17,11 +20,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archc.files import write_atomically
+from archc.files import read_regular_file, write_atomically
 from archc.runtime.eval.errors import EvalError
-from archc.runtime.eval.settings import EvalSettings
-
-FORMAT = "archc-eval/1"
+from archc.runtime.eval.metrics import FORMAT, record_problem, results_document
+from archc.runtime.eval.settings import EvalSettings, is_integer
+from archc.runtime.eval.vallist import Entry
 
 
 def _reason(error: OSError) -> str:
@@ -56,9 +59,14 @@ class Lock:
             except FileNotFoundError:
                 pass
             os.close(descriptor)
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
         self.path, self.descriptor = path, descriptor
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        except OSError as error:  # a full disk, say
+            self.release()
+            raise EvalError(f"cannot write {path}: {_reason(error)}: make room there or choose "
+                            f"another --results") from None
 
     def __enter__(self) -> "Lock":
         return self
@@ -110,61 +118,136 @@ class Journal:
         self.partial.unlink(missing_ok=True)
 
 
-def read_journal(partial: Path) -> tuple[dict | None, dict[int, list[dict]], int]:
-    """(settings, groups, length of the intact part); a header cut short reads as no journal."""
-    data = partial.read_bytes()
-    intact = data[:data.rfind(b"\n") + 1]
-    lines = intact.decode("utf-8").splitlines()
-    if not lines:
-        return None, {}, 0
+def read_journal(partial: Path) -> tuple[object, list[tuple[int, object]], int]:
+    """(the header's settings, the number and JSON value of each later line, the length of the
+    intact part), their contents still to be checked; a header cut short reads as no journal."""
     try:
+        data = read_regular_file(partial)
+    except OSError as error:
+        raise EvalError(f"cannot read {partial}: {_reason(error)}: remove it or choose another "
+                        f"--results") from None
+    intact = data[:data.rfind(b"\n") + 1]
+    try:
+        lines = intact.decode("utf-8").split("\n")[:-1]
+        if not lines:
+            return None, [], 0
         header = json.loads(lines[0])
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise ValueError("no archc eval header")
-        groups = {}
-        for line in lines[1:]:
-            entry = json.loads(line)
-            groups[entry["group"]] = entry["records"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise EvalError(f"{partial} is not an intact archc eval journal ({error}): remove it or "
-                        f"choose another --results") from None
-    return header["settings"], groups, len(intact)
+        if not isinstance(header, dict) or set(header) != {"format", "settings"} \
+                or header["format"] != FORMAT:
+            raise ValueError("line 1 is no archc eval header")
+        values = [(number, json.loads(line)) for number, line in enumerate(lines[1:], start=2)]
+    except (ValueError, RecursionError) as error:  # JSON's errors, UTF-8's, nesting too deep
+        raise _not_intact(partial, str(error)) from None
+    return header["settings"], values, len(intact)
 
 
-def open_journal(results: Path, settings: EvalSettings) -> Journal | dict:
+def _journal_groups(partial: Path, lines: list[tuple[int, object]], groups: list[list[Entry]],
+                    max_k: int) -> dict[int, list[dict]]:
+    """The finished groups a journal's lines record, each checked against the val list's group of
+    that number: a record for another image, or a group the list does not make, means the
+    journal was damaged or is another list's (its counts would be wrong)."""
+    found: dict[int, list[dict]] = {}
+    for number, line in lines:
+        if not isinstance(line, dict) or set(line) != {"group", "records"} \
+                or not is_integer(line["group"]) or not isinstance(line["records"], list):
+            problem = "not a group's line"
+        elif not 0 <= line["group"] < len(groups):
+            problem = f"group {line['group']}, but the val list makes {len(groups)} groups"
+        elif line["group"] in found:
+            problem = f"group {line['group']} a second time"
+        elif len(line["records"]) != len(groups[line["group"]]):
+            problem = (f"{len(line['records'])} records for group {line['group']}, which has "
+                       f"{len(groups[line['group']])} images")
+        else:
+            problem = next(filter(None, (record_problem(record, entry, max_k) for record, entry
+                                         in zip(line["records"], groups[line["group"]]))), None)
+        if problem:
+            raise _not_intact(partial, f"line {number}: {problem}")
+        found[line["group"]] = line["records"]
+    return found
+
+
+def _not_intact(partial: Path, problem: str) -> EvalError:
+    return EvalError(f"{partial} is not an intact archc eval journal ({problem}): remove it or "
+                     f"choose another --results")
+
+
+def read_document(results: Path, settings: EvalSettings, groups: list[list[Entry]]) -> dict:
+    """A complete results file for these settings and this list: its records checked against
+    the list, and everything else (counts, accuracies) against what its records give."""
+    try:
+        document = json.loads(read_regular_file(results).decode("utf-8"))
+    except OSError as error:
+        raise EvalError(f"cannot read {results}: {_reason(error)}: remove it or choose another "
+                        f"--results") from None
+    except (ValueError, RecursionError) as error:  # JSON's errors, UTF-8's, nesting too deep
+        raise _not_results(results, str(error)) from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise _not_results(results, f"no {FORMAT} document")
+    stored = EvalSettings.from_json(document.get("settings"), results)
+    _check_same(results, stored, settings)
+    entries = [entry for group in groups for entry in group]
+    by_index: dict[int, object] = {}
+    for key in ("skipped", "images"):
+        if not isinstance(document.get(key), list):
+            raise _not_results(results, f"no list of {key}")
+        for record in document[key]:
+            index = record.get("index") if isinstance(record, dict) else None
+            if not (is_integer(index) and 0 <= index < len(entries)) or index in by_index:
+                raise _not_results(results, f"a record for no image of the val list, or a second "
+                                            f"one: {json.dumps(record)[:80]}")
+            by_index[index] = record
+    problem = (f"{len(by_index)} records for {len(entries)} images" if len(by_index) < len(entries)
+               else next(filter(None, (record_problem(by_index[entry.index], entry, max(settings.topk))
+                                       for entry in entries)), None))
+    if problem:
+        raise _not_results(results, problem)
+    if {**results_document(stored, list(by_index.values())), "settings": document["settings"]} \
+            != document:
+        raise _not_results(results, "its counts and accuracies are not those of its records")
+    return document
+
+
+def _not_results(results: Path, problem: str) -> EvalError:
+    return EvalError(f"{results} exists and is not an intact archc results file ({problem}): "
+                     f"remove it or choose another --results")
+
+
+def open_journal(results: Path, settings: EvalSettings, groups: list[list[Entry]]) -> Journal | dict:
     """The finished document if `results` is already complete for these settings, else the journal
-    to continue (created, or resumed after checking its settings)."""
+    to continue (created, or resumed after checking its settings and its groups, which must be
+    the val list's `groups`)."""
+    partial = results.with_name(results.name + ".partial")
     if results.exists():
-        try:
-            document = json.loads(results.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise EvalError(f"{results} exists and is not an archc results file ({error}): remove "
-                            f"it or choose another --results") from None
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise EvalError(f"{results} exists and is not an archc results file: remove it or "
-                            f"choose another --results")
-        _check_same(results, EvalSettings.from_json(document["settings"], results), settings)
-        # a run killed between writing the document and removing its journal
-        results.with_name(results.name + ".partial").unlink(missing_ok=True)
+        document = read_document(results, settings, groups)
+        try:  # a run killed between writing the document and removing its journal
+            partial.unlink(missing_ok=True)
+        except OSError as error:
+            raise EvalError(f"cannot remove {partial}: {_reason(error)}") from None
         return document
     journal = Journal(results, settings)
+    if partial.exists():
+        old_settings, lines, intact = read_journal(partial)
+        # a journal of a run that finished nothing (it failed to start, say) holds nothing
+        # to keep: a corrected command starts afresh over it
+        if old_settings is not None and lines:
+            resumed = EvalSettings.from_json(old_settings, partial)
+            _check_same(partial, resumed, settings)
+            journal.groups = _journal_groups(partial, lines, groups, max(settings.topk))
+            journal.settings = resumed
+            try:
+                os.truncate(partial, intact)
+            except OSError as error:
+                raise EvalError(f"cannot write {partial}: {_reason(error)}") from None
+            return journal
     try:
-        if journal.partial.exists():
-            old_settings, groups, intact = read_journal(journal.partial)
-            # a journal of a run that finished nothing (it failed to start, say) holds nothing
-            # to keep: a corrected command starts afresh over it
-            if old_settings is not None and groups:
-                resumed = EvalSettings.from_json(old_settings, journal.partial)
-                _check_same(journal.partial, resumed, settings)
-                os.truncate(journal.partial, intact)
-                journal.settings, journal.groups = resumed, groups
-                return journal
-        with open(journal.partial, "w", encoding="utf-8") as handle:
+        with open(partial, "w", encoding="utf-8") as handle:
             handle.write(dump_line({"format": FORMAT, "settings": settings.to_json()}))
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as error:
-        raise EvalError(f"cannot write {journal.partial}: {_reason(error)}") from None
+        raise EvalError(f"cannot write {partial}: {_reason(error)}: make room there or choose "
+                        f"another --results") from None
     return journal
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from archc.runtime.backends import Forwarder
 from archc.runtime.eval.errors import EvalError
 from archc.runtime.eval.crops import Preprocess
+from archc.runtime.eval.images import ImageLimits
 from archc.runtime.eval.metrics import image_record, skipped_record
 from archc.runtime.eval.pipeline import Loaded, load_in_order
 from archc.runtime.eval.progress import Progress
@@ -33,6 +34,7 @@ class Job:
     batch: int
     max_k: int
     workers: int
+    limits: ImageLimits = ImageLimits()
 
     @property
     def group_size(self) -> int:
@@ -107,7 +109,7 @@ def run(job: Job, forwarder: Forwarder, journal: Journal, progress: Progress) ->
     todo = groups_to_do(job, journal)
     tasks = ((entry.index, job.path_of(entry)) for number in todo for entry in groups[number])
     depth = job.workers + 2 * job.group_size * (1 + forwarder.ahead)
-    loaded: Iterator[Loaded] = load_in_order(tasks, job.preprocess, job.workers, depth)
+    loaded: Iterator[Loaded] = load_in_order(tasks, job.preprocess, job.limits, job.workers, depth)
     flights: deque[InFlight] = deque()
 
     def finish_oldest() -> None:

@@ -7,6 +7,7 @@ the same settings, locations aside, so that it computes what an uninterrupted on
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 
 from archc.runtime.eval.errors import EvalError
@@ -15,10 +16,46 @@ from archc.runtime.eval.errors import EvalError
 # what they contain (contents are compared through their hashes).
 LOCATIONS = ("model", "weights", "val", "root")
 # Settings added after the first files of this format were written, with the value every run
-# before them had (no folding; no layers allowed to miss weights).
-ADDED = {"fold_batchnorm": False, "layers_without_weights": [], "labels": None}
+# before them had (no folding; no layers allowed to miss weights; no limits on images; no class
+# names).
+ADDED = {"fold_batchnorm": False, "layers_without_weights": [], "max_image_bytes": None,
+         "max_pixels": None, "labels": None}
 # How to ask for a setting's other value, where a flag does it.
-FLAGS = {"fold_batchnorm": "--keep-batchnorm runs BatchNorm as written"}
+FLAGS = {"fold_batchnorm": "--keep-batchnorm runs BatchNorm as written",
+         "max_image_bytes": "--max-image-bytes sets it (none: no limit, as before there was one)",
+         "max_pixels": "--max-pixels sets it (none: no limit, as before there was one)"}
+
+
+def is_integer(value: object) -> bool:
+    """A JSON integer, as json.loads gives it (true and false are bools, and bools are ints)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _list_of(test):
+    return lambda value: isinstance(value, list) and all(map(test, value))
+
+
+def _or_null(test):
+    return lambda value: value is None or test(value)
+
+
+def _is_number(value: object) -> bool:
+    return (is_integer(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+# What the JSON value of a setting of each annotation must be, and how to say so.
+_JSON_TYPES = {
+    "str": (lambda value: isinstance(value, str), "a string"),
+    "str | None": (_or_null(lambda value: isinstance(value, str)), "a string or null"),
+    "int": (is_integer, "an integer"),
+    "int | None": (_or_null(is_integer), "an integer or null"),
+    "bool": (lambda value: isinstance(value, bool), "true or false"),
+    "tuple[float, float, float]": (lambda value: _list_of(_is_number)(value) and len(value) == 3,
+                                   "a list of 3 numbers"),
+    "tuple[int, ...]": (_list_of(is_integer), "a list of integers"),
+    "tuple[int, ...] | None": (_or_null(_list_of(is_integer)), "a list of integers or null"),
+    "tuple[str, ...]": (_list_of(lambda value: isinstance(value, str)), "a list of strings"),
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +83,8 @@ class EvalSettings:
     synset: str | None                  # the label remap, VAL:MODEL
     fold_batchnorm: bool
     layers_without_weights: tuple[str, ...]
+    max_image_bytes: int | None         # images over these are skipped: they decide results
+    max_pixels: int | None
     labels: str | None = None           # the file the class names come from (--labels)
 
     def to_json(self) -> dict:
@@ -67,6 +106,12 @@ class EvalSettings:
                             + ", ".join([*(f"{key} there" for key in unknown),
                                          *(f"no {key}" for key in missing)])
                             + "): remove it or choose another --results")
+        for field in fields(cls):
+            fits, expected = _JSON_TYPES[field.type]
+            if not fits(data[field.name]):
+                raise EvalError(f"{where} holds a setting this archc does not write ("
+                                f"{field.name} {json.dumps(data[field.name])[:60]}, not "
+                                f"{expected}): remove it or choose another --results")
         return cls(**{key: tuple(value) if isinstance(value, list) else value
                       for key, value in data.items()})
 

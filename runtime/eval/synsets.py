@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+from archc.files import read_regular_file
 from archc.runtime.eval.errors import EvalError
 
 NAMED = {"2012": "synset2012.txt", "2015": "synset2015.txt"}
@@ -34,7 +35,7 @@ def _lines(name: str, what: str) -> list[str]:
     """The non-blank lines of a synset list or labels file (`2012`, `2015` or a file path)."""
     path = synset_path(name)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_regular_file(path).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         hint = " (set ARCHC_REFERENCE_DIR to the directory holding cls/)" if name in NAMED else ""
         raise EvalError(f"cannot read {what} {path}: {getattr(error, 'strerror', None) or error}"

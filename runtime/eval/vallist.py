@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import posixpath
 from dataclasses import dataclass
-from pathlib import Path
 
+from archc.files import read_regular_file
 from archc.runtime.eval.errors import EvalError
 
 
@@ -32,8 +32,10 @@ def parse_val_list(text: str, source: str = "<val>") -> list[ValLine]:
     """The list's lines; a malformed line is an error naming its line number.
 
     Blank lines and `#` comments are ignored. The label is the last field, so paths may contain
-    spaces. A leading `/` is relative to the root, as in the published ILSVRC lists
-    (`/Data/CLS-LOC/val/...`); a path that climbs out of the root with `..` is refused.
+    spaces; but a line whose path ends in a field that is a number too (`a.png 0 1`) is refused:
+    a second label is far likelier than a file named so. A leading `/` is relative to the root, as
+    in the published ILSVRC lists (`/Data/CLS-LOC/val/...`); a path that climbs out of the root
+    with `..`, or holds a NUL byte (no file name can), is refused.
     """
     lines = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -44,12 +46,19 @@ def parse_val_list(text: str, source: str = "<val>") -> list[ValLine]:
         if len(fields) != 2:
             raise EvalError(f"{source}:{number}: expected 'PATH LABEL', got {stripped!r}")
         path, label_text = fields
-        try:
-            label = int(label_text)
-        except ValueError:
-            raise EvalError(f"{source}:{number}: the label {label_text!r} is not an integer") from None
+        label = _integer(label_text)
+        if label is None:
+            raise EvalError(f"{source}:{number}: the label {label_text!r} is not an integer")
         if label < 0:
             raise EvalError(f"{source}:{number}: the label {label} is negative")
+        last_of_path = path.rsplit(None, 1)[-1]
+        if last_of_path != path and _integer(last_of_path) is not None:
+            raise EvalError(f"{source}:{number}: expected 'PATH LABEL', got {stripped!r}, which "
+                            f"has two labels ({last_of_path} and {label_text}): keep one (a file "
+                            f"whose name ends in ' {last_of_path}' must be renamed)")
+        if "\0" in path:
+            raise EvalError(f"{source}:{number}: the path {path!r} holds a NUL byte, which no "
+                            f"file name can")
         normal = posixpath.normpath(path.lstrip("/"))
         if normal == ".." or normal.startswith("../") or normal == ".":
             raise EvalError(f"{source}:{number}: the path {path!r} does not name a file under the root")
@@ -59,9 +68,16 @@ def parse_val_list(text: str, source: str = "<val>") -> list[ValLine]:
     return lines
 
 
-def read_val_list(path: str) -> list[ValLine]:
+def _integer(text: str) -> int | None:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return int(text)
+    except ValueError:
+        return None
+
+
+def read_val_list(path: str) -> list[ValLine]:
+    try:  # a byte-order mark (Windows editors write one) is no part of the first path
+        text = read_regular_file(path).decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise EvalError(f"cannot read val list {path}: "
                         f"{getattr(error, 'strerror', None) or error}") from None
