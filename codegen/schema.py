@@ -47,7 +47,7 @@ _LAYER_START = re.compile(r"^[ \t]*layers?\s*\{", re.MULTILINE)
 
 
 class FieldSpec(NamedTuple):
-    label: str          # "optional" or "repeated"
+    label: str          # "optional", "required" (Caffe cannot read a file without it) or "repeated"
     type: str           # a scalar type below, or the name of a message or enum
     name: str
     number: int
@@ -67,6 +67,10 @@ def _f(label: str, type_: str, name: str, number: int, default: object = None,
 
 def _opt(type_: str, name: str, number: int, default: object = None) -> FieldSpec:
     return _f("optional", type_, name, number, default)
+
+
+def _req(type_: str, name: str, number: int) -> FieldSpec:
+    return _f("required", type_, name, number)
 
 
 def _rep(type_: str, name: str, number: int, packed: bool = False) -> FieldSpec:
@@ -213,8 +217,8 @@ _COMMON_MESSAGES: dict[str, MessageSpec] = {
         _opt("FillerParameter", "filler", 3),
     )),
     "ClipParameter": MessageSpec((
-        _opt("float", "min", 1),
-        _opt("float", "max", 2),
+        _req("float", "min", 1),
+        _req("float", "max", 2),
     )),
     "ConcatParameter": MessageSpec((
         _opt("int32", "axis", 2, 1),
@@ -619,7 +623,8 @@ _SCALAR_TYPES = {
     "uint64": _FDP.TYPE_UINT64, "int32": _FDP.TYPE_INT32, "uint32": _FDP.TYPE_UINT32,
     "bool": _FDP.TYPE_BOOL, "string": _FDP.TYPE_STRING, "bytes": _FDP.TYPE_BYTES,
 }
-_LABELS = {"optional": _FDP.LABEL_OPTIONAL, "repeated": _FDP.LABEL_REPEATED}
+_LABELS = {"optional": _FDP.LABEL_OPTIONAL, "required": _FDP.LABEL_REQUIRED,
+           "repeated": _FDP.LABEL_REPEATED}
 
 
 #: `*_param` messages of declared fork types: ((LayerParameter field, ((field, scalar type,
@@ -760,7 +765,24 @@ def parse_prototxt(text: str, dialect: str = "ceil_mode", path: str = "<prototxt
             message += (": a legacy `layers` entry takes a V1 type such as CONVOLUTION (a current "
                         "`layer` entry takes \"Convolution\")")
         raise ArchError(f"not a valid Caffe prototxt ({dialect} dialect): {message}", span) from None
+    check_required_fields(net, path)
     return net
+
+
+def check_required_fields(net: Message, path: str) -> None:
+    """Text format leaves a required field's absence to the reader, and Caffe's reader aborts on
+    it: refuse the file, naming the field and its layer."""
+    if net.IsInitialized():
+        return
+    missing = net.FindInitializationErrors()[0]  # e.g. "layer[3].clip_param.min"
+    where = re.match(r"layers?\[(\d+)\]\.(.*)", missing)
+    if where:
+        layers = net.layers if missing.startswith("layers[") else net.layer
+        missing = f"layer '{layers[int(where.group(1))].name}' lacks {where.group(2)}"
+    else:
+        missing = f"the net lacks {missing}"
+    raise ArchError(f"{path}: {missing}, which Caffe requires (it cannot read the file without "
+                    f"it)")
 
 
 def _unmodelled_layer(text: str, line: int, field: str) -> str:

@@ -86,3 +86,45 @@ def test_a_python_layer_runs_nothing(caffe, tmp_path):
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode in (1, 2) and "Traceback" not in result.stderr, command
         assert not (tmp_path / "RAN").exists(), command
+
+
+CLIP_WITHOUT_MIN = ('input: "data"\ninput_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+                    'layer { name: "c" type: "Clip" bottom: "data" top: "c" clip_param { max: 1 } }\n')
+
+
+def test_a_required_field_left_out_is_refused_as_caffe_cannot_read_the_file(caffe, tmp_path):
+    """Found by the prototxt fuzzer: text format leaves required fields to the reader, and
+    Caffe's reader aborts on a ClipParameter without `min`."""
+    from archc.runtime.loader import load_net_text, probe_in_child
+    expected = "layer 'c' lacks clip_param.min, which Caffe requires"
+    with pytest.raises(ArchError, match=expected):
+        import_net(CLIP_WITHOUT_MIN, "clip.prototxt")
+    with pytest.raises(ArchError, match=expected):
+        load_net_text(CLIP_WITHOUT_MIN, "clip.prototxt")
+    path = tmp_path / "clip.prototxt"
+    path.write_text(CLIP_WITHOUT_MIN)
+    with pytest.raises(ArchError, match="Caffe cannot set up the net"):
+        probe_in_child(str(path), "clip.prototxt")
+    path.write_text(CLIP_WITHOUT_MIN.replace("{ max: 1 }", "{ min: 0 max: 1 }"))
+    probe_in_child(str(path), "clip.prototxt")
+
+
+@pytest.mark.parametrize("parts, message", REFUSED)
+def test_the_loader_gives_the_importers_refusal_before_caffe_sees_the_net(caffe, parts, message):
+    """The loader once took any refusal for a net outside the IR and let Caffe judge it in a
+    child process, which set some of them up and aborted only at the forward pass."""
+    from archc.runtime.loader import load_net_text
+    with pytest.raises(ArchError, match=message):
+        load_net_text(net(**parts), "net.prototxt")
+
+
+def test_a_layer_without_a_cpu_forward_pass_is_refused_before_it_runs(caffe):
+    """Found by the prototxt fuzzer: an SPP layer with STOCHASTIC pooling sets up, and the CPU
+    forward pass of `eval` aborted; the loader now asks Caffe first, in a child process."""
+    from archc.runtime.loader import load_net_text
+    spp = ('input: "data"\ninput_shape { dim: 2 dim: 6 dim: 12 dim: 12 }\n'
+           'layer { name: "spp" type: "SPP" bottom: "data" top: "spp" '
+           'spp_param { pyramid_height: 1 pool: STOCHASTIC } }\n')
+    with pytest.raises(ArchError, match="Caffe cannot run the forward pass of spp.prototxt"):
+        load_net_text(spp, "spp.prototxt")
+    assert load_net_text(spp.replace("STOCHASTIC", "MAX"), "spp.prototxt").net.forward()
