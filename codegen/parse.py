@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 
 from archc.codegen import schema, upgrade
 from archc.ir import OPS, ArchError, Layer, Net, Span
-from archc.ir.ops import Op
+from archc.ir.ops import Op, UnsupportedSetting
 from archc.ir.ops.base import read_pair, short_float
 from archc.ir.ops.fork import ForkTypes
 
@@ -279,6 +279,11 @@ _TRAINING_DATA = ("a training-only data layer: a deploy net takes its inputs fro
                   "Input layer")
 _TRAINING_LOSS = ("training-only: it compares outputs with labels, which a deploy net does not "
                   "have; end the net before it (Softmax gives probabilities)")
+class NotModelled(ArchError):
+    """A layer type or setting the IR cannot represent (a fork's type not declared, N-D
+    convolution, ...): Caffe may still run the net, which only Caffe can tell."""
+
+
 #: Caffe layer types archc refuses to import, and why.
 REFUSED_TYPES = {
     **dict.fromkeys(("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData"),
@@ -301,10 +306,12 @@ def op_from_layer(layer: Message, dialect: str, span: Span | None, types: ForkTy
     if definition is None:
         supported = ", ".join(sorted(OPS) + ["Input"])
         declared = f"; declared: {', '.join(sorted(types))}" if types else ""
-        raise ArchError(f"layer '{layer.name}' has type '{layer.type}', which archc does not "
-                        f"support (supported: {supported}{declared}); a fork's type can be "
-                        f"declared in an .arch file (`archc diff --types FILE.arch`)", span)
+        raise NotModelled(f"layer '{layer.name}' has type '{layer.type}', which archc does not "
+                          f"support (supported: {supported}{declared}); a fork's type can be "
+                          f"declared in an .arch file (`archc diff --types FILE.arch`)", span)
     try:
         return definition.from_caffe(layer, dialect)
+    except UnsupportedSetting as error:
+        raise NotModelled(f"{layer.type} layer '{layer.name}': {error}", span) from None
     except ValueError as error:
         raise ArchError(f"{layer.type} layer '{layer.name}': {error}", span) from None

@@ -11,8 +11,9 @@ weights at their random fillers. So before Caffe sees anything:
 2. the text is parsed against the installed Caffe's own schema (`caffe_pb2`): syntax errors and
    unknown fields become messages with line and column;
 3. the net's structure is checked without Caffe: it is imported into the IR and its shapes are
-   inferred with Caffe's rules, which gives errors at the offending layer. A net the IR cannot
-   represent (a layer type archc does not know) is instead set up once in a child process, whose
+   inferred with Caffe's rules, which gives errors at the offending layer, and the importer
+   refuses every setting Caffe would abort on at set-up. A net with a layer type archc does not
+   know (a fork's, in a Caffe built with it) is instead set up once in a child process, whose
    abort is turned into an error message;
 4. the weights are read with protobuf and compared, layer by layer, with the parameter blobs the
    constructed net has; loading stops on mismatches (Caffe would abort) and on layers without
@@ -189,42 +190,45 @@ def validate_against_schema(text: str, source: str):
 def check_structure(text: str, source: str, inputs: dict[str, list[int]] | None = None,
                     passes: bool = False) -> bool:
     """Infer every shape in the IR (with `inputs` replacing the declared input shapes). True when
-    the net passed (and, with `passes`, Caffe has every layer's forward and backward pass);
-    False when the IR cannot represent it, or with `passes` a layer lacks a backward or a CPU
-    forward pass (then Caffe must be asked); raises ArchError for a net Caffe would abort on."""
-    from archc.codegen.parse import import_net
+    the net passed and Caffe has every layer's CPU forward pass (and, with `passes`, backward);
+    False when the IR cannot represent it, or a layer may lack one of those passes (then Caffe
+    must be asked); raises ArchError for a net Caffe would abort on, or that the importer
+    refuses (a setting Caffe checks at set-up, a training-only layer)."""
+    from archc.codegen.parse import NotModelled, import_net
     try:
         net = import_net(text, source)
-    except ArchError:
+    except NotModelled:  # a fork's type this Caffe has, N-D convolution: only Caffe can tell
         return False
     if inputs is not None:
         net.inputs = {name: tuple(inputs[name]) for name in net.inputs}
     infer_shapes(net)
-    return not passes or all(layer.op.backward and layer.op.cpu_forward() for layer in net.layers)
+    return all(layer.op.cpu_forward() and (layer.op.backward or not passes) for layer in net.layers)
 
 
-# A fixed program (no user text is executed): set the net up in TEST phase and, when asked, run
-# one forward and backward pass (Caffe aborts on a layer without a backward pass).
+# A fixed program (no user text is executed): set the net up in TEST phase, run it forward once
+# (some settings the IR does not model abort only there) and, when asked, backward (Caffe aborts
+# on a layer without a backward pass).
 _PROBE = ("import sys\n"
           "from archc.runtime.caffe_env import import_caffe\n"
           "caffe = import_caffe()\n"
           "net = caffe.Net(sys.argv[1], caffe.TEST)\n"
+          "net.forward()\n"
           "if sys.argv[2:] == ['passes']:\n"
-          "    net.forward()\n"
           "    net.backward()\n")
 _LAYER_SETUP = re.compile(r"\] (?:Creating layer|Setting up) (\S+)$", re.MULTILINE)
 
 
 def probe_in_child(path: str, source: str, passes: bool = False) -> None:
-    """Set the net up in a child process (and with `passes` run it forward and backward once), so
-    that a Caffe abort becomes an ArchError here."""
+    """Set the net up in a child process and run it forward once (with `passes`, backward too),
+    so that a Caffe abort becomes an ArchError here."""
     # Full logging: the last layer Caffe announced is the one whose setup aborted.
     result = caffe_env.run_in_child(_PROBE, path, *(["passes"] if passes else []))
     if result.returncode == 0:
         return
     detail = caffe_env.fatal_message(result.stderr)
     if "Network initialization done" in result.stderr:
-        raise ArchError(f"Caffe cannot run the forward and backward passes of {source}: {detail}")
+        passes_run = "forward and backward passes" if passes else "forward pass"
+        raise ArchError(f"Caffe cannot run the {passes_run} of {source}: {detail}")
     layers = _LAYER_SETUP.findall(result.stderr)
     where = f" at layer '{layers[-1]}'" if layers else ""
     raise ArchError(f"Caffe cannot set up the net in {source}{where}: {detail}")

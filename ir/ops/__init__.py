@@ -14,13 +14,13 @@ from archc.ir.ops.routing import BatchReindex, Filter, Parameter, Silence, Split
 from archc.ir.ops.recurrent import LSTM, RNN, LSTMUnit  # isort: skip
 from archc.ir.ops.merge import ELTWISE_OPERATIONS, Concat, Eltwise  # isort: skip
 from archc.ir.ops.base import (INT_MAX, MAX_AXES, REGISTRY, ArgumentError, Op, Param, ParamBlob,
-                               Primitive, Shape, ShapeError, format_shape)
+                               Primitive, Shape, ShapeError, UnsupportedSetting, format_shape)
 
 #: Caffe type name -> op definition
 OPS: dict[str, type[Op]] = REGISTRY
 
 __all__ = ["INT_MAX", "MAX_AXES", "OPS", "ArgumentError", "Op", "Param", "ParamBlob", "Primitive",
-           "Shape", "ShapeError", "format_shape",
+           "Shape", "ShapeError", "UnsupportedSetting", "format_shape",
            "Convolution", "Deconvolution", "Im2col",
            "BatchNorm", "Scale", "Bias", "LRN", "MVN",
            "ReLU", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold",

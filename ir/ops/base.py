@@ -155,7 +155,8 @@ def read_pair(params: Any, name: str, default: int | None) -> tuple[int, int] | 
         return values[0], values[0]
     if len(values) == 2:
         return values[0], values[1]
-    raise ValueError(f"{name} has {len(values)} values; only 2-D (one or two values) is supported")
+    raise UnsupportedSetting(f"{name} has {len(values)} values; only 2-D (one or two values) is "
+                             f"supported")
 
 
 def _check_c_int(descriptor: Any, value: Any) -> None:
@@ -178,9 +179,20 @@ def write_pair(fields: dict, name: str, h: int, w: int, default: int | None) -> 
 
 
 def require(condition: bool, message: str) -> None:
-    """An importer's check: a ValueError the importer reports at the layer."""
+    """An importer's check of what Caffe checks too: a ValueError the importer reports at the
+    layer."""
     if not condition:
         raise ValueError(message)
+
+
+class UnsupportedSetting(ValueError):
+    """A setting Caffe runs that archc does not model (N-D convolution, ...): only Caffe itself
+    can judge a net with one."""
+
+
+def supported(condition: bool, message: str) -> None:
+    if not condition:
+        raise UnsupportedSetting(message)
 
 
 # ----- the base -----------------------------------------------------------------------------

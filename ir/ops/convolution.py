@@ -7,8 +7,7 @@ from typing import Any, ClassVar
 
 from archc.ir.ops.base import (INT_MAX, Op, Param, ParamBlob, Primitive, Shape, ShapeError,
                                checked_4d, definition, pair, prod, read_field, read_pair, require,
-                               required,
-                               truncated, write_pair)
+                               required, supported, truncated, write_pair)
 
 
 def _check_window(op: str, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
@@ -50,11 +49,11 @@ def _check_buffer(op: str, values: int) -> None:
 
 def _read_window(p: Any) -> dict[str, int]:
     """Kernel, stride, pad and dilation of a ConvolutionParameter, as an op's fields."""
-    require(p.axis == 1 and not p.force_nd_im2col, "only 2-D convolution over axis 1 is supported")
+    supported(p.axis == 1 and not p.force_nd_im2col, "only 2-D convolution over axis 1 is supported")
     kernel = read_pair(p, "kernel_size", None)
     require(kernel is not None, "kernel_size (or kernel_h and kernel_w) is required")
     dilation = read_pair(p, "dilation", 1)
-    require(dilation[0] == dilation[1], "different vertical and horizontal dilation is not supported")
+    supported(dilation[0] == dilation[1], "different vertical and horizontal dilation is not supported")
     (stride_h, stride_w), (pad_h, pad_w) = read_pair(p, "stride", 1), read_pair(p, "pad", 0)
     return {"kernel_h": kernel[0], "kernel_w": kernel[1], "stride_h": stride_h,
             "stride_w": stride_w, "pad_h": pad_h, "pad_w": pad_w, "dilation": dilation[0]}
