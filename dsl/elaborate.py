@@ -517,9 +517,18 @@ class Elaborator:
         elif prim.merge:
             reads = frame.cursor  # a list: checked above
         elif isinstance(frame.cursor, list):
-            raise self.error(f"'{prim.name}' applies to one tensor, and the cursor holds "
-                             f"{len(frame.cursor)}: pick one with `from current[0]`, or merge "
-                             f"them with concat, sum, product or maximum", stmt)
+            # Scale and Bias read a second input in a role of its own: the list gives Caffe's
+            # bottoms in order, as the layer's file would.
+            most = layer_ops[0].max_bottoms
+            if most == 1:
+                raise self.error(f"'{prim.name}' applies to one tensor, and the cursor holds "
+                                 f"{len(frame.cursor)}: pick one with `from current[0]`, or merge "
+                                 f"them with concat, sum, product or maximum", stmt)
+            if len(frame.cursor) > most:
+                raise self.error(f"'{prim.name}' reads at most {most} tensors, the data and "
+                                 f"then its operand, and the cursor holds {len(frame.cursor)}: "
+                                 f"pick them with `from [current[0], current[1]]`", stmt)
+            reads = frame.cursor
         else:
             reads = [frame.cursor]
         for tensor in reads:

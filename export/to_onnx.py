@@ -20,7 +20,7 @@ from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refu
                                  average_correction,
                                  batch_axes, caffe_outputs, form_for, last_writers,
                                  named_tensors, normalised_axis, pool_axes, refused, registrar,
-                                 tensor_shapes)
+                                 tensor_shapes, unwritten_scale)
 from archc.ir import LayerShapes, ShapedNet
 
 TARGET = "ONNX"
@@ -154,6 +154,9 @@ def batch_norm(step: Step) -> None:
 
 @form("Scale")
 def scale(step: Step) -> None:
+    unwritten = unwritten_scale(step.entry)
+    if unwritten:
+        raise step.refuse(unwritten)
     shape = _broadcast(step.rank)
     bias = step.op.bias_term
     scaled = step.node("Mul", [step.inputs[0], step.parameter("weight", shape)],

@@ -25,7 +25,7 @@ import numpy as np
 from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
                                  caffe_outputs, form_for,
                                  named_tensors, normalised_axis, pool_axes, refused, registrar,
-                                 tensor_shapes)
+                                 tensor_shapes, unwritten_scale)
 from archc.export.torch_code import (Attribute, Binary, Variable, call, evaluate, method,
                                      render)
 from archc.ir import LayerShapes, ShapedNet
@@ -126,6 +126,9 @@ def batch_norm(step: Step) -> TorchForm:
 
 @form("Scale")
 def scale(step: Step) -> TorchForm:
+    unwritten = unwritten_scale(step.entry)
+    if unwritten:
+        raise step.refuse(unwritten)
     # Caffe's per-channel scale (and bias) over axis 1, broadcast over the axes after it
     parameters = {role: call("nn.Parameter", call("torch.ones" if role == "weight" else "torch.zeros",
                                                   *shape))

@@ -4,13 +4,14 @@ deterministic, and never replace an nn.Module attribute."""
 from __future__ import annotations
 
 import keyword
+import re
 
 import pytest
 
 from archc.export import to_onnx, to_pytorch
 from archc.export.common import ExportError, Refusal
 from archc.ir import Layer, Net, infer_shapes
-from archc.ir.ops import OPS, Pooling, ReLU
+from archc.ir.ops import OPS, Pooling, ReLU, Scale
 
 REGISTRIES = {"ONNX": to_onnx.FORMS, "PyTorch": to_pytorch.FORMS}
 
@@ -41,6 +42,21 @@ def test_the_argmax_mask_top_is_refused_by_name(target, export):
     shaped = infer_shapes(Net({"data": (1, 2, 4, 4)}, [
         Layer("pool", Pooling("MAX", 2, 2, 2, 2), ("data",), ("pooled", "mask"))]))
     with pytest.raises(ExportError, match=f"'pool' \\(Pooling\\) to {target}: the argmax mask top"):
+        export(shaped)
+
+
+@pytest.mark.parametrize("target, export", [
+    ("ONNX", lambda shaped: to_onnx.to_onnx(shaped, None)),
+    ("PyTorch", lambda shaped: to_pytorch.program(shaped))])
+@pytest.mark.parametrize("layer, reason", [
+    (Layer("gate", Scale(axis=0), ("data", "factors"), ("gated",)), "a second input as the factor"),
+    (Layer("rows", Scale(axis=2), ("data",), ("data",)), "axis 1, num_axes 1) has a form yet, "
+                                                         "and this layer has axis 2, num_axes 1"),
+])
+def test_a_scale_other_than_per_channel_is_refused_by_name(target, export, layer, reason):
+    shaped = infer_shapes(Net({"data": (2, 3, 4, 4), "factors": (2, 3)}, [layer]))
+    with pytest.raises(ExportError, match=re.escape(f"'{layer.name}' (Scale) to {target}: ") +
+                       ".*" + re.escape(reason)):
         export(shaped)
 
 

@@ -9,8 +9,10 @@ import pytest
 
 from archc import dsl
 from archc.codegen import render
+from archc.codegen.parse import import_net
 from archc.codegen.schema import parse_prototxt
 from conftest import REPO
+from golden import assert_caffe_allocates_the_inferred_shapes
 from archc.errors import ArchError
 
 
@@ -611,8 +613,35 @@ def test_blocks_return_and_loops_carry_several_tensors(tmp_path):
     assert layers["out"].bottoms == ("r2", "r1")
 
 
+def test_scale_and_bias_read_a_list_cursor_as_the_data_and_its_operand(tmp_path, caffe):
+    net = compile_text(tmp_path, """
+        net {
+          input "gate" [2, 8]
+          let gate = current
+          input "data" [2, 8, 4, 4]
+          let x = current
+          avepool(global = true) as "pool"
+          reshape([0, 0]) as "flat"
+          from [x, current]
+          scale(axis = 0, bias = false, top = "scaled") as "excite"
+          let scaled = current
+          from [scaled, gate]
+          bias(axis = 0) as "shift"
+        }
+    """)
+    ops = layers(net)
+    assert (ops["excite"].bottoms, ops["excite"].tops) == (("data", "flat"), ("scaled",))
+    assert (ops["excite"].op.axis, ops["excite"].op.bias_term) == (0, False)
+    # in place on the data, as scale and bias alone
+    assert (ops["shift"].bottoms, ops["shift"].tops) == (("scaled", "gate"), ("scaled",))
+    text = render(net)
+    assert render(import_net(text, "rendered.prototxt")) == text
+    assert_caffe_allocates_the_inferred_shapes(net, text)
+
+
 @pytest.mark.parametrize("text, message", [
     ('slice(points = [2])\n  conv(4, 1)', "'conv' applies to one tensor, and the cursor holds 2"),
+    ('slice(points = [1, 2])\n  bias', "'bias' reads at most 2 tensors, the data and then its operand"),
     ('sum as "s"', "'sum' merges branches, or the tensors of a list cursor"),
     ('slice(points = [2], top = "x")', "'slice' writes 2 blobs here: give `top` a list of 2 names"),
     ('relu(top = ["a", "b"])', "'relu' writes one blob: give `top` one name"),

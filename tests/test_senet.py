@@ -1,12 +1,13 @@
-"""Squeeze-and-excitation families (the SENet authors' Caffe release): SE-ResNet-50 against the
-published file; the other depths and SE-ResNeXt against the paper's parameter counts."""
+"""Squeeze-and-excitation families (the SENet authors' Caffe release): SE-ResNet-50 and
+SE-BN-Inception against the published files; the other depths and SE-ResNeXt against the paper's
+parameter counts."""
 from __future__ import annotations
 
 import pytest
 
 from archc.ir import infer_shapes
 from conftest import reference_root
-from golden import assert_matches, generate
+from golden import assert_caffe_allocates_the_inferred_shapes, assert_matches, generate
 
 # trainable parameters in millions, Table 2 of Hu et al. (2018)
 PAPER = {("se_resnet.arch", 50): 28.1, ("se_resnet.arch", 101): 49.3, ("se_resnet.arch", 152): 66.8,
@@ -16,6 +17,19 @@ PAPER = {("se_resnet.arch", 50): 28.1, ("se_resnet.arch", 101): 49.3, ("se_resne
 def test_se_resnet50_equals_the_published_file(reference_cls):
     _, text = generate("se_resnet.arch", depth=50)
     assert_matches(text, reference_root() / "senet" / "SE-ResNet-50.prototxt")
+
+
+def test_se_bn_inception_equals_the_published_file(reference_cls):
+    _, text = generate("se_bn_inception.arch")
+    assert_matches(text, reference_root() / "senet" / "SE-BN-Inception.prototxt")
+
+
+def test_caffe_runs_se_bn_inceptions_two_input_scale_as_inferred(caffe):
+    net, text = generate("se_bn_inception.arch")
+    layers = {layer.name: layer for layer in net.layers}
+    assert layers["inception_3a_scale"].bottoms == ("inception_3a/concat", "inception_3a_prob_reshape")
+    assert layers["inception_5b_1x1_down"].op.num_output == 1024 // 16
+    assert_caffe_allocates_the_inferred_shapes(net, text)
 
 
 @pytest.mark.parametrize("family, depth", PAPER)
