@@ -51,12 +51,11 @@ bench: setup test-extras caffe
 	$(PY) bench/export_throughput.py
 	$(PY) bench/ray_throughput.py
 
-# The fuzzers' long runs, on 2 workers: N inputs (default 100000) for each of the compiler,
-# caffemodel (loaded into real Caffe where archc calls them a fit) and eval-file fuzzers, then N
-# mutated prototxts (default 20000) through archc's loader into real Caffe.
+# The fuzzers' long run: N inputs (default 100000) for each of the compiler, caffemodel (loaded
+# into real Caffe where archc calls them a fit), eval-file and prototxt (what archc accepts, set
+# up and run in real Caffe) fuzzers, on 2 workers.
 soak: setup caffe
 	$(PY) bench/fuzz_soak.py $(N)
-	$(PY) bench/fuzz_prototxt.py $(or $(N),20000)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

@@ -1,14 +1,17 @@
 """Soak archc's fuzzers outside pytest: N inputs for each (default 100,000).
 
-    python bench/fuzz_soak.py [N] [--fuzzers compiler,weights,evalfiles] [--workers 2] [--seed S]
-                              [--crashes DIR]
+    python bench/fuzz_soak.py [N] [--fuzzers compiler,weights,evalfiles,prototxt] [--workers 2]
+                              [--seed S] [--crashes DIR]
 
 - compiler: generated and mutated .arch inputs compiled in-process (tests/archfuzz.py);
 - weights: caffemodels mutated field by field under `archc weights` and `--check`, and loaded into
   real Caffe where archc calls them a fit, in one long-lived Caffe child per worker, restarted
   only after a death, which fails its case (tests/weightsfuzz.py, tests/caffe_child.py); without
   Caffe, the archc side alone, said so;
-- evalfiles: val lists, journals and results files mutated under `archc eval` (tests/evalfuzz.py).
+- evalfiles: val lists, journals and results files mutated under `archc eval` (tests/evalfuzz.py);
+- prototxt: one-layer nets mutated field by field through the checks `archc time` and `eval` make
+  before Caffe sees a net, and what they accept set up and run forward in the Caffe child
+  (tests/protofuzz.py); it needs Caffe.
 
 Every input that breaks its fuzzer's property is saved under DIR (default bench/fuzz-crashes/) as a
 folder with its files, its command line and what went wrong. Prints the counts, the exit statuses,
@@ -34,6 +37,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import archfuzz  # noqa: E402  (needs the paths above)
 import evalfuzz  # noqa: E402
+import protofuzz  # noqa: E402
 import weightsfuzz  # noqa: E402
 from caffe_child import CaffeChild  # noqa: E402
 
@@ -84,7 +88,16 @@ class EvalFilesFuzzer:
         pass
 
 
-FUZZERS = {"compiler": CompilerFuzzer, "weights": WeightsFuzzer, "evalfiles": EvalFilesFuzzer}
+class PrototxtFuzzer(WeightsFuzzer):
+    deadline_s = 20.0
+
+    def one(self, rng: random.Random) -> tuple[archfuzz.Case, archfuzz.Outcome]:
+        case = protofuzz.random_case(rng)
+        return case, protofuzz.run_case(case, self.scratch, self.caffe, self.deadline_s)
+
+
+FUZZERS = {"compiler": CompilerFuzzer, "weights": WeightsFuzzer, "evalfiles": EvalFilesFuzzer,
+           "prototxt": PrototxtFuzzer}
 
 
 def _work(job: tuple[str, int, int, bool, str]) -> tuple[str, int, Counter, list[dict]]:
@@ -121,14 +134,13 @@ def _save(case: archfuzz.Case, outcome: archfuzz.Outcome, folder: Path) -> dict:
     return {"folder": str(folder), **report}
 
 
-def _caffe_found() -> bool:
+def _caffe_missing() -> str | None:
     from archc.runtime.caffe_env import CaffeNotFound, import_caffe
     try:
         import_caffe()
     except CaffeNotFound as error:
-        print(f"weights: no Caffe ({error}); fits are not loaded into Caffe", flush=True)
-        return False
-    return True
+        return str(error)
+    return None
 
 
 def main() -> int:
@@ -143,7 +155,13 @@ def main() -> int:
     names = options.fuzzers.split(",")
     if unknown := set(names) - set(FUZZERS):
         parser.error(f"unknown fuzzers: {', '.join(sorted(unknown))}")
-    caffe = "weights" in names and _caffe_found()
+    needs_caffe = bool({"weights", "prototxt"} & set(names))
+    missing = _caffe_missing() if needs_caffe else None
+    if missing and "prototxt" in names:
+        parser.error(f"the prototxt fuzzer needs Caffe: {missing}")
+    if missing:
+        print(f"weights: no Caffe ({missing}); fits are not loaded into Caffe", flush=True)
+    caffe = needs_caffe and missing is None
     jobs = [(name, options.seed * 100_003 + number * 7_919 + start, min(CHUNK, options.count - start),
              caffe, options.crashes)
             for start in range(0, options.count, CHUNK) for number, name in enumerate(names)]

@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +53,24 @@ def load_net_text(text: str, source: str = "<prototxt>", weights_path: str | Pat
     `batch` and `input_size` (height, width) replace those of every input before any check, so
     a size the net cannot take is an error here rather than an abort in Caffe's reshape.
     `force_backward` makes Caffe compute gradients through a deploy net (for timing backward)."""
+    caffe_text = checked_for_caffe(text, source, batch=batch, input_size=input_size,
+                                   force_backward=force_backward)
+    caffe = caffe_env.import_caffe()
+    caffe_env.use_device(gpu)
+    with _as_file(caffe_text) as path:  # pycaffe reads nets from files only
+        net = caffe.Net(path, caffe.TEST)
+    report = None
+    if weights_path is not None:
+        report = weights.check(expected_from_caffe(net), weights_path, allow_missing=allow_missing)
+        net.copy_from(str(weights_path))
+    return LoadedNet(net, report, caffe_text)
+
+
+def checked_for_caffe(text: str, source: str, *, batch: int | None = None,
+                      input_size: tuple[int, int] | None = None,
+                      force_backward: bool = False) -> str:
+    """Every check before Caffe sees the net (steps 1 to 3 above; the arguments as for
+    `load_net_text`): the text Caffe is to be given, or an ArchError."""
     caffe = caffe_env.import_caffe()
     info = caffe_env.caffe_info()
     translated = translate_rounding(text, info.pool_dialect, source)
@@ -61,20 +81,19 @@ def load_net_text(text: str, source: str = "<prototxt>", weights_path: str | Pat
         inputs = resized_inputs(input_shapes(message), batch, input_size)
         set_input_shapes(message, inputs)
     message.force_backward = message.force_backward or force_backward
-    checked_by_ir = check_structure(text, source, inputs, passes=force_backward)
-    caffe_env.use_device(gpu)
     caffe_text = text_format.MessageToString(message)
+    if not check_structure(text, source, inputs, passes=force_backward):
+        with _as_file(caffe_text) as path:  # Caffe is asked what the IR cannot vouch for
+            probe_in_child(path, source, passes=force_backward)
+    return caffe_text
+
+
+@contextmanager
+def _as_file(text: str) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="archc-") as directory:
         path = os.path.join(directory, "net.prototxt")
-        Path(path).write_text(caffe_text, encoding="utf-8")
-        if not checked_by_ir:  # Caffe is asked whether it runs what the IR cannot vouch for
-            probe_in_child(path, source, passes=force_backward)
-        net = caffe.Net(path, caffe.TEST)
-    report = None
-    if weights_path is not None:
-        report = weights.check(expected_from_caffe(net), weights_path, allow_missing=allow_missing)
-        net.copy_from(str(weights_path))
-    return LoadedNet(net, report, caffe_text)
+        Path(path).write_text(text, encoding="utf-8")
+        yield path
 
 
 def input_shapes(message) -> dict[str, list[int]]:

@@ -111,16 +111,24 @@ def call_cli(argv: list[str], deadline_s: float) -> tuple[int | None, str, str, 
     """`archc ARGV` in-process under a deadline: (exit status, stdout, stderr, what went wrong
     beyond the status: a hang or an exception escaping the CLI's handler)."""
     stdout, stderr = io.StringIO(), io.StringIO()
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, deadline_s)
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with deadline(deadline_s), contextlib.redirect_stdout(stdout), \
+                contextlib.redirect_stderr(stderr):
             return cli.main(argv), stdout.getvalue(), stderr.getvalue(), None
     except Hang:
         return None, stdout.getvalue(), stderr.getvalue(), f"no result within {deadline_s} s"
     except BaseException:  # noqa: BLE001 - anything escaping main() is the bug we look for
         return None, stdout.getvalue(), stderr.getvalue(), ("exception escaped: "
                                                             + traceback.format_exc())
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Raise Hang in this (main) thread once `seconds` have passed."""
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

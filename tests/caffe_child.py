@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# One task per line of stdin, {"prototxt", "weights" (or null), "passes"}, answered with one line:
+# One task per line of stdin, {"prototxt", "weights" (or null), "forward"}, answered with one line:
 # {"ok": true} or {"ok": false, "error": ...} for a Python-level failure.
 _PROGRAM = """\
 import json, sys
@@ -36,9 +36,8 @@ for line in sys.stdin:
         net = caffe.Net(task["prototxt"], caffe.TEST)
         if task["weights"] is not None:
             net.copy_from(task["weights"])
-        if task["passes"]:
+        if task["forward"]:
             net.forward()
-            net.backward()
         reply = {"ok": True}
     except Exception as error:
         reply = {"ok": False, "error": f"{type(error).__name__}: {error}"}
@@ -65,13 +64,13 @@ class CaffeChild:
         self.started = 0
 
     def load(self, prototxt: str | Path, weights: str | Path | None = None,
-             passes: bool = False) -> Verdict:
-        """Set the net up in TEST phase, copy the weights in, and with `passes` run it forward
-        and backward once."""
+             forward: bool = False) -> Verdict:
+        """Set the net up in TEST phase, copy the weights in, and with `forward` run it forward
+        once."""
         if self.process is None:
             self._start()
         task = {"prototxt": str(prototxt), "weights": None if weights is None else str(weights),
-                "passes": passes}
+                "forward": forward}
         self.log.seek(0)
         self.log.truncate()
         try:

@@ -51,6 +51,14 @@ def caffe():
         pytest.skip(f"Caffe not installed (run `make caffe`): {error}")
 
 
+@pytest.fixture(scope="module")
+def caffe_child(caffe):
+    """Real Caffe in a long-lived child process (tests/caffe_child.py), one per test module."""
+    from caffe_child import CaffeChild
+    with CaffeChild() as child:
+        yield child
+
+
 @pytest.fixture(scope="session")
 def eval_dataset(tmp_path_factory):
     """A tiny net and images whose `archc eval` answers are known by construction (evalkit.py)."""

@@ -1,24 +1,31 @@
-"""A prototxt mutator for the promise "a file archc accepts never aborts Caffe".
+"""Prototxt fuzzing for the promise "a file archc accepts never aborts Caffe".
 
-Seeds are one-layer nets of every op definition's samples (the ones tests/test_op_definitions.py
-checks). A mutation sets one field of a layer, anywhere in its messages (fillers, engines, param
-specs and `blobs` included), to a value from a pool of edge values of its type, or rewires the
-layer. The oracle: each case goes through the loader `archc time` and `eval` use
-(`runtime.loader.load_net_text`) and, when it loads, one forward pass, in a worker process
-(`CaffeWorkers`): a worker that dies has found an abort; an error other than ArchError is a bug.
+Shared by `tests/test_fuzz_prototxt.py` (a bounded run in the test suite) and `bench/fuzz_soak.py`
+(the long run). Seeds are one-layer nets of every op definition's samples (the ones
+tests/test_op_definitions.py checks). A mutation sets one field of a layer, anywhere in its
+messages (fillers, engines, param specs and `blobs` included), to a value from a pool of edge
+values of its type, or rewires the layer.
+
+The property (`run_case`): the checks `archc time` and `eval` make before Caffe sees a net
+(`runtime.loader.checked_for_caffe`) refuse it with an ArchError, or real Caffe sets up what they
+pass and runs it forward without aborting (`caffe_child.CaffeChild`); never another exception,
+never a hang.
 """
 from __future__ import annotations
 
-import multiprocessing
-import queue
+import functools
 import random
+import re
 import traceback
-from dataclasses import dataclass
+from pathlib import Path
 
 from google.protobuf import text_format
 
 from archc.codegen import render, schema
 from archc.errors import ArchError
+from archc.runtime.loader import checked_for_caffe
+from archfuzz import Case, Hang, Outcome, deadline
+from caffe_child import CaffeChild
 from test_op_definitions import CASES, one_layer_net
 
 INT_VALUES = (0, 1, -1, 2, 3, 5, 7, 64, 2 ** 31 - 1, -2 ** 31, 2 ** 32 - 1)
@@ -28,6 +35,7 @@ STRING_VALUES = ("", "bogus", "constant", "gaussian", "uniform", "xavier", "msra
 UNSIGNED = ("uint32", "uint64")
 
 
+@functools.cache
 def seeds() -> list[str]:
     """One-layer nets of every op sample, rendered (the ceil_mode dialect)."""
     return [render(one_layer_net(op, inputs)) for _, _, op, inputs in CASES]
@@ -88,67 +96,31 @@ def mutate(rng: random.Random, text: str) -> str:
     return text_format.MessageToString(net)
 
 
-# ----- running Caffe where an abort kills only a worker --------------------------------------
-
-def _caffe_worker(jobs, results) -> None:
-    from archc.runtime.loader import load_net_text
-    while (job := jobs.get()) is not None:
-        index, text = job
-        try:
-            load_net_text(text, "<mutated>").net.forward()
-            outcome = "ran"
-        except ArchError:
-            outcome = "refused"
-        except Exception:  # noqa: BLE001 - anything else is a bug of archc's
-            outcome = traceback.format_exc()
-        results.put((index, outcome))
+def random_case(rng: random.Random) -> Case:
+    """One mutated one-layer net, as a Case."""
+    seed = rng.choice(seeds())
+    kind = re.search(r'type: "(\w+)"', seed).group(1)
+    return Case({"net.prototxt": mutate(rng, seed)}, "net.prototxt", [], f"prototxt: {kind}")
 
 
-@dataclass
-class Verdict:
-    index: int
-    outcome: str   # "ran", "refused", "aborted", or the traceback of an internal error
+# ----- the property ------------------------------------------------------------------------------
 
-
-class CaffeWorkers:
-    """Caffe set-ups and forward passes in worker processes: a case whose worker dies aborted."""
-
-    def __init__(self, count: int = 2):
-        self.context = multiprocessing.get_context("spawn")
-        self.results = self.context.Queue()
-        self.workers = [self._start() for _ in range(count)]
-
-    def _start(self):
-        jobs = self.context.Queue()
-        process = self.context.Process(target=_caffe_worker, args=(jobs, self.results), daemon=True)
-        process.start()
-        return process, jobs
-
-    def run(self, cases: list[tuple[int, str]]) -> list[Verdict]:
-        """Each case on one worker at a time; a worker that dies mid-case is replaced."""
-        verdicts, pending = [], list(cases)
-        busy: dict[int, int] = {}  # worker slot -> case index
-        while pending or busy:
-            for slot, (process, jobs) in enumerate(self.workers):
-                if slot not in busy and pending:
-                    index, text = pending.pop()
-                    jobs.put((index, text))
-                    busy[slot] = index
-            try:
-                index, outcome = self.results.get(timeout=0.2)
-                busy = {s: i for s, i in busy.items() if i != index}
-                verdicts.append(Verdict(index, outcome))
-            except queue.Empty:  # look for dead workers
-                pass
-            for slot, (process, _) in enumerate(self.workers):
-                if not process.is_alive() and slot in busy:
-                    verdicts.append(Verdict(busy.pop(slot), "aborted"))
-                    self.workers[slot] = self._start()
-        return verdicts
-
-    def close(self) -> None:
-        for process, jobs in self.workers:
-            jobs.put(None)
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
+def run_case(case: Case, directory: Path, caffe: CaffeChild, deadline_s: float) -> Outcome:
+    """Check the case as `archc time` and `eval` do before Caffe sees a net, in-process; where
+    archc accepts it, Caffe must set it up and run it forward (in `caffe`, a child process)."""
+    text = case.files[case.model]
+    try:
+        with deadline(deadline_s):
+            caffe_text = checked_for_caffe(text, case.model)
+    except Hang:
+        return Outcome(None, "", f"no verdict within {deadline_s} s")
+    except ArchError as error:
+        return Outcome(error.exit_code, str(error), None)
+    except Exception:  # noqa: BLE001 - anything else is a bug of archc's
+        return Outcome(None, "", "internal error: " + traceback.format_exc())
+    path = directory / "checked.prototxt"
+    path.write_text(caffe_text)
+    verdict = caffe.load(path, forward=True)
+    if not verdict.ok:
+        return Outcome(0, "", f"archc accepts the net, Caffe does not run it: {verdict.detail}")
+    return Outcome(0, "", None)

@@ -10,19 +10,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-import pytest
-
 import weightsfuzz
-from caffe_child import CaffeChild
 
 DEADLINE_S = 10.0
 CASES = 400
-
-
-@pytest.fixture(scope="module")
-def caffe_child(caffe):
-    with CaffeChild() as child:
-        yield child
 
 
 def test_mutated_caffemodels_keep_the_property(caffe_child, tmp_path):
