@@ -32,7 +32,7 @@ def _exported_and_run_in_caffe(arch: str) -> bool:
 
 
 # Left out: families with a fork's layer type (SE-ResNet's Axpy), which no Caffe here runs, and
-# those with an op the exporters refuse by name so far (the BVLC classics' LRN).
+# any with an op the exporters refuse by name so far (none of the library's, at present).
 ARCHS = sorted(path.name for path in (REPO / "archs").glob("*.arch")
                if _exported_and_run_in_caffe(path.name))
 
