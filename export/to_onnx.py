@@ -324,15 +324,16 @@ def crop(step: Step) -> None:
         return
     axes, offsets, sizes = (_ints(values) for values in zip(*window))
     constant = step.graph.constant
-    step.node("Slice", [step.inputs[0], constant(offsets), constant(offsets + sizes), constant(axes)])
+    step.node("Slice",
+              [step.inputs[0], constant(offsets), constant(offsets + sizes), constant(axes)])
 
 
 @form("MVN")
 def mvn(step: Step) -> None:
     op, x = step.op, step.inputs[0]
     if step.rank < 4:  # Caffe's top is N x C x H x W, the axes the bottom lacks of size 1
-        x = step.node("Reshape", [x, step.graph.constant(_ints([0] * step.rank + [1] * (4 - step.rank)))],
-                      step.fresh("4d"))
+        shape = _ints([0] * step.rank + [1] * (4 - step.rank))
+        x = step.node("Reshape", [x, step.graph.constant(shape)], step.fresh("4d"))
     axes = [1, 2, 3] if op.across_channels else [2, 3]
     if not op.normalize_variance:
         mean = step.node("ReduceMean", [x], step.fresh("mean"), axes=axes)
@@ -373,8 +374,9 @@ def argmax(step: Step) -> None:
     # Caffe sorts (value, index) pairs, largest first: of equal values the later index comes
     # first, where TopK puts the earlier first; so TopK ranks the axis reversed, and its
     # positions are counted back from the end.
-    reversed_ = step.node("Slice", [x, constant(_ints([-1])), constant(_ints([np.iinfo(np.int64).min])),
-                                    constant(_ints([axis])), constant(_ints([-1]))],
+    last, before_first = _ints([-1]), _ints([np.iinfo(np.int64).min])
+    reversed_ = step.node("Slice", [x, constant(last), constant(before_first),
+                                    constant(_ints([axis])), constant(last)],
                           step.fresh("reversed"))
     values_only = op.out_max_val and op.axis is not None
     values = step.outputs[0] if values_only else step.fresh("values")
@@ -456,7 +458,8 @@ def _lstm_unit(step: Step, c_previous: str, gates: str, cont: str,
     h_t to `outputs` (None: fresh names) and returns their names."""
     parts = [step.fresh(gate) for gate in ("i", "f", "o", "g")]
     step.graph.nodes.append(helper.make_node("Split", [gates], parts, axis=2))
-    i, forget, o = (step.node("Sigmoid", [part], step.fresh(f"{part}_sigmoid")) for part in parts[:3])
+    i, forget, o = (step.node("Sigmoid", [part], step.fresh(f"{part}_sigmoid"))
+                    for part in parts[:3])
     g = step.node("Tanh", [parts[3]], step.fresh("g_tanh"))
     f = step.node("Mul", [cont, forget], step.fresh("forget"))
     kept = step.node("Mul", [f, c_previous], step.fresh("kept"))
@@ -499,7 +502,8 @@ def _recurrent(step: Step, gate: str) -> None:
     if len(step.inputs) > 2 + len(states):  # x_static: its transform is added at every step
         static_flat = step.node("Reshape", [step.inputs[2], constant(_ints([0, -1]))],
                                 step.fresh("x_static_flat"))
-        static = _unsqueezed(step, transform(static_flat, f"W_x{gate}_static", "x_static_product"), 0)
+        static_product = transform(static_flat, f"W_x{gate}_static", "x_static_product")
+        static = _unsqueezed(step, static_product, 0)
     # one step each, the sizes given so that an input of another length is an error
     x_steps = [step.fresh(f"x_{t}") for t in range(1, steps + 1)]
     conts = [step.fresh(f"cont_{t}") for t in range(1, steps + 1)]

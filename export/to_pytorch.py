@@ -401,14 +401,15 @@ def batch_reindex(step: Step) -> TorchForm:
 FORMS["Filter"] = FILTER_REFUSAL
 
 
-def _lstm_unit(step: Step, c_previous, gates, cont, hidden: int) -> tuple[Variable, object]:
+def _lstm_unit(step: Step, c_previous, gates, cont, hidden: int,
+               cell: str) -> tuple[Variable, object]:
     """One LSTMUnit step (lstm_unit_layer.cpp) on 1 x N x ... values: the gate inputs i, f, o, g
     along axis 2, `hidden` each; cont, 1 x N x 1, scales the forget gate (0: a sequence
-    starts). c_t, as a variable, and h_t."""
+    starts). c_t, as the variable LAYER_CELL, and h_t."""
     def gate(index: int, function: str):
         return call(function, method(gates, "narrow", 2, index * hidden, hidden))
     forget = Binary("*", Binary("*", cont, gate(1, "torch.sigmoid")), c_previous)
-    c = step.local("c", Binary("+", forget, Binary("*", gate(0, "torch.sigmoid"),
+    c = step.local(cell, Binary("+", forget, Binary("*", gate(0, "torch.sigmoid"),
                                                    gate(3, "torch.tanh"))))
     return c, Binary("*", gate(2, "torch.sigmoid"), call("torch.tanh", c))
 
@@ -416,7 +417,8 @@ def _lstm_unit(step: Step, c_previous, gates, cont, hidden: int) -> tuple[Variab
 @form("LSTMUnit")
 def lstm_unit(step: Step) -> TorchForm:
     c_previous, gates, cont = step.inputs
-    c, h = _lstm_unit(step, c_previous, gates, method(cont, "unsqueeze", 2), step.entry.inputs[0][2])
+    c, h = _lstm_unit(step, c_previous, gates, method(cont, "unsqueeze", 2),
+                      step.entry.inputs[0][2], "cell")
     return TorchForm((c, h))
 
 
@@ -432,11 +434,12 @@ def _recurrent(step: Step, gate: str) -> TorchForm:
     def weight(role: str):
         return Attribute(role, step.module)
 
-    x_transformed = step.local("x", call("F.linear", call("torch.flatten", step.inputs[0], 2),
-                                         weight(f"W_x{gate}"), weight(f"b_{gate}")))
+    flat = call("torch.flatten", step.inputs[0], 2)
+    x_transformed = step.local("x_transformed", call("F.linear", flat, weight(f"W_x{gate}"),
+                                                     weight(f"b_{gate}")))
     static = None
     if len(step.inputs) > 2 + len(states):  # x_static: its transform is added at every step
-        static = step.local("x_static", method(call(
+        static = step.local("x_static_transformed", method(call(
             "F.linear", call("torch.flatten", step.inputs[2], 1), weight(f"W_x{gate}_static")),
             "unsqueeze", 0))
     outputs = []
@@ -449,7 +452,7 @@ def _recurrent(step: Step, gate: str) -> TorchForm:
             gates = Binary("+", gates, static)
         if gate == "c":
             c, h = _lstm_unit(step, states[1], step.local(f"gates_{t + 1}", gates), cont,
-                              op.num_output)
+                              op.num_output, f"cell_{t + 1}")
             states = [step.local(f"h_{t + 1}", h), c]
             outputs.append(states[0])
         else:

@@ -87,7 +87,8 @@ def recurrent_net() -> Net:
 
 def inputs_for(net: Net) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(3)
-    values = {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in net.inputs.items()}
+    values = {name: rng.standard_normal(shape, dtype=np.float32)
+              for name, shape in net.inputs.items()}
     indices = {"words": 10, "order": 4}  # how many rows each selects from
     for name, count in indices.items():
         if name in values:
@@ -121,6 +122,16 @@ def test_pytorch_computes_caffes_structural_ops(structural, torch, tmp_path):
     name, prepared, inputs, caffe = structural
     assert_matches_caffe(prepared, caffe, pytorch_blobs(prepared, inputs, tmp_path, name),
                          f"PyTorch {name}")
+
+
+def test_the_torch_backend_runs_what_model_py_says_for_them(structural, torch, tmp_path):
+    name, prepared, inputs, _ = structural
+    generated = pytorch_blobs(prepared, inputs, tmp_path, name)
+    evaluated = exporting.TorchRun(prepared, exporting.written_blobs(prepared.shaped))(
+        *(inputs[blob] for blob in prepared.shaped.net.inputs))
+    assert evaluated.keys() == generated.keys()
+    for blob in generated:
+        np.testing.assert_array_equal(evaluated[blob], generated[blob], err_msg=blob)
 
 
 def test_the_planes_net_has_argmax_ties_to_break():
