@@ -34,10 +34,10 @@ class Refusal:
 #: Ops that came with Caffe's whole vocabulary after the exporters were written: both targets
 #: refuse them by name until each form is written and checked against Caffe blob by blob.
 NOT_YET_EXPORTED = dict.fromkeys((
-    "AbsVal", "ArgMax", "BNLL", "BatchReindex", "Bias", "Clip", "Crop", "Deconvolution", "ELU",
-    "Embed", "Exp", "Filter", "Im2col", "LRN", "LSTM", "LSTMUnit", "Log", "MVN", "PReLU",
-    "Parameter", "Power", "RNN", "Reduction", "SPP", "Silence", "Split", "Swish", "TanH",
-    "Threshold", "Tile"), Refusal("no form is written for this op yet (none checked against "
+    "AbsVal", "BNLL", "Bias", "Clip", "ELU",
+    "Exp", "Log", "PReLU",
+    "Parameter", "Power", "Silence", "Split", "Swish", "TanH",
+    "Threshold"), Refusal("no form is written for this op yet (none checked against "
                                   "Caffe); the net's other ops export"))
 
 
@@ -85,8 +85,22 @@ def _batch_norm_statistics(op: BatchNorm, blobs: list[np.ndarray]) -> dict[str, 
             "running_var": (blobs[1] * scale).astype(np.float32)}
 
 
+#: the blobs of Caffe's recurrent layers, under the names its unrolled nets give them; the
+#: x_static transform (third) is there only where the layer reads x_static
+_RECURRENT_BLOBS = {"LSTM": ("W_xc", "b_c", "W_xc_static", "W_hc"),
+                    "RNN": ("W_xh", "b_h", "W_xh_static", "W_hh", "W_ho", "b_o")}
+
+
+def _recurrent_weights(op, blobs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    names = _RECURRENT_BLOBS[op.caffe_type]
+    if len(blobs) < len(names):
+        names = names[:2] + names[3:]
+    return dict(zip(names, blobs))
+
+
 #: Caffe type -> its blobs as named tensors, where not weight then bias
-TENSORS: dict[str, Callable] = {"BatchNorm": _batch_norm_statistics}
+TENSORS: dict[str, Callable] = {"BatchNorm": _batch_norm_statistics, "LSTM": _recurrent_weights,
+                                "RNN": _recurrent_weights}
 
 
 def named_tensors(layer: Layer, blobs: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -192,3 +206,49 @@ def unwritten_scale(entry: LayerShapes) -> str | None:
         return (f"only a factor per channel (axis 1, num_axes 1) has a form yet, and this layer "
                 f"has axis {op.axis}, num_axes {op.num_axes}")
     return None
+# ----- the structural ops' settings as both targets read them --------------------------------
+
+#: Filter's refusal in both targets
+FILTER_REFUSAL = Refusal(
+    "its tops keep only the items whose selector is not 0, so their batch size is known only "
+    "when it runs, while archc's shapes (and the exported graph's) keep every item")
+
+
+def crop_window(entry: LayerShapes) -> list[tuple[int, int, int]]:
+    """(axis, offset, size) of each axis Crop cuts: from its offset, to the second bottom's size
+    (axes it leaves whole are not listed)."""
+    data, output = entry.inputs[0], entry.output
+    offsets = entry.layer.op.offsets(len(data))
+    return [(axis, offset, output[axis])
+            for axis, offset in enumerate(offsets, len(data) - len(offsets))
+            if offset or output[axis] != data[axis]]
+
+
+def spp_levels(entry: LayerShapes) -> list[LayerShapes]:
+    """SPP's levels as the Pooling layers Caffe runs for it, each named LAYER/levelI."""
+    layer = entry.layer
+    return [LayerShapes(replace(layer, name=f"{layer.name}/level{index}", op=pooling,
+                                tops=(f"{layer.name}/level{index}",)), entry.inputs[:1], (shape,))
+            for index, (pooling, shape) in enumerate(layer.op.levels(entry.inputs[0]))]
+
+
+def reduction_coefficient(entry: LayerShapes) -> np.float32:
+    """What Caffe multiplies a reduction by: coeff, for MEAN divided in float32 by the count of
+    values reduced (Caffe keeps `coeff / count`, rounded, and scales the sum by it)."""
+    op = entry.layer.op
+    coefficient = np.float32(op.coeff)
+    if op.operation == "MEAN":
+        count = int(np.prod(entry.inputs[0][normalised_axis(op.axis, len(entry.inputs[0])):]))
+        coefficient = coefficient / np.float32(count)
+    return coefficient
+
+
+def recurrent_refusal(layer: Layer, target: str) -> ExportError | None:
+    """The error for an LSTM or RNN whose start state Caffe carries over from its previous forward
+    pass; None where the net feeds it (expose_hidden)."""
+    if layer.op.expose_hidden:
+        return None
+    return refused(target, layer, "without expose_hidden, Caffe starts each forward pass from the "
+                   "hidden state the previous pass ended with (zeros only on the first), state "
+                   "an exported model keeps nowhere; set expose_hidden and feed h_0 (and c_0 for "
+                   "an LSTM) as bottoms")

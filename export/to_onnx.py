@@ -10,16 +10,17 @@ symbolic ("batch") where the net takes any batch size.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
-                                 average_correction,
-                                 batch_axes, caffe_outputs, form_for, last_writers,
-                                 named_tensors, normalised_axis, pool_axes, refused, registrar,
+from archc.export.common import (FILTER_REFUSAL, NOT_YET_EXPORTED, ExportError, Parameters,
+                                 Refusal, average_correction, batch_axes, caffe_outputs,
+                                 crop_window, form_for, last_writers, named_tensors,
+                                 normalised_axis, pool_axes, recurrent_refusal,
+                                 reduction_coefficient, refused, registrar, spp_levels,
                                  tensor_shapes, unwritten_scale)
 from archc.ir import LayerShapes, ShapedNet
 
@@ -119,15 +120,23 @@ def _broadcast(rank: int) -> tuple[int, ...]:
     return (-1,) + (1,) * (rank - 2)
 
 
-@form("Convolution")
-def convolution(step: Step) -> None:
+def _window(op) -> dict:
+    """The window attributes of ONNX's Conv and ConvTranspose for a Caffe op's window."""
+    return dict(kernel_shape=[op.kernel_h, op.kernel_w], strides=[op.stride_h, op.stride_w],
+                pads=[op.pad_h, op.pad_w, op.pad_h, op.pad_w], dilations=[op.dilation, op.dilation])
+
+
+def _convolutional(step: Step, op_type: str) -> None:
     op = step.op
     inputs = [step.inputs[0], step.parameter("weight")]
     if op.bias_term:
         inputs.append(step.parameter("bias"))
-    step.node("Conv", inputs, kernel_shape=[op.kernel_h, op.kernel_w],
-              strides=[op.stride_h, op.stride_w], pads=[op.pad_h, op.pad_w, op.pad_h, op.pad_w],
-              dilations=[op.dilation, op.dilation], group=op.group)
+    step.node(op_type, inputs, group=op.group, **_window(op))
+
+
+@form("Convolution")
+def convolution(step: Step) -> None:
+    _convolutional(step, "Conv")
 
 
 @form("BatchNorm")
@@ -141,15 +150,20 @@ def batch_norm(step: Step) -> None:
                   epsilon=op.eps)
         return
     # Caffe normalises with the batch's own mean and (biased) variance over all axes but 1.
-    axes = [0, *range(2, step.rank)]
-    mean = step.node("ReduceMean", [x], step.fresh("mean"), axes=axes)
-    centred = step.node("Sub", [x, mean], step.fresh("centred"))
-    squares = step.node("Mul", [centred, centred], step.fresh("squares"))
-    variance = step.node("ReduceMean", [squares], step.fresh("variance"), axes=axes)
+    centred, variance = _centred_and_variance(step, x, [0, *range(2, step.rank)])
     shifted = step.node("Add", [variance, step.graph.constant(np.float32(op.eps))],
                         step.fresh("variance_eps"))
     std = step.node("Sqrt", [shifted], step.fresh("std"))
     step.node("Div", [centred, std])
+
+
+def _centred_and_variance(step: Step, x: str, axes: list[int]) -> tuple[str, str]:
+    """x less its mean over `axes`, and the (biased) variance over them, as Caffe computes
+    them: the mean of the squared differences."""
+    mean = step.node("ReduceMean", [x], step.fresh("mean"), axes=axes)
+    centred = step.node("Sub", [x, mean], step.fresh("centred"))
+    squares = step.node("Mul", [centred, centred], step.fresh("squares"))
+    return centred, step.node("ReduceMean", [squares], step.fresh("variance"), axes=axes)
 
 
 @form("Scale")
@@ -272,6 +286,266 @@ def eltwise(step: Step) -> None:
                  step.node("Mul", [x, step.graph.constant(np.float32(coeff))], step.fresh(f"term{i}"))
                  for i, (x, coeff) in enumerate(zip(step.inputs, op.coeff or [1] * len(step.inputs)))]
         step.node("Sum", terms)
+
+
+# ----- structural ops: LRN, Deconvolution, Crop, MVN, Reduction, ArgMax, Tile, SPP, Embed,
+# Im2col, BatchReindex, Filter and the recurrent layers ----------------------------------------
+
+@form("LRN")
+def lrn(step: Step) -> None:
+    op, x = step.op, step.inputs[0]
+    if op.norm_region == "ACROSS_CHANNELS":
+        # ONNX's LRN is Caffe's: x * (k + alpha / size * the sum of squares over `size`
+        # channels, zero-padded) ** -beta
+        step.node("LRN", [x], size=op.local_size, alpha=op.alpha, beta=op.beta, bias=op.k)
+        return
+    # Caffe's WITHIN_CHANNEL, which ONNX's LRN is not, from the layers Caffe builds it of: the
+    # squares averaged over a size x size window, zero-padded (the padding counts), then
+    # x * (1 + alpha * average) ** -beta; k is not read.
+    constant = step.graph.constant
+    pad = (op.local_size - 1) // 2
+    squares = step.node("Mul", [x, x], step.fresh("squares"))
+    average = step.node("AveragePool", [squares], step.fresh("average"),
+                        kernel_shape=[op.local_size] * 2, pads=[pad] * 4, count_include_pad=1)
+    scaled = step.node("Mul", [average, constant(np.float32(op.alpha))], step.fresh("scaled"))
+    shifted = step.node("Add", [scaled, constant(np.float32(1))], step.fresh("shifted"))
+    factor = step.node("Pow", [shifted, constant(np.float32(-op.beta))], step.fresh("factor"))
+    step.node("Mul", [x, factor])
+
+
+@form("Deconvolution")
+def deconvolution(step: Step) -> None:
+    # Caffe's blob is ConvTranspose's weight: input channels x output channels / group x kernel
+    _convolutional(step, "ConvTranspose")
+
+
+@form("Crop")
+def crop(step: Step) -> None:
+    window = crop_window(step.entry)
+    if not window:
+        step.node("Identity", step.inputs[:1])
+        return
+    axes, offsets, sizes = (_ints(values) for values in zip(*window))
+    constant = step.graph.constant
+    step.node("Slice",
+              [step.inputs[0], constant(offsets), constant(offsets + sizes), constant(axes)])
+
+
+@form("MVN")
+def mvn(step: Step) -> None:
+    op, x = step.op, step.inputs[0]
+    if step.rank < 4:  # Caffe's top is N x C x H x W, the axes the bottom lacks of size 1
+        shape = _ints([0] * step.rank + [1] * (4 - step.rank))
+        x = step.node("Reshape", [x, step.graph.constant(shape)], step.fresh("4d"))
+    axes = [1, 2, 3] if op.across_channels else [2, 3]
+    if not op.normalize_variance:
+        mean = step.node("ReduceMean", [x], step.fresh("mean"), axes=axes)
+        step.node("Sub", [x, mean])
+        return
+    # Caffe adds eps to the standard deviation, not to the variance
+    centred, variance = _centred_and_variance(step, x, axes)
+    deviation = step.node("Sqrt", [variance], step.fresh("deviation"))
+    shifted = step.node("Add", [deviation, step.graph.constant(np.float32(op.eps))],
+                        step.fresh("deviation_eps"))
+    step.node("Div", [centred, shifted])
+
+
+@form("Reduction")
+def reduction(step: Step) -> None:
+    op, x = step.op, step.inputs[0]
+    axes = list(range(normalised_axis(op.axis, step.rank), step.rank))
+    coefficient = reduction_coefficient(step.entry)
+    reduced = None if coefficient == 1 else step.fresh("reduced")
+    if op.operation in ("SUM", "MEAN"):  # opset 13 on, ReduceSum reads its axes as an input
+        reduced = step.node("ReduceSum", [x, step.graph.constant(_ints(axes))], reduced, keepdims=0)
+    else:
+        reduced = step.node("ReduceL1" if op.operation == "ASUM" else "ReduceSumSquare", [x],
+                            reduced, axes=axes, keepdims=0)
+    if coefficient != 1:
+        step.node("Mul", [reduced, step.graph.constant(coefficient)])
+
+
+@form("ArgMax")
+def argmax(step: Step) -> None:
+    op, x, constant = step.op, step.inputs[0], step.graph.constant
+    if op.axis is None:  # over each item's values, flattened
+        axis, size = 1, int(np.prod(step.entry.inputs[0][1:]))
+        x = step.node("Reshape", [x, constant(_ints([0, -1]))], step.fresh("flat"))
+    else:
+        axis = normalised_axis(op.axis, step.rank)
+        size = step.entry.inputs[0][axis]
+    # Caffe sorts (value, index) pairs, largest first: of equal values the later index comes
+    # first, where TopK puts the earlier first; so TopK ranks the axis reversed, and its
+    # positions are counted back from the end.
+    last, before_first = _ints([-1]), _ints([np.iinfo(np.int64).min])
+    reversed_ = step.node("Slice", [x, constant(last), constant(before_first),
+                                    constant(_ints([axis])), constant(last)],
+                          step.fresh("reversed"))
+    values_only = op.out_max_val and op.axis is not None
+    values = step.outputs[0] if values_only else step.fresh("values")
+    positions = step.fresh("positions")
+    step.graph.nodes.append(helper.make_node(
+        "TopK", [reversed_, constant(_ints([op.top_k]))], [values, positions], axis=axis))
+    if values_only:
+        return
+    indices = step.node("Sub", [constant(np.int64(size - 1)), positions], step.fresh("indices"))
+    if op.axis is not None:
+        step.node("Cast", [indices], to=TensorProto.FLOAT)
+        return
+    # N x (1 or 2) x top_k (x 1 ...): each item's indices, then with out_max_val its values
+    indices = step.node("Cast", [indices], step.fresh("float_indices"), to=TensorProto.FLOAT)
+    joined = step.node("Concat", [indices, values], step.fresh("joined"), axis=1) \
+        if op.out_max_val else indices
+    step.node("Reshape", [joined, constant(_ints([0, *step.entry.output[1:]]))])
+
+
+@form("Tile")
+def tile(step: Step) -> None:
+    repeats = [1] * step.rank
+    repeats[normalised_axis(step.op.axis, step.rank)] = step.op.tiles
+    step.node("Tile", [step.inputs[0], step.graph.constant(_ints(repeats))])
+
+
+@form("SPP")
+def spp(step: Step) -> None:
+    levels = spp_levels(step.entry)
+    if len(levels) == 1:  # Caffe's own pooling, N x C x 1 x 1
+        pooling(replace(step, entry=levels[0]))
+        return
+    flattened = []
+    for index, level in enumerate(levels):
+        pooled = step.fresh(f"level{index}")
+        pooling(replace(step, entry=level, outputs=[pooled]))
+        flattened.append(step.node("Reshape", [pooled, step.graph.constant(_ints([0, -1]))],
+                                   step.fresh(f"level{index}_flat")))
+    step.node("Concat", flattened, axis=1)
+
+
+def _indices(step: Step, x: str) -> str:
+    """Values read as indices: Caffe casts each to int, truncating, as Cast does."""
+    return step.node("Cast", [x], step.fresh("indices"), to=TensorProto.INT64)
+
+
+@form("Embed")
+def embed(step: Step) -> None:
+    bias = step.op.bias_term
+    rows = step.node("Gather", [step.parameter("weight"), _indices(step, step.inputs[0])],
+                     step.fresh("rows") if bias else None, axis=0)
+    if bias:
+        step.node("Add", [rows, step.parameter("bias")])
+
+
+@form("Im2col")
+def im2col(step: Step) -> None:
+    # A convolution per channel whose kernels each pick one position of the window: channel c's
+    # value at position p lands in output channel c * window + p, Caffe's order.
+    op, channels = step.op, step.entry.inputs[0][1]
+    window = op.kernel_h * op.kernel_w
+    picks = np.eye(window, dtype=np.float32).reshape(window, 1, op.kernel_h, op.kernel_w)
+    step.node("Conv", [step.inputs[0], step.graph.constant(np.tile(picks, (channels, 1, 1, 1)))],
+              group=channels, **_window(op))
+
+
+@form("BatchReindex")
+def batch_reindex(step: Step) -> None:
+    step.node("Gather", [step.inputs[0], _indices(step, step.inputs[1])], axis=0)
+
+
+FORMS["Filter"] = FILTER_REFUSAL
+
+
+def _lstm_unit(step: Step, c_previous: str, gates: str, cont: str,
+               outputs: tuple[str | None, str | None]) -> tuple[str, str]:
+    """One LSTMUnit step (lstm_unit_layer.cpp) on 1 x N x ... values: the gate inputs i, f, o, g
+    along axis 2; cont, 1 x N x 1, scales the forget gate (0: a sequence starts). Writes c_t and
+    h_t to `outputs` (None: fresh names) and returns their names."""
+    parts = [step.fresh(gate) for gate in ("i", "f", "o", "g")]
+    step.graph.nodes.append(helper.make_node("Split", [gates], parts, axis=2))
+    i, forget, o = (step.node("Sigmoid", [part], step.fresh(f"{part}_sigmoid"))
+                    for part in parts[:3])
+    g = step.node("Tanh", [parts[3]], step.fresh("g_tanh"))
+    f = step.node("Mul", [cont, forget], step.fresh("forget"))
+    kept = step.node("Mul", [f, c_previous], step.fresh("kept"))
+    added = step.node("Mul", [i, g], step.fresh("added"))
+    c = step.node("Add", [kept, added], outputs[0] or step.fresh("c"))
+    tanh_c = step.node("Tanh", [c], step.fresh("c_tanh"))
+    return c, step.node("Mul", [o, tanh_c], outputs[1] or step.fresh("h"))
+
+
+def _unsqueezed(step: Step, x: str, axis: int) -> str:
+    return step.node("Unsqueeze", [x, step.graph.constant(_ints([axis]))], step.fresh("unsqueezed"))
+
+
+@form("LSTMUnit")
+def lstm_unit(step: Step) -> None:
+    c_previous, gates, cont = step.inputs
+    _lstm_unit(step, c_previous, gates, _unsqueezed(step, cont, 2), tuple(step.outputs))
+
+
+def _recurrent(step: Step, gate: str) -> None:
+    """LSTM (gate "c") or RNN (gate "h") as Caffe unrolls it over the T steps of x: the parameter
+    names are its unrolled net's, W_x<gate>, b_<gate>, W_x<gate>_static, W_h<gate>."""
+    error = recurrent_refusal(step.entry.layer, TARGET)
+    if error is not None:
+        raise error
+    op, constant = step.op, step.graph.constant
+    steps = step.entry.inputs[0][0]
+    states = step.inputs[len(step.inputs) - len(op.states):]
+
+    def transposed(role: str) -> str:
+        return step.node("Transpose", [step.parameter(role)], step.fresh(f"{role}_T"))
+
+    def transform(x: str, role: str, what: str) -> str:
+        return step.node("MatMul", [x, transposed(role)], step.fresh(what))
+
+    flat = step.node("Reshape", [step.inputs[0], constant(_ints([0, 0, -1]))], step.fresh("x_flat"))
+    x_transformed = step.node("Add", [transform(flat, f"W_x{gate}", "x_product"),
+                                      step.parameter(f"b_{gate}")], step.fresh("x_transformed"))
+    static = None
+    if len(step.inputs) > 2 + len(states):  # x_static: its transform is added at every step
+        static_flat = step.node("Reshape", [step.inputs[2], constant(_ints([0, -1]))],
+                                step.fresh("x_static_flat"))
+        static_product = transform(static_flat, f"W_x{gate}_static", "x_static_product")
+        static = _unsqueezed(step, static_product, 0)
+    # one step each, the sizes given so that an input of another length is an error
+    x_steps = [step.fresh(f"x_{t}") for t in range(1, steps + 1)]
+    conts = [step.fresh(f"cont_{t}") for t in range(1, steps + 1)]
+    ones = constant(_ints([1] * steps))
+    step.graph.nodes.append(helper.make_node("Split", [x_transformed, ones], x_steps, axis=0))
+    step.graph.nodes.append(helper.make_node("Split", [step.inputs[1], ones], conts, axis=0))
+    hidden_weights = transposed(f"W_h{gate}")
+    output_weights = transposed("W_ho") if gate == "h" else None
+    outputs = []
+    for x_t, cont in zip(x_steps, conts):
+        cont = _unsqueezed(step, cont, 2)
+        conted = step.node("Mul", [states[0], cont], step.fresh("h_conted"))
+        hidden = step.node("MatMul", [conted, hidden_weights], step.fresh("h_product"))
+        gates = step.node("Add", [hidden, x_t], step.fresh("gate_input"))
+        if static is not None:
+            gates = step.node("Add", [gates, static], step.fresh("gate_input_static"))
+        if gate == "c":
+            c, h = _lstm_unit(step, states[1], gates, cont, (None, None))
+            states = [h, c]
+            outputs.append(h)
+        else:
+            h = step.node("Tanh", [gates], step.fresh("h"))
+            states = [h]
+            product = step.node("MatMul", [h, output_weights], step.fresh("o_product"))
+            biased = step.node("Add", [product, step.parameter("b_o")], step.fresh("o_input"))
+            outputs.append(step.node("Tanh", [biased], step.fresh("o")))
+    step.node("Concat", outputs, axis=0)
+    for state, name in zip(states, step.outputs[1:]):  # h_T (and c_T), exposed
+        step.node("Identity", [state], name)
+
+
+@form("LSTM")
+def lstm(step: Step) -> None:
+    _recurrent(step, "c")
+
+
+@form("RNN")
+def rnn(step: Step) -> None:
+    _recurrent(step, "h")
 
 
 def to_onnx(shaped: ShapedNet, parameters: Parameters | None, outputs: list[str] | None = None,

@@ -16,15 +16,16 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jinja2
 import numpy as np
 
-from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
-                                 caffe_outputs, form_for,
-                                 named_tensors, normalised_axis, pool_axes, refused, registrar,
+from archc.export.common import (FILTER_REFUSAL, NOT_YET_EXPORTED, ExportError, Parameters,
+                                 Refusal, caffe_outputs, crop_window, form_for, named_tensors,
+                                 normalised_axis, pool_axes, recurrent_refusal,
+                                 reduction_coefficient, refused, registrar, spp_levels,
                                  tensor_shapes, unwritten_scale)
 from archc.export.torch_code import (Attribute, Binary, Variable, call, evaluate, method,
                                      render)
@@ -61,13 +62,24 @@ class TorchForm:
 
 @dataclass
 class Step:
-    """One layer being written: its shapes, its inputs' variables, its module attribute, and
-    its tensors' roles and shapes."""
+    """One layer being written: its shapes, its inputs' variables, its module attribute, its
+    tensors' roles and shapes, forward's variable names taken so far, and the statements that
+    come before the layer's own (`local`)."""
 
     entry: LayerShapes
     inputs: list[Variable]
     module: Attribute
     tensors: dict[str, tuple[int, ...]]
+    variables: set[str]
+    prelude: list[Statement] = field(default_factory=list)
+
+    def local(self, what: str, value) -> Variable:
+        """`value` assigned to a fresh variable of forward (LAYER_WHAT) before the layer's own
+        statement: for a value read more than once, or a step of an unrolled loop."""
+        name = identifier(f"{self.entry.layer.name}_{what}", "blob", RESERVED_VARIABLES,
+                          self.variables)
+        self.prelude.append(Statement((name,), value))
+        return Variable(name)
 
     @property
     def op(self):
@@ -96,16 +108,20 @@ def _options(**values) -> dict:
     return {key: value for key, (value, default) in values.items() if value != default}
 
 
-@form("Convolution")
-def convolution(step: Step) -> TorchForm:
+def _convolutional(step: Step, module_type: str) -> TorchForm:
     op = step.op
-    module = call("nn.Conv2d", step.entry.inputs[0][1], op.num_output,
+    module = call(module_type, step.entry.inputs[0][1], op.num_output,
                   kernel_size=_side(op.kernel_h, op.kernel_w),
                   **_options(stride=(_side(op.stride_h, op.stride_w), 1),
                              padding=(_side(op.pad_h, op.pad_w), 0),
                              dilation=(op.dilation, 1), groups=(op.group, 1),
                              bias=(op.bias_term, True)))
     return TorchForm(call(step.module, step.inputs[0]), module)
+
+
+@form("Convolution")
+def convolution(step: Step) -> TorchForm:
+    return _convolutional(step, "nn.Conv2d")
 
 
 _BATCH_NORMS = {2: "nn.BatchNorm1d", 3: "nn.BatchNorm1d", 4: "nn.BatchNorm2d", 5: "nn.BatchNorm3d"}
@@ -252,6 +268,214 @@ def eltwise(step: Step) -> TorchForm:
     return TorchForm(value)
 
 
+# ----- structural ops: LRN, Deconvolution, Crop, MVN, Reduction, ArgMax, Tile, SPP, Embed,
+# Im2col, BatchReindex, Filter and the recurrent layers ----------------------------------------
+
+def _parameters(step: Step):
+    """The layer's tensors by role, as an nn.ParameterDict (the state dict fills them)."""
+    return call("nn.ParameterDict", {role: call("nn.Parameter", call("torch.zeros", *shape))
+                                     for role, shape in step.tensors.items()})
+
+
+@form("LRN")
+def lrn(step: Step) -> TorchForm:
+    op, x = step.op, step.inputs[0]
+    if op.norm_region == "ACROSS_CHANNELS":
+        # PyTorch's is Caffe's: x * (k + alpha / size * the sum of squares over `size`
+        # channels, zero-padded) ** -beta
+        return TorchForm(call("F.local_response_norm", x, op.local_size, alpha=op.alpha,
+                              beta=op.beta, k=op.k))
+    # Caffe's WITHIN_CHANNEL, from the layers Caffe builds it of: the squares averaged over a
+    # size x size window, zero-padded (the padding counts), then x * (1 + alpha * average)
+    # ** -beta; k is not read.
+    average = call("F.avg_pool2d", Binary("*", x, x), op.local_size, stride=1,
+                   padding=(op.local_size - 1) // 2)
+    return TorchForm(Binary("*", x, method(Binary("+", Binary("*", average, op.alpha), 1.0),
+                                           "pow", -op.beta)))
+
+
+@form("Deconvolution")
+def deconvolution(step: Step) -> TorchForm:
+    # Caffe's blob is ConvTranspose2d's weight: input channels x output channels / group x kernel
+    return _convolutional(step, "nn.ConvTranspose2d")
+
+
+@form("Crop")
+def crop(step: Step) -> TorchForm:
+    value = step.inputs[0]
+    for axis, offset, size in crop_window(step.entry):
+        value = method(value, "narrow", axis, offset, size)
+    return TorchForm(value)
+
+
+@form("MVN")
+def mvn(step: Step) -> TorchForm:
+    op, x = step.op, step.inputs[0]
+    if step.rank < 4:  # Caffe's top is N x C x H x W, the axes the bottom lacks of size 1
+        x = method(x, "reshape", *(method(x, "size", axis) for axis in range(step.rank)),
+                   *(1,) * (4 - step.rank))
+    axes = (1, 2, 3) if op.across_channels else (2, 3)
+    centred = method(x, "sub", method(x, "mean", axes, keepdim=True))
+    if not op.normalize_variance:
+        return TorchForm(centred)
+    # Caffe adds eps to the standard deviation, not to the variance
+    centred = step.local("centred", centred)
+    variance = method(Binary("*", centred, centred), "mean", axes, keepdim=True)
+    return TorchForm(method(centred, "div", Binary("+", method(variance, "sqrt"), op.eps)))
+
+
+@form("Reduction")
+def reduction(step: Step) -> TorchForm:
+    op, x = step.op, step.inputs[0]
+    values = {"ASUM": method(x, "abs"), "SUMSQ": Binary("*", x, x)}.get(op.operation, x)
+    reduced = method(values, "sum", tuple(range(normalised_axis(op.axis, step.rank), step.rank)))
+    coefficient = reduction_coefficient(step.entry)
+    return TorchForm(reduced if coefficient == 1 else Binary("*", reduced, float(coefficient)))
+
+
+@form("ArgMax")
+def argmax(step: Step) -> TorchForm:
+    op, x = step.op, step.inputs[0]
+    if op.axis is None:  # over each item's values, flattened
+        axis, size = 1, int(np.prod(step.entry.inputs[0][1:]))
+        x = call("torch.flatten", x, 1)
+    else:
+        axis = normalised_axis(op.axis, step.rank)
+        size = step.entry.inputs[0][axis]
+    # Caffe sorts (value, index) pairs, largest first: of equal values the later index comes
+    # first. A stable sort of the reversed axis puts them so; positions count from the end.
+    ranked = step.local("ranked", call("torch.sort", call("torch.flip", x, [axis]), dim=axis,
+                                       descending=True, stable=True))
+    values = method(Attribute("values", ranked), "narrow", axis, 0, op.top_k)
+    positions = method(Attribute("indices", ranked), "narrow", axis, 0, op.top_k)
+    indices = method(Binary("+", Binary("*", positions, -1), size - 1), "float")
+    if op.axis is not None:
+        return TorchForm(values if op.out_max_val else indices)
+    # N x (1 or 2) x top_k (x 1 ...): each item's indices, then with out_max_val its values
+    parts = [indices, values] if op.out_max_val else [indices]
+    return TorchForm(method(call("torch.stack", parts, 1), "reshape", -1, *step.entry.output[1:]))
+
+
+@form("Tile")
+def tile(step: Step) -> TorchForm:
+    repeats = [1] * step.rank
+    repeats[normalised_axis(step.op.axis, step.rank)] = step.op.tiles
+    return TorchForm(method(step.inputs[0], "repeat", *repeats))
+
+
+@form("SPP")
+def spp(step: Step) -> TorchForm:
+    levels = spp_levels(step.entry)
+    if len(levels) == 1:  # Caffe's own pooling, N x C x 1 x 1
+        return pooling(replace(step, entry=levels[0]))
+    modules, flattened = {}, []
+    for index, level in enumerate(levels):
+        made = pooling(replace(step, entry=level, module=Attribute(f"level{index}", step.module)))
+        modules[f"level{index}"] = made.module
+        flattened.append(call("torch.flatten", made.value, 1))
+    return TorchForm(call("torch.cat", flattened, dim=1), call("nn.ModuleDict", modules))
+
+
+@form("Embed")
+def embed(step: Step) -> TorchForm:
+    # Caffe casts each value to int, truncating, as .long() does
+    rows = call("F.embedding", method(step.inputs[0], "long"), Attribute("weight", step.module))
+    if step.op.bias_term:
+        rows = Binary("+", rows, Attribute("bias", step.module))
+    return TorchForm(rows, _parameters(step))
+
+
+@form("Im2col")
+def im2col(step: Step) -> TorchForm:
+    # F.unfold orders the windows' values as Caffe does: channel c's position p at c * window + p
+    op = step.op
+    unfolded = call("F.unfold", step.inputs[0], _side(op.kernel_h, op.kernel_w),
+                    **_options(dilation=(op.dilation, 1), padding=(_side(op.pad_h, op.pad_w), 0),
+                               stride=(_side(op.stride_h, op.stride_w), 1)))
+    return TorchForm(method(unfolded, "unflatten", 2, step.entry.output[2:]))
+
+
+@form("BatchReindex")
+def batch_reindex(step: Step) -> TorchForm:
+    data, indices = step.inputs
+    return TorchForm(call("torch.index_select", data, 0, method(indices, "long")))
+
+
+FORMS["Filter"] = FILTER_REFUSAL
+
+
+def _lstm_unit(step: Step, c_previous, gates, cont, hidden: int,
+               cell: str) -> tuple[Variable, object]:
+    """One LSTMUnit step (lstm_unit_layer.cpp) on 1 x N x ... values: the gate inputs i, f, o, g
+    along axis 2, `hidden` each; cont, 1 x N x 1, scales the forget gate (0: a sequence
+    starts). c_t, as the variable LAYER_CELL, and h_t."""
+    def gate(index: int, function: str):
+        return call(function, method(gates, "narrow", 2, index * hidden, hidden))
+    forget = Binary("*", Binary("*", cont, gate(1, "torch.sigmoid")), c_previous)
+    c = step.local(cell, Binary("+", forget, Binary("*", gate(0, "torch.sigmoid"),
+                                                   gate(3, "torch.tanh"))))
+    return c, Binary("*", gate(2, "torch.sigmoid"), call("torch.tanh", c))
+
+
+@form("LSTMUnit")
+def lstm_unit(step: Step) -> TorchForm:
+    c_previous, gates, cont = step.inputs
+    c, h = _lstm_unit(step, c_previous, gates, method(cont, "unsqueeze", 2),
+                      step.entry.inputs[0][2], "cell")
+    return TorchForm((c, h))
+
+
+def _recurrent(step: Step, gate: str) -> TorchForm:
+    """LSTM (gate "c") or RNN (gate "h") as Caffe unrolls it over the T steps of x: the parameter
+    names are its unrolled net's, W_x<gate>, b_<gate>, W_x<gate>_static, W_h<gate>."""
+    error = recurrent_refusal(step.entry.layer, TARGET)
+    if error is not None:
+        raise error
+    op = step.op
+    states = list(step.inputs[len(step.inputs) - len(op.states):])
+
+    def weight(role: str):
+        return Attribute(role, step.module)
+
+    flat = call("torch.flatten", step.inputs[0], 2)
+    x_transformed = step.local("x_transformed", call("F.linear", flat, weight(f"W_x{gate}"),
+                                                     weight(f"b_{gate}")))
+    static = None
+    if len(step.inputs) > 2 + len(states):  # x_static: its transform is added at every step
+        static = step.local("x_static_transformed", method(call(
+            "F.linear", call("torch.flatten", step.inputs[2], 1), weight(f"W_x{gate}_static")),
+            "unsqueeze", 0))
+    outputs = []
+    for t in range(step.entry.inputs[0][0]):
+        cont = step.local(f"cont_{t + 1}",
+                          method(method(step.inputs[1], "narrow", 0, t, 1), "unsqueeze", 2))
+        gates = Binary("+", call("F.linear", Binary("*", states[0], cont), weight(f"W_h{gate}")),
+                       method(x_transformed, "narrow", 0, t, 1))
+        if static is not None:
+            gates = Binary("+", gates, static)
+        if gate == "c":
+            c, h = _lstm_unit(step, states[1], step.local(f"gates_{t + 1}", gates), cont,
+                              op.num_output, f"cell_{t + 1}")
+            states = [step.local(f"h_{t + 1}", h), c]
+            outputs.append(states[0])
+        else:
+            states = [step.local(f"h_{t + 1}", call("torch.tanh", gates))]
+            outputs.append(step.local(f"o_{t + 1}", call("torch.tanh", call(
+                "F.linear", states[0], weight("W_ho"), weight("b_o")))))
+    # the output, then the final h (and c), exposed
+    return TorchForm((call("torch.cat", outputs, 0), *states), _parameters(step))
+
+
+@form("LSTM")
+def lstm(step: Step) -> TorchForm:
+    return _recurrent(step, "c")
+
+
+@form("RNN")
+def rnn(step: Step) -> TorchForm:
+    return _recurrent(step, "h")
+
+
 # ----- the program ---------------------------------------------------------------------------
 
 def identifier(name: str, prefix: str, reserved: frozenset[str], taken: set[str]) -> str:
@@ -306,8 +530,9 @@ def program(shaped: ShapedNet, outputs: list[str] | None = None) -> Program:
         attribute = identifier(layer.name, "layer", MODULE_ATTRIBUTES, attributes)
         shapes = tensor_shapes(entry)
         step = Step(entry, [Variable(variable_of[b]) for b in layer.bottoms], Attribute(attribute),
-                    shapes)
+                    shapes, variables)
         made = form_for(TARGET, FORMS, layer)(step)
+        statements += step.prelude
         if made.module is not None:
             modules.append((attribute, made.module))
             layers.append((attribute, layer.name))

@@ -70,7 +70,10 @@ def render(node: Any) -> str:
     if isinstance(node, Variable):
         return node.name
     if isinstance(node, Attribute):
-        return f"{'self' if node.of is None else render(node.of)}.{node.name}"
+        if node.of is None:
+            return f"self.{node.name}"
+        of = render(node.of)  # an operation's (or a number's) attribute needs parentheses
+        return f"{f'({of})' if isinstance(node.of, (Binary, int, float)) else of}.{node.name}"
     if isinstance(node, Call):
         arguments = [render(arg) for arg in node.args]
         arguments += [f"{key}={render(value)}" for key, value in node.kwargs]

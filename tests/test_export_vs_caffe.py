@@ -33,8 +33,7 @@ def _exported_and_run_in_caffe(arch: str) -> bool:
 
 
 # Left out: families with a fork's layer type (SE-ResNet's Axpy), which no Caffe here runs, and
-# those with an op the exporters refuse so far (the BVLC classics' LRN, SE-BN-Inception's Scale
-# by a second input).
+# those with an op the exporters refuse so far (SE-BN-Inception's Scale by a second input).
 ARCHS = sorted(path.name for path in (REPO / "archs").glob("*.arch")
                if _exported_and_run_in_caffe(path.name))
 

@@ -178,7 +178,7 @@ class Crop(Op):
         if len(reference) < len(data):
             raise ShapeError(f"crop's second input ({format_shape(reference)}) gives the sizes of "
                              f"the first's axes ({format_shape(data)}): it needs as many axes")
-        offsets = self.offset * cropped if len(self.offset) == 1 else self.offset or (0,) * cropped
+        offsets = self.offsets(len(data))
         out = list(data)
         for index, offset in zip(range(start, len(data)), offsets):
             if offset + reference[index] > data[index]:
@@ -186,6 +186,11 @@ class Crop(Op):
                                  f"runs past its size {data[index]}: use a smaller offset or a larger input")
             out[index] = reference[index]
         return tuple(out)
+
+    def offsets(self, rank: int) -> tuple[int, ...]:
+        """The offset of each axis cut, from `axis` on: one for all, one each, or none (0)."""
+        cropped = rank - axis_index(self.axis, (0,) * rank, "crop")
+        return self.offset * cropped if len(self.offset) == 1 else self.offset or (0,) * cropped
 
 
 @definition
