@@ -14,7 +14,8 @@ import numpy as np
 
 from archc.errors import ArchError
 from archc.ir import Layer, LayerShapes, Net, ShapedNet, infer_shapes
-from archc.ir.ops import BatchNorm, Pooling
+from archc.ir.ops import BatchNorm, Pooling, Scale
+from archc.ir.ops.normalization import broadcast_operand
 
 #: layer name -> its parameter blobs, in Caffe's order and shapes (float32)
 Parameters = dict[str, list[np.ndarray]]
@@ -85,8 +86,18 @@ def _batch_norm_statistics(op: BatchNorm, blobs: list[np.ndarray]) -> dict[str, 
             "running_var": (blobs[1] * scale).astype(np.float32)}
 
 
+def _scale_and_bias(op: Scale, blobs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Scale learns its factors only without a second bottom (which gives them), and its bias
+    last where `bias_term`: a lone blob is the bias where there is one."""
+    roles = ("weight", "bias")[len(blobs) == 1 and op.bias_term:]
+    return dict(zip(roles, blobs))
+
+
 #: Caffe type -> its blobs as named tensors, where not weight then bias
-TENSORS: dict[str, Callable] = {"BatchNorm": _batch_norm_statistics}
+TENSORS: dict[str, Callable] = {
+    "BatchNorm": _batch_norm_statistics,
+    "Scale": _scale_and_bias,
+}
 
 
 def named_tensors(layer: Layer, blobs: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -98,6 +109,19 @@ def tensor_shapes(entry: LayerShapes) -> dict[str, tuple[int, ...]]:
     """The roles and shapes of a layer's tensors, from its parameter blobs' shapes alone."""
     blobs = [np.zeros(shape, np.float32) for shape in entry.param_shapes]
     return {role: array.shape for role, array in named_tensors(entry.layer, blobs).items()}
+
+
+# ----- Scale: its operand, broadcast as Caffe applies it ------------------------------------
+
+def aligned_operand(entry: LayerShapes) -> tuple[int, ...]:
+    """The shape that lines Scale's or Bias's operand (its learned blob, or its second bottom) up
+    with the input as Caffe applies it: its axes from `axis`, then 1s to broadcast over the rest
+    (a scalar applies everywhere, whatever the axis)."""
+    op, data = entry.layer.op, entry.inputs[0]
+    operand = broadcast_operand(entry.layer.type.lower(), list(entry.inputs), op.axis, op.num_axes)
+    if not operand:
+        return ()
+    return (*operand, *(1,) * (len(data) - normalised_axis(op.axis, len(data)) - len(operand)))
 
 
 # ----- the net as Caffe runs it ---------------------------------------------------------------

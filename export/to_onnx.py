@@ -17,8 +17,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
-                                 average_correction,
-                                 batch_axes, caffe_outputs, form_for, last_writers,
+                                 aligned_operand, average_correction, batch_axes,
+                                 caffe_outputs, form_for, last_writers,
                                  named_tensors, normalised_axis, pool_axes, refused, registrar,
                                  tensor_shapes)
 from archc.ir import LayerShapes, ShapedNet
@@ -152,14 +152,25 @@ def batch_norm(step: Step) -> None:
     step.node("Div", [centred, std])
 
 
+def _operand(step: Step, role: str) -> str:
+    """What Scale multiplies by or Bias adds, lined up with the input as Caffe applies it: the
+    second bottom where the layer has one, else its tensor `role`."""
+    shape = aligned_operand(step.entry)
+    if len(step.inputs) == 1:
+        return step.parameter(role, shape)
+    operand = step.inputs[1]
+    if shape == step.entry.inputs[1]:
+        return operand
+    return step.node("Reshape", [operand, step.graph.constant(_ints(shape))], step.fresh("aligned"))
+
+
 @form("Scale")
 def scale(step: Step) -> None:
-    shape = _broadcast(step.rank)
     bias = step.op.bias_term
-    scaled = step.node("Mul", [step.inputs[0], step.parameter("weight", shape)],
+    scaled = step.node("Mul", [step.inputs[0], _operand(step, "weight")],
                        step.fresh("scaled") if bias else None)
-    if bias:
-        step.node("Add", [scaled, step.parameter("bias", shape)])
+    if bias:  # learned, whether the factors are or come from the second bottom
+        step.node("Add", [scaled, step.parameter("bias", aligned_operand(step.entry))])
 
 
 @form("ReLU")

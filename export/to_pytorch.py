@@ -23,7 +23,7 @@ import jinja2
 import numpy as np
 
 from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
-                                 caffe_outputs, form_for,
+                                 aligned_operand, caffe_outputs, form_for,
                                  named_tensors, normalised_axis, pool_axes, refused, registrar,
                                  tensor_shapes)
 from archc.export.torch_code import (Attribute, Binary, Variable, call, evaluate, method,
@@ -124,20 +124,37 @@ def batch_norm(step: Step) -> TorchForm:
     return TorchForm(call(step.module, step.inputs[0]), module, buffers)
 
 
+def _learned(step: Step, initial: dict[str, float]):
+    """The layer's tensors as an nn.ParameterDict by role, each filled with `initial[role]`
+    (Caffe's default filler) until the state dict is loaded; None where it has none."""
+    if not step.tensors:
+        return None
+    return call("nn.ParameterDict",
+                {role: call("nn.Parameter", call("torch.full", shape, initial[role]))
+                 for role, shape in step.tensors.items()})
+
+
+def _aligned(step: Step, operand, shape: tuple[int, ...]):
+    """Scale's or Bias's `operand` (of `shape`) lined up with the input as Caffe applies it."""
+    aligned = aligned_operand(step.entry)
+    return operand if shape == aligned else method(operand, "reshape", *aligned)
+
+
+def _operand(step: Step, role: str):
+    """What Scale multiplies by or Bias adds: the second bottom where the layer has one, else its
+    tensor `role`."""
+    if len(step.inputs) == 1:
+        return _aligned(step, Attribute(role, step.module), step.tensors[role])
+    return _aligned(step, step.inputs[1], step.entry.inputs[1])
+
+
 @form("Scale")
 def scale(step: Step) -> TorchForm:
-    # Caffe's per-channel scale (and bias) over axis 1, broadcast over the axes after it
-    parameters = {role: call("nn.Parameter", call("torch.ones" if role == "weight" else "torch.zeros",
-                                                  *shape))
-                  for role, shape in step.tensors.items()}
-    view = (-1,) + (1,) * (step.rank - 2)
-
-    def tensor(role: str):
-        return method(Attribute(role, step.module), "view", *view)
-    value = Binary("*", step.inputs[0], tensor("weight"))
-    if "bias" in step.tensors:
-        value = Binary("+", value, tensor("bias"))
-    return TorchForm(value, call("nn.ParameterDict", parameters))
+    value = Binary("*", step.inputs[0], _operand(step, "weight"))
+    if step.op.bias_term:  # learned, whether the factors are or come from the second bottom
+        value = Binary("+", value, _aligned(step, Attribute("bias", step.module),
+                                            step.tensors["bias"]))
+    return TorchForm(value, _learned(step, {"weight": 1.0, "bias": 0.0}))
 
 
 @form("ReLU")

@@ -122,10 +122,12 @@ def test_pytorch_computes_caffes_blobs_on_real_weights(open_nsfw, torch, tmp_pat
                          "PyTorch open-nsfw")
 
 
+def layer(name, op, bottoms, tops=None):
+    return Layer(name, op, tuple(bottoms), tuple((name,) if tops is None else tops))
+
+
 def semantics_net() -> Net:
     """Every op, with the settings where a target's own semantics differ from Caffe's."""
-    def layer(name, op, bottoms, tops=None):
-        return Layer(name, op, tuple(bottoms), tuple(tops or (name,)))
     return Net({"data": (2, 8, 16, 16)}, [
         # grouped, strided; dilated, grouped, no bias
         layer("grouped", Convolution(16, 3, 3, 2, 2, 1, 1, group=4), ["data"]),
@@ -161,6 +163,16 @@ def semantics_net() -> Net:
     ], name="semantics")
 
 
+def elementwise_net() -> Net:
+    """Caffe's element-wise layers, with settings other than their defaults."""
+    return Net({"data": (2, 6, 5, 5), "factors": (6, 5)}, [
+        # Scale's operand from axis over num_axes, or the second bottom's, broadcast over the rest
+        layer("scale_bottom", Scale(1, bias_term=True), ["data", "factors"]),
+        layer("scale_spatial", Scale(-2, -1), ["data"]),
+        layer("scale_scalar", Scale(1, 0, bias_term=True), ["scale_spatial"]),
+    ], name="elementwise")
+
+
 def random_parameters(shaped) -> dict[str, list[np.ndarray]]:
     rng = np.random.default_rng(5)
     parameters = {}
@@ -178,16 +190,20 @@ def random_parameters(shaped) -> dict[str, list[np.ndarray]]:
     return parameters
 
 
-@pytest.fixture(scope="module")
-def semantics(caffe):
-    from archc.codegen.render import render
-    net = semantics_net()
-    shaped = infer_shapes(net)
+def test_the_semantics_net_pools_where_rounding_differs():
+    shaped = infer_shapes(semantics_net())
     assert shaped.blobs["max_ceil"][2:] == (8, 8) and shaped.blobs["ave_clipped"][2:] == (9, 9)
     assert shaped.blobs["max_dropped"][2:] == (5, 5)
+
+
+@pytest.fixture(scope="module", params=[semantics_net, elementwise_net])
+def semantics(request, caffe):
+    from archc.codegen.render import render
+    net = request.param()
+    shaped = infer_shapes(net)
     prepared = exporting.Prepared(shaped, random_parameters(shaped))
     inputs = random_input(shaped)
-    return prepared, inputs, caffe_blobs(render(net), "<semantics>", prepared.parameters, inputs)
+    return prepared, inputs, caffe_blobs(render(net), f"<{net.name}>", prepared.parameters, inputs)
 
 
 def test_onnxruntime_reproduces_caffes_semantics(semantics, onnxruntime):
@@ -204,7 +220,8 @@ def test_pytorch_reproduces_caffes_semantics(semantics, torch, tmp_path):
 def test_the_torch_backend_runs_what_model_py_says(semantics, torch, tmp_path):
     prepared, inputs, _ = semantics
     generated = pytorch_blobs(prepared, inputs, tmp_path, "semantics_again")
-    evaluated = exporting.TorchRun(prepared, exporting.written_blobs(prepared.shaped))(inputs["data"])
+    evaluated = exporting.TorchRun(prepared, exporting.written_blobs(prepared.shaped))(
+        *(inputs[blob] for blob in prepared.shaped.net.inputs))
     assert evaluated.keys() == generated.keys()
     for blob in generated:
         np.testing.assert_array_equal(evaluated[blob], generated[blob], err_msg=blob)
