@@ -35,10 +35,10 @@ class Refusal:
 #: Ops that came with Caffe's whole vocabulary after the exporters were written: both targets
 #: refuse them by name until each form is written and checked against Caffe blob by blob.
 NOT_YET_EXPORTED = dict.fromkeys((
-    "AbsVal", "ArgMax", "BNLL", "BatchReindex", "Bias", "Clip", "Crop", "Deconvolution", "ELU",
-    "Embed", "Exp", "Filter", "Im2col", "LRN", "LSTM", "LSTMUnit", "Log", "MVN", "PReLU",
-    "Parameter", "Power", "RNN", "Reduction", "SPP", "Silence", "Split", "Swish", "TanH",
-    "Threshold", "Tile"), Refusal("no form is written for this op yet (none checked against "
+    "ArgMax", "BatchReindex", "Crop", "Deconvolution",
+    "Embed", "Filter", "Im2col", "LRN", "LSTM", "LSTMUnit", "MVN",
+    "RNN", "Reduction", "SPP",
+    "Tile"), Refusal("no form is written for this op yet (none checked against "
                                   "Caffe); the net's other ops export"))
 
 
@@ -97,6 +97,9 @@ def _scale_and_bias(op: Scale, blobs: list[np.ndarray]) -> dict[str, np.ndarray]
 TENSORS: dict[str, Callable] = {
     "BatchNorm": _batch_norm_statistics,
     "Scale": _scale_and_bias,
+    "Bias": lambda op, blobs: dict(zip(("bias",), blobs)),
+    "PReLU": lambda op, blobs: {"slope": blobs[0]},
+    "Parameter": lambda op, blobs: {"value": blobs[0]},
 }
 
 
@@ -111,7 +114,35 @@ def tensor_shapes(entry: LayerShapes) -> dict[str, tuple[int, ...]]:
     return {role: array.shape for role, array in named_tensors(entry.layer, blobs).items()}
 
 
-# ----- Scale: its operand, broadcast as Caffe applies it ------------------------------------
+# ----- element-wise ops: Caffe's arithmetic, and the operands Scale and Bias broadcast -------
+
+def caffe_arithmetic(layer: Layer) -> list[tuple[str, np.float32 | None]]:
+    """Power, Exp or Log as the operations Caffe applies in turn: ("mul" or "add", a constant),
+    ("pow", an exponent), ("exp", None), ("log", None), or ("fill", the value every element
+    becomes, the input ignored); without those Caffe skips (a factor of 1, a shift of 0), which
+    leave every value as it is. The constants are float32, computed as Caffe computes them (an
+    overflow to inf, or a NaN, included)."""
+    op = layer.op
+    with np.errstate(all="ignore"):
+        if layer.type == "Power":
+            power, scale, shift = map(np.float32, (op.power, op.scale, op.shift))
+            if power * scale == 0:  # Caffe's diff_scale: the output does not depend on the input
+                return [("fill", np.float32(1) if power == 0 else np.power(shift, power))]
+            operations = [("mul", scale), ("add", shift), ("pow", power)]
+        else:
+            base, scale, shift = map(np.float32, (op.base, op.scale, op.shift))
+            log_base = np.float32(1) if base == -1 else np.log(base)  # a base of -1 is e
+            if layer.type == "Exp":  # base ** shift * exp(log(base) * scale * x)
+                outer = (np.float32(1) if shift == 0 else
+                         np.exp(shift) if base == -1 else np.power(base, shift))
+                operations = [("mul", log_base * scale), ("exp", None), ("mul", outer)]
+            else:
+                operations = [("mul", scale), ("add", shift), ("log", None),
+                              ("mul", np.float32(1) / log_base)]
+    identities = {"mul": 1, "add": 0, "pow": 1}
+    return [(name, operand) for name, operand in operations
+            if name not in identities or operand != identities[name]]
+
 
 def aligned_operand(entry: LayerShapes) -> tuple[int, ...]:
     """The shape that lines Scale's or Bias's operand (its learned blob, or its second bottom) up

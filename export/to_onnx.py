@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
                                  aligned_operand, average_correction, batch_axes,
-                                 caffe_outputs, form_for, last_writers,
+                                 caffe_arithmetic, caffe_outputs, form_for, last_writers,
                                  named_tensors, normalised_axis, pool_axes, refused, registrar,
                                  tensor_shapes)
 from archc.ir import LayerShapes, ShapedNet
@@ -182,13 +182,121 @@ def relu(step: Step) -> None:
         step.node("Relu", step.inputs)
 
 
-@form("Sigmoid")
-def sigmoid(step: Step) -> None:
+def _caffe_sigmoid(step: Step, x: str, output: str | None = None) -> str:
     # Caffe computes 0.5 * tanh(0.5 * x) + 0.5: the same function, rounded as Caffe rounds it.
     half = step.graph.constant(np.float32(0.5))
-    halved = step.node("Mul", [step.inputs[0], half], step.fresh("halved"))
+    halved = step.node("Mul", [x, half], step.fresh("halved"))
     tanh = step.node("Tanh", [halved], step.fresh("tanh"))
-    step.node("Add", [step.node("Mul", [tanh, half], step.fresh("tanh_halved")), half])
+    return step.node("Add", [step.node("Mul", [tanh, half], step.fresh("tanh_halved")), half],
+                     output)
+
+
+@form("Sigmoid")
+def sigmoid(step: Step) -> None:
+    _caffe_sigmoid(step, step.inputs[0])
+
+
+# ----- element-wise ops: Caffe's other neuron layers, Bias, and the layers that route blobs ----
+
+@form("AbsVal")
+def absval(step: Step) -> None:
+    step.node("Abs", step.inputs)
+
+
+@form("TanH")
+def tanh(step: Step) -> None:
+    step.node("Tanh", step.inputs)
+
+
+@form("ELU")
+def elu(step: Step) -> None:
+    # Caffe's max(x, 0) + alpha * (exp(min(x, 0)) - 1) is ONNX's Elu, value for value
+    step.node("Elu", step.inputs, alpha=step.op.alpha)
+
+
+@form("BNLL")
+def bnll(step: Step) -> None:
+    # Caffe's x > 0 ? x + log(1 + exp(-x)) : log(1 + exp(x)) is max(x, 0) + log(1 + exp(-|x|)),
+    # which never overflows (ONNX's Softplus is log(exp(x) + 1), which may).
+    x = step.inputs[0]
+    negated = step.node("Neg", [step.node("Abs", [x], step.fresh("abs"))], step.fresh("minus_abs"))
+    plus_one = step.node("Add", [step.node("Exp", [negated], step.fresh("exp")),
+                                 step.graph.constant(np.float32(1))], step.fresh("exp_plus_one"))
+    step.node("Add", [step.node("Relu", [x], step.fresh("positive")),
+                      step.node("Log", [plus_one], step.fresh("log"))])
+
+
+_ARITHMETIC = {"mul": "Mul", "add": "Add", "pow": "Pow", "exp": "Exp", "log": "Log"}
+
+
+@form("Power")
+@form("Exp")
+@form("Log")
+def arithmetic(step: Step) -> None:
+    x, operations = step.inputs[0], caffe_arithmetic(step.entry.layer)
+    if not operations:
+        step.node("Identity", [x])
+    elif operations[0][0] == "fill":
+        step.node("Expand", [step.graph.constant(operations[0][1]),
+                             step.node("Shape", [x], step.fresh("shape"))])
+    else:
+        for index, (name, operand) in enumerate(operations, start=1):
+            inputs = [x] if operand is None else [x, step.graph.constant(operand)]
+            x = step.node(_ARITHMETIC[name], inputs,
+                          None if index == len(operations) else step.fresh(name))
+
+
+@form("Clip")
+def clip(step: Step) -> None:
+    # Caffe's max(min, min(x, max)): where min > max every value becomes min (ONNX's Clip gives max)
+    below_max = step.node("Min", [step.inputs[0], step.graph.constant(np.float32(step.op.max))],
+                          step.fresh("below_max"))
+    step.node("Max", [below_max, step.graph.constant(np.float32(step.op.min))])
+
+
+@form("Threshold")
+def threshold(step: Step) -> None:
+    threshold = step.graph.constant(np.float32(step.op.threshold))
+    above = step.node("Greater", [step.inputs[0], threshold], step.fresh("above"))
+    step.node("Cast", [above], to=TensorProto.FLOAT)
+
+
+@form("Swish")
+def swish(step: Step) -> None:
+    # Caffe's x * sigmoid(beta * x), its inner Sigmoid layer's formula
+    x, beta = step.inputs[0], np.float32(step.op.beta)
+    scaled = (x if beta == 1 else
+              step.node("Mul", [x, step.graph.constant(beta)], step.fresh("scaled")))
+    step.node("Mul", [x, _caffe_sigmoid(step, scaled, step.fresh("sigmoid"))])
+
+
+@form("PReLU")
+def prelu(step: Step) -> None:
+    # Caffe's max(x, 0) + slope * min(x, 0), a slope per channel (axis 1) or one for all
+    step.node("PRelu", [step.inputs[0], step.parameter("slope", _broadcast(step.rank))])
+
+
+@form("Bias")
+def bias(step: Step) -> None:
+    step.node("Add", [step.inputs[0], _operand(step, "bias")])
+
+
+@form("Split")
+def split(step: Step) -> None:
+    for output in step.outputs:  # Caffe's tops share the bottom's data
+        step.node("Identity", step.inputs, output)
+
+
+@form("Silence")
+def silence(step: Step) -> None:
+    """Caffe's Silence computes nothing: no node (its bottoms are no outputs of the net)."""
+
+
+@form("Parameter")
+def parameter(step: Step) -> None:
+    step.node("Identity", [step.parameter("value")])
+
+
 
 
 @form("Dropout")

@@ -10,7 +10,7 @@ import pytest
 from archc.export import to_onnx, to_pytorch
 from archc.export.common import ExportError, Refusal
 from archc.ir import Layer, Net, infer_shapes
-from archc.ir.ops import OPS, Pooling, ReLU
+from archc.ir.ops import OPS, Exp, Pooling, ReLU
 
 REGISTRIES = {"ONNX": to_onnx.FORMS, "PyTorch": to_pytorch.FORMS}
 
@@ -50,6 +50,15 @@ def test_pytorch_refuses_pooling_padding_beyond_half_the_kernel_and_onnx_takes_i
     with pytest.raises(ExportError, match="at most half the kernel as padding"):
         to_pytorch.program(shaped)
     to_onnx.to_onnx(shaped, None)
+
+
+def test_a_constant_past_float32_prints_as_python():
+    # Caffe's Exp computes base ** shift in float32 at set-up: exp(100) overflows to inf
+    shaped = infer_shapes(Net({"data": (1, 2)},
+                              [Layer("grow", Exp(shift=100.0), ("data",), ("grow",))]))
+    source = to_pytorch.model_source(to_pytorch.program(shaped), "grow", shaped.blobs)
+    assert "grow = torch.exp(data) * float('inf')" in source
+    compile(source, "model.py", "exec")
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -16,8 +16,10 @@ import pytest
 from archc.export import to_pytorch
 from archc.export.common import NOT_YET_EXPORTED
 from archc.ir import Layer, Net, infer_shapes
-from archc.ir.ops import (BatchNorm, Concat, Convolution, Dropout, Eltwise, Flatten, InnerProduct,
-                          Pooling, ReLU, Reshape, Scale, Slice, Softmax)
+from archc.ir.ops import (BNLL, ELU, AbsVal, BatchNorm, Bias, Clip, Concat, Convolution, Dropout,
+                          Eltwise, Exp, Flatten, InnerProduct, Log, Parameter, Pooling, Power,
+                          PReLU, ReLU, Reshape, Scale, Silence, Slice, Softmax, Split, Swish, TanH,
+                          Threshold)
 from archc.ir.ops.activations import Sigmoid
 from archc.model import load_model
 from archc.runtime import exporting
@@ -61,7 +63,7 @@ def pytorch_blobs(prepared: exporting.Prepared, inputs: dict[str, np.ndarray], d
     net.load_state_dict(load_file(directory / "model.safetensors"))
     with torch.inference_mode():
         outputs = net(*(torch.from_numpy(inputs[blob]) for blob in prepared.shaped.net.inputs))
-    return {blob: value.numpy() for blob, value in outputs.items()}
+    return {blob: value.detach().numpy() for blob, value in outputs.items()}
 
 
 def onnxruntime_blobs(prepared: exporting.Prepared, inputs: dict[str, np.ndarray]):
@@ -164,12 +166,41 @@ def semantics_net() -> Net:
 
 
 def elementwise_net() -> Net:
-    """Caffe's element-wise layers, with settings other than their defaults."""
-    return Net({"data": (2, 6, 5, 5), "factors": (6, 5)}, [
+    """Caffe's element-wise layers and those that route blobs, with settings other than their
+    defaults and those where Caffe's arithmetic is its own."""
+    return Net({"data": (2, 6, 5, 5), "factors": (6, 5), "shift": (5, 5)}, [
         # Scale's operand from axis over num_axes, or the second bottom's, broadcast over the rest
         layer("scale_bottom", Scale(1, bias_term=True), ["data", "factors"]),
         layer("scale_spatial", Scale(-2, -1), ["data"]),
         layer("scale_scalar", Scale(1, 0, bias_term=True), ["scale_spatial"]),
+        layer("split", Split(), ["data"], ["a", "b", "c"]),
+        layer("wide", Power(scale=12.0), ["a"]),  # past ±20: BNLL's branches, softplus's cut
+        layer("bnll", BNLL(), ["wide"]),
+        layer("tanh", TanH(), ["wide"]),
+        layer("abs", AbsVal(), ["b"]),
+        layer("elu", ELU(0.7), ["b"]),
+        layer("square", Power(2.0, -0.5, 1.5), ["b"]),
+        layer("cube", Power(3.0, 1.0, -0.25), ["b"]),  # negative bases
+        layer("root", Power(0.5, 2.0, 0.1), ["abs"]),
+        layer("constant", Power(2.0, 0.0, -1.5), ["b"]),  # scale 0: Caffe ignores the input
+        layer("ones", Power(0.0, 3.0, 2.0), ["b"]),
+        layer("exp2", Exp(2.0, 0.5, -1.0), ["b"]),
+        layer("exp", Exp(-1.0, -0.3, 0.4), ["b"]),
+        layer("log10", Log(10.0, 2.0, 0.5), ["abs"]),
+        layer("log", Log(-1.0, 1.0, 1.0), ["abs"]),
+        layer("clip", Clip(-0.5, 0.8), ["b"]),
+        layer("clip_crossed", Clip(0.3, -0.2), ["b"]),  # min > max: every value becomes min
+        layer("threshold", Threshold(-0.5), ["clip"]),  # strictly above: the clipped -0.5s give 0
+        layer("swish", Swish(1.7), ["b"]),
+        layer("prelu", PReLU(), ["c"]),
+        layer("prelu_shared", PReLU(channel_shared=True), ["c"]),
+        layer("bias_spatial", Bias(2, 2), ["elu"]),
+        layer("bias_scalar", Bias(1, 0), ["swish"]),
+        layer("bias_bottom", Bias(2), ["prelu", "shift"]),
+        layer("bias_bottom_prelu", PReLU(), ["bias_bottom"], ["bias_bottom"]),  # in place
+        layer("table", Parameter((6, 5)), []),
+        layer("bias_table", Bias(1), ["prelu_shared", "table"]),
+        layer("silence", Silence(), ["ones", "cube", "root", "log10"], []),
     ], name="elementwise")
 
 
