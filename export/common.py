@@ -187,6 +187,25 @@ def last_writers(shaped: ShapedNet) -> dict[str, str]:
     return {top: entry.layer.name for entry in shaped.layers for top in entry.layer.tops}
 
 
+def refuse_rewritten_views(target: str, shaped: ShapedNet) -> None:
+    """An ExportError naming the first in-place layer that rewrites a view's top (Split's,
+    Reshape's, Flatten's...): Caffe's views share their bottom's memory, so the rewrite changes
+    the bottom and its other views too, which the exports, computing each blob once, do not."""
+    memory: dict[str, str] = {}  # a view's top -> the blob whose memory it shares
+    for entry in shaped.layers:
+        layer = entry.layer
+        if layer.in_place and layer.tops[0] in memory:
+            root = memory[layer.tops[0]]
+            shared = [root, *(blob for blob, of in memory.items()
+                              if of == root and blob != layer.tops[0])]
+            raise refused(target, layer, f"it rewrites blob '{layer.tops[0]}' in place, whose "
+                          f"memory Caffe shares with {', '.join(map(repr, shared))}, changing "
+                          f"them too; give the layer a top of its own")
+        if layer.op.is_view(len(layer.bottoms), len(layer.tops)):
+            for top in layer.tops:
+                memory[top] = memory.get(layer.bottoms[0], layer.bottoms[0])
+
+
 # ----- pooling: Caffe's windows for frameworks that round down --------------------------------
 
 @dataclass(frozen=True)

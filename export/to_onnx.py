@@ -19,8 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
                                  aligned_operand, average_correction, batch_axes,
                                  caffe_arithmetic, caffe_outputs, form_for, last_writers,
-                                 named_tensors, normalised_axis, pool_axes, refused, registrar,
-                                 tensor_shapes)
+                                 named_tensors, normalised_axis, pool_axes, refuse_rewritten_views,
+                                 refused, registrar, tensor_shapes)
 from archc.ir import LayerShapes, ShapedNet
 
 TARGET = "ONNX"
@@ -396,6 +396,7 @@ def to_onnx(shaped: ShapedNet, parameters: Parameters | None, outputs: list[str]
     (None: a structural export, the parameters graph inputs); `outputs`: the blobs the model
     returns (default: Caffe's outputs). Raises ExportError naming a layer it cannot export."""
     net = shaped.net
+    refuse_rewritten_views(TARGET, shaped)
     outputs = outputs or caffe_outputs(net)
     graph = Graph(set(shaped.blobs))
     writers = last_writers(shaped)

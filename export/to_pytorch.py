@@ -24,8 +24,8 @@ import numpy as np
 
 from archc.export.common import (NOT_YET_EXPORTED, ExportError, Parameters, Refusal,
                                  aligned_operand, caffe_arithmetic, caffe_outputs, form_for,
-                                 named_tensors, normalised_axis, pool_axes, refused, registrar,
-                                 tensor_shapes)
+                                 named_tensors, normalised_axis, pool_axes, refuse_rewritten_views,
+                                 refused, registrar, tensor_shapes)
 from archc.export.torch_code import (Attribute, Binary, Variable, call, evaluate, method,
                                      render)
 from archc.ir import LayerShapes, ShapedNet
@@ -410,6 +410,7 @@ def program(shaped: ShapedNet, outputs: list[str] | None = None) -> Program:
     """The net as a PyTorch program returning `outputs` (default: Caffe's outputs). Raises
     ExportError naming a layer it cannot export."""
     net = shaped.net
+    refuse_rewritten_views(TARGET, shaped)
     attributes: set[str] = set()
     variables: set[str] = set()
     variable_of: dict[str, str] = {}

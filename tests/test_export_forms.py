@@ -10,7 +10,7 @@ import pytest
 from archc.export import to_onnx, to_pytorch
 from archc.export.common import ExportError, Refusal
 from archc.ir import Layer, Net, infer_shapes
-from archc.ir.ops import OPS, Exp, Pooling, ReLU
+from archc.ir.ops import OPS, Exp, Pooling, ReLU, Split
 
 REGISTRIES = {"ONNX": to_onnx.FORMS, "PyTorch": to_pytorch.FORMS}
 
@@ -34,13 +34,26 @@ def test_a_refused_op_is_named_at_its_layer(monkeypatch):
         to_onnx.to_onnx(shaped, None)
 
 
-@pytest.mark.parametrize("target, export", [
-    ("ONNX", lambda shaped: to_onnx.to_onnx(shaped, None)),
-    ("PyTorch", lambda shaped: to_pytorch.program(shaped))])
+EXPORTS = [("ONNX", lambda shaped: to_onnx.to_onnx(shaped, None)),
+           ("PyTorch", lambda shaped: to_pytorch.program(shaped))]
+
+
+@pytest.mark.parametrize("target, export", EXPORTS)
 def test_the_argmax_mask_top_is_refused_by_name(target, export):
     shaped = infer_shapes(Net({"data": (1, 2, 4, 4)}, [
         Layer("pool", Pooling("MAX", 2, 2, 2, 2), ("data",), ("pooled", "mask"))]))
     with pytest.raises(ExportError, match=f"'pool' \\(Pooling\\) to {target}: the argmax mask top"):
+        export(shaped)
+
+
+@pytest.mark.parametrize("target, export", EXPORTS)
+def test_rewriting_a_view_in_place_is_refused_by_name(target, export):
+    # Caffe's Split tops share the bottom's memory: ReLU rewrites 'data' and 'b' too
+    shaped = infer_shapes(Net({"data": (1, 2, 4, 4)}, [
+        Layer("split", Split(), ("data",), ("a", "b")),
+        Layer("relu", ReLU(), ("a",), ("a",))]))
+    with pytest.raises(ExportError, match=f"'relu' \\(ReLU\\) to {target}: it rewrites blob 'a' "
+                                          f"in place, whose memory Caffe shares with 'data', 'b'"):
         export(shaped)
 
 

@@ -204,6 +204,16 @@ def elementwise_net() -> Net:
     ], name="elementwise")
 
 
+def test_caffe_rewrites_a_views_bottom_and_siblings_in_place(caffe):
+    # why both exports refuse such a net (test_export_forms.py): the rewrite reaches 'b'
+    from archc.codegen.render import render
+    net = Net({"data": (1, 2, 4, 4)}, [layer("split", Split(), ["data"], ["a", "b"]),
+                                       layer("relu", ReLU(), ["a"], ["a"])])
+    inputs = random_input(infer_shapes(net))
+    blobs = caffe_blobs(render(net), "<views>", {}, inputs)
+    np.testing.assert_array_equal(blobs["b"], np.maximum(inputs["data"], 0))
+
+
 def random_parameters(shaped) -> dict[str, list[np.ndarray]]:
     rng = np.random.default_rng(5)
     parameters = {}
