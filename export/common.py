@@ -14,7 +14,8 @@ import numpy as np
 
 from archc.errors import ArchError
 from archc.ir import Layer, LayerShapes, Net, ShapedNet, infer_shapes
-from archc.ir.ops import BatchNorm, Pooling
+from archc.ir.ops import BatchNorm, Pooling, Scale
+from archc.ir.ops.normalization import broadcast_operand
 
 #: layer name -> its parameter blobs, in Caffe's order and shapes (float32)
 Parameters = dict[str, list[np.ndarray]]
@@ -29,16 +30,6 @@ class Refusal:
     """An op with no exact form in a target, and why: registered in place of a form."""
 
     reason: str
-
-
-#: Ops that came with Caffe's whole vocabulary after the exporters were written: both targets
-#: refuse them by name until each form is written and checked against Caffe blob by blob.
-NOT_YET_EXPORTED = dict.fromkeys((
-    "AbsVal", "BNLL", "Bias", "Clip", "ELU",
-    "Exp", "Log", "PReLU",
-    "Parameter", "Power", "Silence", "Split", "Swish", "TanH",
-    "Threshold"), Refusal("no form is written for this op yet (none checked against "
-                                  "Caffe); the net's other ops export"))
 
 
 def registrar(forms: dict) -> Callable[[str], Callable[[Callable], Callable]]:
@@ -98,9 +89,23 @@ def _recurrent_weights(op, blobs: list[np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, blobs))
 
 
+def _scale_and_bias(op: Scale, blobs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Scale learns its factors only without a second bottom (which gives them), and its bias
+    last where `bias_term`: a lone blob is the bias where there is one."""
+    roles = ("weight", "bias")[len(blobs) == 1 and op.bias_term:]
+    return dict(zip(roles, blobs))
+
+
 #: Caffe type -> its blobs as named tensors, where not weight then bias
-TENSORS: dict[str, Callable] = {"BatchNorm": _batch_norm_statistics, "LSTM": _recurrent_weights,
-                                "RNN": _recurrent_weights}
+TENSORS: dict[str, Callable] = {
+    "BatchNorm": _batch_norm_statistics,
+    "Scale": _scale_and_bias,
+    "Bias": lambda op, blobs: dict(zip(("bias",), blobs)),
+    "PReLU": lambda op, blobs: {"slope": blobs[0]},
+    "Parameter": lambda op, blobs: {"value": blobs[0]},
+    "LSTM": _recurrent_weights,
+    "RNN": _recurrent_weights,
+}
 
 
 def named_tensors(layer: Layer, blobs: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -112,6 +117,47 @@ def tensor_shapes(entry: LayerShapes) -> dict[str, tuple[int, ...]]:
     """The roles and shapes of a layer's tensors, from its parameter blobs' shapes alone."""
     blobs = [np.zeros(shape, np.float32) for shape in entry.param_shapes]
     return {role: array.shape for role, array in named_tensors(entry.layer, blobs).items()}
+
+
+# ----- element-wise ops: Caffe's arithmetic, and the operands Scale and Bias broadcast -------
+
+def caffe_arithmetic(layer: Layer) -> list[tuple[str, np.float32 | None]]:
+    """Power, Exp or Log as the operations Caffe applies in turn: ("mul" or "add", a constant),
+    ("pow", an exponent), ("exp", None), ("log", None), or ("fill", the value every element
+    becomes, the input ignored); without those Caffe skips (a factor of 1, a shift of 0), which
+    leave every value as it is. The constants are float32, computed as Caffe computes them (an
+    overflow to inf, or a NaN, included)."""
+    op = layer.op
+    with np.errstate(all="ignore"):
+        if layer.type == "Power":
+            power, scale, shift = map(np.float32, (op.power, op.scale, op.shift))
+            if power * scale == 0:  # Caffe's diff_scale: the output does not depend on the input
+                return [("fill", np.float32(1) if power == 0 else np.power(shift, power))]
+            operations = [("mul", scale), ("add", shift), ("pow", power)]
+        else:
+            base, scale, shift = map(np.float32, (op.base, op.scale, op.shift))
+            log_base = np.float32(1) if base == -1 else np.log(base)  # a base of -1 is e
+            if layer.type == "Exp":  # base ** shift * exp(log(base) * scale * x)
+                outer = (np.float32(1) if shift == 0 else
+                         np.exp(shift) if base == -1 else np.power(base, shift))
+                operations = [("mul", log_base * scale), ("exp", None), ("mul", outer)]
+            else:
+                operations = [("mul", scale), ("add", shift), ("log", None),
+                              ("mul", np.float32(1) / log_base)]
+    identities = {"mul": 1, "add": 0, "pow": 1}
+    return [(name, operand) for name, operand in operations
+            if name not in identities or operand != identities[name]]
+
+
+def aligned_operand(entry: LayerShapes) -> tuple[int, ...]:
+    """The shape that lines Scale's or Bias's operand (its learned blob, or its second bottom) up
+    with the input as Caffe applies it: its axes from `axis`, then 1s to broadcast over the rest
+    (a scalar applies everywhere, whatever the axis)."""
+    op, data = entry.layer.op, entry.inputs[0]
+    operand = broadcast_operand(entry.layer.type.lower(), list(entry.inputs), op.axis, op.num_axes)
+    if not operand:
+        return ()
+    return (*operand, *(1,) * (len(data) - normalised_axis(op.axis, len(data)) - len(operand)))
 
 
 # ----- the net as Caffe runs it ---------------------------------------------------------------
@@ -144,6 +190,25 @@ def batch_axes(net: Net) -> dict[str, tuple[int, ...]] | None:
 def last_writers(shaped: ShapedNet) -> dict[str, str]:
     """blob -> the layer that writes its final value (in-place layers rewrite blobs)."""
     return {top: entry.layer.name for entry in shaped.layers for top in entry.layer.tops}
+
+
+def refuse_rewritten_views(target: str, shaped: ShapedNet) -> None:
+    """An ExportError naming the first in-place layer that rewrites a view's top (Split's,
+    Reshape's, Flatten's...): Caffe's views share their bottom's memory, so the rewrite changes
+    the bottom and its other views too, which the exports, computing each blob once, do not."""
+    memory: dict[str, str] = {}  # a view's top -> the blob whose memory it shares
+    for entry in shaped.layers:
+        layer = entry.layer
+        if layer.in_place and layer.tops[0] in memory:
+            root = memory[layer.tops[0]]
+            shared = [root, *(blob for blob, of in memory.items()
+                              if of == root and blob != layer.tops[0])]
+            raise refused(target, layer, f"it rewrites blob '{layer.tops[0]}' in place, whose "
+                          f"memory Caffe shares with {', '.join(map(repr, shared))}, changing "
+                          f"them too; give the layer a top of its own")
+        if layer.op.is_view(len(layer.bottoms), len(layer.tops)):
+            for top in layer.tops:
+                memory[top] = memory.get(layer.bottoms[0], layer.bottoms[0])
 
 
 # ----- pooling: Caffe's windows for frameworks that round down --------------------------------
@@ -195,17 +260,6 @@ def normalised_axis(axis: int, rank: int) -> int:
     return axis + rank if axis < 0 else axis
 
 
-def unwritten_scale(entry: LayerShapes) -> str | None:
-    """Why a Scale layer is beyond the one form both targets write and check against Caffe, a
-    learned factor per channel (axis 1); None where it is that form."""
-    op = entry.layer.op
-    if len(entry.inputs) > 1:
-        return ("a second input as the factor (SE-BN-Inception's gate) has no form written yet "
-                "(none checked against Caffe)")
-    if normalised_axis(op.axis, len(entry.inputs[0])) != 1 or op.num_axes != 1:
-        return (f"only a factor per channel (axis 1, num_axes 1) has a form yet, and this layer "
-                f"has axis {op.axis}, num_axes {op.num_axes}")
-    return None
 # ----- the structural ops' settings as both targets read them --------------------------------
 
 #: Filter's refusal in both targets

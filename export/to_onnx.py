@@ -16,12 +16,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from archc.export.common import (FILTER_REFUSAL, NOT_YET_EXPORTED, ExportError, Parameters,
-                                 Refusal, average_correction, batch_axes, caffe_outputs,
+from archc.export.common import (FILTER_REFUSAL, ExportError, Parameters, Refusal, aligned_operand,
+                                 average_correction, batch_axes, caffe_arithmetic, caffe_outputs,
                                  crop_window, form_for, last_writers, named_tensors,
                                  normalised_axis, pool_axes, recurrent_refusal,
-                                 reduction_coefficient, refused, registrar, spp_levels,
-                                 tensor_shapes, unwritten_scale)
+                                 reduction_coefficient, refuse_rewritten_views, refused, registrar,
+                                 spp_levels, tensor_shapes)
 from archc.ir import LayerShapes, ShapedNet
 
 TARGET = "ONNX"
@@ -106,7 +106,7 @@ class Step:
 
 
 #: Caffe type -> its ONNX form (a function writing a Step's nodes), or why it has none
-FORMS: dict[str, Callable[[Step], None] | Refusal] = dict(NOT_YET_EXPORTED)
+FORMS: dict[str, Callable[[Step], None] | Refusal] = {}
 
 form = registrar(FORMS)
 
@@ -164,19 +164,25 @@ def _centred_and_variance(step: Step, x: str, axes: list[int]) -> tuple[str, str
     centred = step.node("Sub", [x, mean], step.fresh("centred"))
     squares = step.node("Mul", [centred, centred], step.fresh("squares"))
     return centred, step.node("ReduceMean", [squares], step.fresh("variance"), axes=axes)
+def _operand(step: Step, role: str) -> str:
+    """What Scale multiplies by or Bias adds, lined up with the input as Caffe applies it: the
+    second bottom where the layer has one, else its tensor `role`."""
+    shape = aligned_operand(step.entry)
+    if len(step.inputs) == 1:
+        return step.parameter(role, shape)
+    operand = step.inputs[1]
+    if shape == step.entry.inputs[1]:
+        return operand
+    return step.node("Reshape", [operand, step.graph.constant(_ints(shape))], step.fresh("aligned"))
 
 
 @form("Scale")
 def scale(step: Step) -> None:
-    unwritten = unwritten_scale(step.entry)
-    if unwritten:
-        raise step.refuse(unwritten)
-    shape = _broadcast(step.rank)
     bias = step.op.bias_term
-    scaled = step.node("Mul", [step.inputs[0], step.parameter("weight", shape)],
+    scaled = step.node("Mul", [step.inputs[0], _operand(step, "weight")],
                        step.fresh("scaled") if bias else None)
-    if bias:
-        step.node("Add", [scaled, step.parameter("bias", shape)])
+    if bias:  # learned, whether the factors are or come from the second bottom
+        step.node("Add", [scaled, step.parameter("bias", aligned_operand(step.entry))])
 
 
 @form("ReLU")
@@ -188,13 +194,121 @@ def relu(step: Step) -> None:
         step.node("Relu", step.inputs)
 
 
-@form("Sigmoid")
-def sigmoid(step: Step) -> None:
+def _caffe_sigmoid(step: Step, x: str, output: str | None = None) -> str:
     # Caffe computes 0.5 * tanh(0.5 * x) + 0.5: the same function, rounded as Caffe rounds it.
     half = step.graph.constant(np.float32(0.5))
-    halved = step.node("Mul", [step.inputs[0], half], step.fresh("halved"))
+    halved = step.node("Mul", [x, half], step.fresh("halved"))
     tanh = step.node("Tanh", [halved], step.fresh("tanh"))
-    step.node("Add", [step.node("Mul", [tanh, half], step.fresh("tanh_halved")), half])
+    return step.node("Add", [step.node("Mul", [tanh, half], step.fresh("tanh_halved")), half],
+                     output)
+
+
+@form("Sigmoid")
+def sigmoid(step: Step) -> None:
+    _caffe_sigmoid(step, step.inputs[0])
+
+
+# ----- element-wise ops: Caffe's other neuron layers, Bias, and the layers that route blobs ----
+
+@form("AbsVal")
+def absval(step: Step) -> None:
+    step.node("Abs", step.inputs)
+
+
+@form("TanH")
+def tanh(step: Step) -> None:
+    step.node("Tanh", step.inputs)
+
+
+@form("ELU")
+def elu(step: Step) -> None:
+    # Caffe's max(x, 0) + alpha * (exp(min(x, 0)) - 1) is ONNX's Elu, value for value
+    step.node("Elu", step.inputs, alpha=step.op.alpha)
+
+
+@form("BNLL")
+def bnll(step: Step) -> None:
+    # Caffe's x > 0 ? x + log(1 + exp(-x)) : log(1 + exp(x)) is max(x, 0) + log(1 + exp(-|x|)),
+    # which never overflows (ONNX's Softplus is log(exp(x) + 1), which may).
+    x = step.inputs[0]
+    negated = step.node("Neg", [step.node("Abs", [x], step.fresh("abs"))], step.fresh("minus_abs"))
+    plus_one = step.node("Add", [step.node("Exp", [negated], step.fresh("exp")),
+                                 step.graph.constant(np.float32(1))], step.fresh("exp_plus_one"))
+    step.node("Add", [step.node("Relu", [x], step.fresh("positive")),
+                      step.node("Log", [plus_one], step.fresh("log"))])
+
+
+_ARITHMETIC = {"mul": "Mul", "add": "Add", "pow": "Pow", "exp": "Exp", "log": "Log"}
+
+
+@form("Power")
+@form("Exp")
+@form("Log")
+def arithmetic(step: Step) -> None:
+    x, operations = step.inputs[0], caffe_arithmetic(step.entry.layer)
+    if not operations:
+        step.node("Identity", [x])
+    elif operations[0][0] == "fill":
+        step.node("Expand", [step.graph.constant(operations[0][1]),
+                             step.node("Shape", [x], step.fresh("shape"))])
+    else:
+        for index, (name, operand) in enumerate(operations, start=1):
+            inputs = [x] if operand is None else [x, step.graph.constant(operand)]
+            x = step.node(_ARITHMETIC[name], inputs,
+                          None if index == len(operations) else step.fresh(name))
+
+
+@form("Clip")
+def clip(step: Step) -> None:
+    # Caffe's max(min, min(x, max)): where min > max every value becomes min (ONNX's Clip gives max)
+    below_max = step.node("Min", [step.inputs[0], step.graph.constant(np.float32(step.op.max))],
+                          step.fresh("below_max"))
+    step.node("Max", [below_max, step.graph.constant(np.float32(step.op.min))])
+
+
+@form("Threshold")
+def threshold(step: Step) -> None:
+    threshold = step.graph.constant(np.float32(step.op.threshold))
+    above = step.node("Greater", [step.inputs[0], threshold], step.fresh("above"))
+    step.node("Cast", [above], to=TensorProto.FLOAT)
+
+
+@form("Swish")
+def swish(step: Step) -> None:
+    # Caffe's x * sigmoid(beta * x), its inner Sigmoid layer's formula
+    x, beta = step.inputs[0], np.float32(step.op.beta)
+    scaled = (x if beta == 1 else
+              step.node("Mul", [x, step.graph.constant(beta)], step.fresh("scaled")))
+    step.node("Mul", [x, _caffe_sigmoid(step, scaled, step.fresh("sigmoid"))])
+
+
+@form("PReLU")
+def prelu(step: Step) -> None:
+    # Caffe's max(x, 0) + slope * min(x, 0), a slope per channel (axis 1) or one for all
+    step.node("PRelu", [step.inputs[0], step.parameter("slope", _broadcast(step.rank))])
+
+
+@form("Bias")
+def bias(step: Step) -> None:
+    step.node("Add", [step.inputs[0], _operand(step, "bias")])
+
+
+@form("Split")
+def split(step: Step) -> None:
+    for output in step.outputs:  # Caffe's tops share the bottom's data
+        step.node("Identity", step.inputs, output)
+
+
+@form("Silence")
+def silence(step: Step) -> None:
+    """Caffe's Silence computes nothing: no node (its bottoms are no outputs of the net)."""
+
+
+@form("Parameter")
+def parameter(step: Step) -> None:
+    step.node("Identity", [step.parameter("value")])
+
+
 
 
 @form("Dropout")
@@ -554,6 +668,7 @@ def to_onnx(shaped: ShapedNet, parameters: Parameters | None, outputs: list[str]
     (None: a structural export, the parameters graph inputs); `outputs`: the blobs the model
     returns (default: Caffe's outputs). Raises ExportError naming a layer it cannot export."""
     net = shaped.net
+    refuse_rewritten_views(TARGET, shaped)
     outputs = outputs or caffe_outputs(net)
     graph = Graph(set(shaped.blobs))
     writers = last_writers(shaped)

@@ -22,14 +22,15 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from archc.export.common import (FILTER_REFUSAL, NOT_YET_EXPORTED, ExportError, Parameters,
-                                 Refusal, caffe_outputs, crop_window, form_for, named_tensors,
-                                 normalised_axis, pool_axes, recurrent_refusal,
-                                 reduction_coefficient, refused, registrar, spp_levels,
-                                 tensor_shapes, unwritten_scale)
+from archc.export.common import (FILTER_REFUSAL, ExportError, Parameters, Refusal, aligned_operand,
+                                 caffe_arithmetic, caffe_outputs, crop_window, form_for,
+                                 named_tensors, normalised_axis, pool_axes, recurrent_refusal,
+                                 reduction_coefficient, refuse_rewritten_views, refused, registrar,
+                                 spp_levels, tensor_shapes)
 from archc.export.torch_code import (Attribute, Binary, Variable, call, evaluate, method,
                                      render)
 from archc.ir import LayerShapes, ShapedNet
+from archc.ir.ops.base import short_float
 
 TARGET = "PyTorch"
 
@@ -94,7 +95,7 @@ class Step:
 
 
 #: Caffe type -> its PyTorch form (a function of a Step giving a TorchForm), or why it has none
-FORMS: dict[str, Callable[[Step], TorchForm] | Refusal] = dict(NOT_YET_EXPORTED)
+FORMS: dict[str, Callable[[Step], TorchForm] | Refusal] = {}
 
 form = registrar(FORMS)
 
@@ -140,23 +141,37 @@ def batch_norm(step: Step) -> TorchForm:
     return TorchForm(call(step.module, step.inputs[0]), module, buffers)
 
 
+def _learned(step: Step, initial: dict[str, float]):
+    """The layer's tensors as an nn.ParameterDict by role, each filled with `initial[role]`
+    (Caffe's default filler) until the state dict is loaded; None where it has none."""
+    if not step.tensors:
+        return None
+    return call("nn.ParameterDict",
+                {role: call("nn.Parameter", call("torch.full", shape, initial[role]))
+                 for role, shape in step.tensors.items()})
+
+
+def _aligned(step: Step, operand, shape: tuple[int, ...]):
+    """Scale's or Bias's `operand` (of `shape`) lined up with the input as Caffe applies it."""
+    aligned = aligned_operand(step.entry)
+    return operand if shape == aligned else method(operand, "reshape", *aligned)
+
+
+def _operand(step: Step, role: str):
+    """What Scale multiplies by or Bias adds: the second bottom where the layer has one, else its
+    tensor `role`."""
+    if len(step.inputs) == 1:
+        return _aligned(step, Attribute(role, step.module), step.tensors[role])
+    return _aligned(step, step.inputs[1], step.entry.inputs[1])
+
+
 @form("Scale")
 def scale(step: Step) -> TorchForm:
-    unwritten = unwritten_scale(step.entry)
-    if unwritten:
-        raise step.refuse(unwritten)
-    # Caffe's per-channel scale (and bias) over axis 1, broadcast over the axes after it
-    parameters = {role: call("nn.Parameter", call("torch.ones" if role == "weight" else "torch.zeros",
-                                                  *shape))
-                  for role, shape in step.tensors.items()}
-    view = (-1,) + (1,) * (step.rank - 2)
-
-    def tensor(role: str):
-        return method(Attribute(role, step.module), "view", *view)
-    value = Binary("*", step.inputs[0], tensor("weight"))
-    if "bias" in step.tensors:
-        value = Binary("+", value, tensor("bias"))
-    return TorchForm(value, call("nn.ParameterDict", parameters))
+    value = Binary("*", step.inputs[0], _operand(step, "weight"))
+    if step.op.bias_term:  # learned, whether the factors are or come from the second bottom
+        value = Binary("+", value, _aligned(step, Attribute("bias", step.module),
+                                            step.tensors["bias"]))
+    return TorchForm(value, _learned(step, {"weight": 1.0, "bias": 0.0}))
 
 
 @form("ReLU")
@@ -167,11 +182,112 @@ def relu(step: Step) -> TorchForm:
     return TorchForm(call("F.relu", step.inputs[0]))
 
 
+def _caffe_sigmoid(x):
+    # Caffe computes 0.5 * tanh(0.5 * x) + 0.5: the same function, rounded as Caffe rounds it.
+    return Binary("+", Binary("*", call("torch.tanh", Binary("*", x, 0.5)), 0.5), 0.5)
+
+
 @form("Sigmoid")
 def sigmoid(step: Step) -> TorchForm:
-    # Caffe computes 0.5 * tanh(0.5 * x) + 0.5: the same function, rounded as Caffe rounds it.
-    return TorchForm(Binary("+", Binary("*", call("torch.tanh", Binary("*", step.inputs[0], 0.5)),
-                                        0.5), 0.5))
+    return TorchForm(_caffe_sigmoid(step.inputs[0]))
+
+
+# ----- element-wise ops: Caffe's other neuron layers, Bias, and the layers that route blobs ----
+
+def _constant(value) -> float:
+    """A float32 constant as the shortest Python float that is the same float32 (PyTorch reads a
+    Python number as the tensor's type, float32 for Caffe's blobs)."""
+    return short_float(float(value))
+
+
+@form("AbsVal")
+def absval(step: Step) -> TorchForm:
+    return TorchForm(call("torch.abs", step.inputs[0]))
+
+
+@form("TanH")
+def tanh(step: Step) -> TorchForm:
+    return TorchForm(call("torch.tanh", step.inputs[0]))
+
+
+@form("ELU")
+def elu(step: Step) -> TorchForm:
+    # Caffe's max(x, 0) + alpha * (exp(min(x, 0)) - 1), PyTorch's elu
+    return TorchForm(call("F.elu", step.inputs[0], _constant(step.op.alpha)))
+
+
+@form("BNLL")
+def bnll(step: Step) -> TorchForm:
+    # Caffe's x > 0 ? x + log(1 + exp(-x)) : log(1 + exp(x)); softplus gives x itself above 20,
+    # where Caffe's value rounds to x in float32 too
+    return TorchForm(call("F.softplus", step.inputs[0]))
+
+
+@form("Power")
+@form("Exp")
+@form("Log")
+def arithmetic(step: Step) -> TorchForm:
+    value = step.inputs[0]
+    for name, operand in caffe_arithmetic(step.entry.layer):
+        if name == "fill":
+            value = call("torch.full_like", value, _constant(operand))
+        elif name in ("mul", "add"):
+            value = Binary("*" if name == "mul" else "+", value, _constant(operand))
+        elif name == "pow":
+            value = call("torch.pow", value, _constant(operand))
+        else:
+            value = call(f"torch.{name}", value)
+    return TorchForm(value)
+
+
+@form("Clip")
+def clip(step: Step) -> TorchForm:
+    # Caffe's max(min, min(x, max)): where min > max every value becomes min (one clamp gives max)
+    below_max = call("torch.clamp", step.inputs[0], max=_constant(step.op.max))
+    return TorchForm(method(below_max, "clamp", min=_constant(step.op.min)))
+
+
+@form("Threshold")
+def threshold(step: Step) -> TorchForm:
+    x = step.inputs[0]
+    return TorchForm(method(call("torch.gt", x, _constant(step.op.threshold)), "type_as", x))
+
+
+@form("Swish")
+def swish(step: Step) -> TorchForm:
+    # Caffe's x * sigmoid(beta * x), its inner Sigmoid layer's formula
+    x, beta = step.inputs[0], _constant(step.op.beta)
+    return TorchForm(Binary("*", x, _caffe_sigmoid(x if beta == 1 else Binary("*", x, beta))))
+
+
+@form("PReLU")
+def prelu(step: Step) -> TorchForm:
+    # Caffe's max(x, 0) + slope * min(x, 0), a slope per channel (axis 1) or one for all
+    return TorchForm(call("F.prelu", step.inputs[0], Attribute("slope", step.module)),
+                     _learned(step, {"slope": 0.25}))
+
+
+@form("Bias")
+def bias(step: Step) -> TorchForm:
+    return TorchForm(Binary("+", step.inputs[0], _operand(step, "bias")),
+                     _learned(step, {"bias": 0.0}))
+
+
+@form("Split")
+def split(step: Step) -> TorchForm:
+    x = step.inputs[0]  # Caffe's tops share the bottom's data
+    tops = len(step.entry.layer.tops)
+    return TorchForm((x,) * tops if tops > 1 else x)
+
+
+@form("Silence")
+def silence(step: Step) -> TorchForm:
+    return TorchForm(())  # no tops: forward computes nothing for it
+
+
+@form("Parameter")
+def parameter(step: Step) -> TorchForm:
+    return TorchForm(Attribute("value", step.module), _learned(step, {"value": 0.0}))
 
 
 @form("Dropout")
@@ -518,6 +634,7 @@ def program(shaped: ShapedNet, outputs: list[str] | None = None) -> Program:
     """The net as a PyTorch program returning `outputs` (default: Caffe's outputs). Raises
     ExportError naming a layer it cannot export."""
     net = shaped.net
+    refuse_rewritten_views(TARGET, shaped)
     attributes: set[str] = set()
     variables: set[str] = set()
     variable_of: dict[str, str] = {}
@@ -538,7 +655,8 @@ def program(shaped: ShapedNet, outputs: list[str] | None = None) -> Program:
             layers.append((attribute, layer.name))
         tensors += [(f"{attribute}.{role}", layer.name, role) for role in shapes]
         buffers += [(f"{attribute}.{name}", value) for name, value in made.buffers.items()]
-        statements.append(Statement(tuple(variable_of[top] for top in layer.tops), made.value))
+        if layer.tops:  # Silence has none: nothing for forward to compute
+            statements.append(Statement(tuple(variable_of[top] for top in layer.tops), made.value))
     return Program(tuple((blob, variable_of[blob]) for blob in net.inputs), tuple(modules),
                    tuple(statements),
                    tuple((blob, variable_of[blob]) for blob in (outputs or caffe_outputs(net))),

@@ -8,6 +8,7 @@ Literals are Python's: numbers, booleans, strings (dictionary keys), tuples, lis
 """
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,8 @@ def render(node: Any) -> str:
         return f"[{', '.join(render(item) for item in node)}]"
     if isinstance(node, dict):
         return "{" + ", ".join(f"{render(k)}: {render(v)}" for k, v in node.items()) + "}"
+    if isinstance(node, float) and not math.isfinite(node):
+        return f"float({str(node)!r})"  # inf and nan are no Python literals
     if isinstance(node, (bool, int, float, str)) or node is None:
         return repr(node)
     raise TypeError(f"no Python form for {node!r}")

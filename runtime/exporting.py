@@ -94,4 +94,5 @@ class TorchRun:
         with self.torch.inference_mode():
             values = to_pytorch.run(self.program, self.module,
                                     [self.torch.from_numpy(x).to(self.device) for x in inputs])
-            return {blob: value.cpu().numpy() for blob, value in values.items()}
+            # detached: a Parameter layer's top is its learned tensor itself
+            return {blob: value.detach().cpu().numpy() for blob, value in values.items()}

@@ -281,14 +281,17 @@ def write_caffemodel(path: str | Path, layers: list[LayerWeights], net_name: str
 def initial_weights(shaped: ShapedNet, seed: int = 0) -> list[LayerWeights]:
     """Filler-initialised weights for every layer with parameters, each blob filled as its op
     definition says (`ParamBlob.filler`): He-normal weights, zero biases and means, ones for
-    variances and scales."""
+    variances and scales, a quarter for PReLU's slopes."""
     rng = np.random.default_rng(seed)
     return [(entry.layer.name, entry.layer.type, [_filled(blob, rng) for blob in blobs])
             for entry in shaped.layers if (blobs := entry.layer.op.param_blobs(list(entry.inputs)))]
+
+
+_CONSTANTS = {"zeros": 0.0, "ones": 1.0, "quarters": 0.25}
 
 
 def _filled(blob: ParamBlob, rng: np.random.Generator) -> np.ndarray:
     if blob.filler == "he_normal":
         fan_in = math.prod(blob.shape[1:])
         return rng.normal(0.0, math.sqrt(2.0 / fan_in), blob.shape).astype(np.float32)
-    return (np.ones if blob.filler == "ones" else np.zeros)(blob.shape, np.float32)
+    return np.full(blob.shape, _CONSTANTS[blob.filler], np.float32)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from typing import Callable
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,8 @@ from archc.ir.ops import (ELU, BNLL, LRN, MVN, OPS, SPP, AbsVal, ArgMax, BatchNo
                           Embed, Exp, Filter, Flatten, Im2col, InnerProduct, Log, LSTM, LSTMUnit, Op,
                           Parameter, Pooling, Power, PReLU, Reduction, ReLU, Reshape, RNN, Scale,
                           Sigmoid, Silence, Slice, Softmax, Split, Swish, TanH, Threshold, Tile)
+from archc.runtime.loader import load_net_text
+from archc.runtime.weights import initial_weights
 from golden import assert_caffe_allocates_the_inferred_shapes
 
 #: Caffe type -> a function of hypothesis's `draw` and the type giving an op of that type, its
@@ -357,3 +360,11 @@ def test_what_the_ir_refuses_caffe_aborts_on(caffe_runs, caffe_type, data):
     why = refusal(net)
     if why is not None and not stricter_than_caffe(net, why):
         assert not caffe_runs(net), f"Caffe runs what the IR refuses ({why}):\n{codegen.render(net)}"
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_weights_init_fills_prelu_slopes_as_caffe_does(caffe, shared):
+    net = net_of(PReLU(shared), [(2, 3, 4)], 1)
+    [(_, _, [slopes])] = initial_weights(infer_shapes(net))
+    caffes = load_net_text(codegen.render(net)).net.params["layer"][0].data
+    np.testing.assert_array_equal(slopes, caffes)

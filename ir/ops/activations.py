@@ -219,8 +219,7 @@ class PReLU(Op):
         return inputs[0]
 
     def param_blobs(self, inputs: list[Shape]) -> tuple[ParamBlob, ...]:
-        # Caffe fills slopes with 0.25; `weights --init` starts them at 0, a plain ReLU.
-        return (ParamBlob(() if self.channel_shared else (channels(inputs[0]),), "zeros"),)
+        return (ParamBlob(() if self.channel_shared else (channels(inputs[0]),), "quarters"),)
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
         return prod(output[1:])

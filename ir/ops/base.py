@@ -80,8 +80,9 @@ def pair(value: Any) -> tuple[int, int]:
 # ----- parameter blobs --------------------------------------------------------------------
 
 #: How `archc weights --init` fills a blob: He-normal over the fan-in of axes 1.. (weights),
-#: zeros (biases, means), ones (variances, scales, BatchNorm's moving-average factor).
-FILLERS = ("he_normal", "zeros", "ones")
+#: zeros (biases, means), ones (variances, scales, BatchNorm's moving-average factor), quarters
+#: (PReLU's slopes, Caffe's default filler for them).
+FILLERS = ("he_normal", "zeros", "ones", "quarters")
 
 
 @dataclass(frozen=True)
