@@ -238,6 +238,12 @@ class PoolAxis:
         return np.minimum(starts + self.kernel, self.size + self.pad) - starts
 
 
+#: Both targets' refusal of STOCHASTIC pooling: no CPU Caffe computes it to check a form against
+STOCHASTIC_POOLING = ("Caffe computes STOCHASTIC pooling on the GPU alone (in TEST phase a "
+                      "window's sum of squares over its sum) and aborts on the CPU, so no form "
+                      "of it is checked against Caffe: use MAX or AVE")
+
+
 def pool_axes(entry: LayerShapes) -> tuple[PoolAxis, PoolAxis]:
     op: Pooling = entry.layer.op
     (_, _, height, width), (_, _, out_h, out_w) = entry.inputs[0], entry.output

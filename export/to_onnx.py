@@ -16,12 +16,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from archc.export.common import (FILTER_REFUSAL, ExportError, Parameters, Refusal, aligned_operand,
-                                 average_correction, batch_axes, caffe_arithmetic, caffe_outputs,
-                                 crop_window, form_for, last_writers, named_tensors,
-                                 normalised_axis, pool_axes, recurrent_refusal,
-                                 reduction_coefficient, refuse_rewritten_views, refused, registrar,
-                                 spp_levels, tensor_shapes)
+from archc.export.common import (FILTER_REFUSAL, STOCHASTIC_POOLING, ExportError, Parameters,
+                                 Refusal, aligned_operand, average_correction, batch_axes,
+                                 caffe_arithmetic, caffe_outputs, crop_window, form_for,
+                                 last_writers, named_tensors, normalised_axis, pool_axes,
+                                 recurrent_refusal, reduction_coefficient, refuse_rewritten_views,
+                                 refused, registrar, spp_levels, tensor_shapes)
 from archc.ir import LayerShapes, ShapedNet
 
 TARGET = "ONNX"
@@ -327,6 +327,8 @@ def pooling(step: Step) -> None:
     if len(step.outputs) > 1:
         raise step.refuse("the argmax mask top (Caffe's in-plane index as a float) has no ONNX "
                           "form; drop the second top")
+    if op.method == "STOCHASTIC":
+        raise step.refuse(STOCHASTIC_POOLING)
     if op.global_pooling:
         step.node("GlobalMaxPool" if op.method == "MAX" else "GlobalAveragePool", [x])
         return

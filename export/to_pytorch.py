@@ -22,11 +22,11 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from archc.export.common import (FILTER_REFUSAL, ExportError, Parameters, Refusal, aligned_operand,
-                                 caffe_arithmetic, caffe_outputs, crop_window, form_for,
-                                 named_tensors, normalised_axis, pool_axes, recurrent_refusal,
-                                 reduction_coefficient, refuse_rewritten_views, refused, registrar,
-                                 spp_levels, tensor_shapes)
+from archc.export.common import (FILTER_REFUSAL, STOCHASTIC_POOLING, ExportError, Parameters,
+                                 Refusal, aligned_operand, caffe_arithmetic, caffe_outputs,
+                                 crop_window, form_for, named_tensors, normalised_axis, pool_axes,
+                                 recurrent_refusal, reduction_coefficient, refuse_rewritten_views,
+                                 refused, registrar, spp_levels, tensor_shapes)
 from archc.export.torch_code import (Attribute, Binary, Variable, call, evaluate, method,
                                      render)
 from archc.ir import LayerShapes, ShapedNet
@@ -307,6 +307,8 @@ def pooling(step: Step) -> TorchForm:
     if len(step.entry.layer.tops) > 1:
         raise step.refuse("the argmax mask top (Caffe's in-plane index as a float) is not "
                           "exported; drop the second top")
+    if op.method == "STOCHASTIC":
+        raise step.refuse(STOCHASTIC_POOLING)
     if op.global_pooling:
         return TorchForm(method(x, "amax" if op.method == "MAX" else "mean", (2, 3), keepdim=True))
     rows, columns = pool_axes(step.entry)

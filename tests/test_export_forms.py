@@ -93,3 +93,15 @@ def test_names_made_alike_are_told_apart_in_order():
 def test_module_attributes_cover_every_attribute_of_an_nn_module(torch):
     attributes = {name for name in dir(torch.nn.Module()) if not name.startswith("_")}
     assert attributes <= to_pytorch.MODULE_ATTRIBUTES, sorted(attributes - to_pytorch.MODULE_ATTRIBUTES)
+
+
+@pytest.mark.parametrize("target, export", EXPORTS)
+@pytest.mark.parametrize("global_pooling", [False, True])
+def test_stochastic_pooling_is_refused_by_name(target, export, global_pooling):
+    """A CPU Caffe aborts on it, so no form could be checked; it was exported as an average."""
+    pooling = Pooling("STOCHASTIC", global_pooling=True) if global_pooling else \
+        Pooling("STOCHASTIC", 2, 2, 2, 2)
+    shaped = infer_shapes(Net({"data": (1, 2, 4, 4)}, [Layer("pool", pooling, ("data",), ("p",))]))
+    with pytest.raises(ExportError, match=f"'pool' \\(Pooling\\) to {target}: Caffe computes "
+                                          f"STOCHASTIC pooling on the GPU alone"):
+        export(shaped)
