@@ -3,7 +3,6 @@ weights as an ONNX model or a PyTorch module that compute Caffe's blobs (see arc
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -15,7 +15,7 @@ from archc.errors import ArchError
 from archc.ir import infer_shapes
 from archc.model import fork_types, load_model
 from archc.runtime.weights import initial_weights
-from conftest import REPO, reference_root
+from conftest import reference_root
 
 SQUEEZE_EXCITE = """
     import "lib/forks.arch"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from archc.ir.ops.base import (ArgumentError, Op, Param, Primitive, Shape, ShapeError, caffe,
                                check_spatial, checked_4d, definition, float32, pair, prod,
