@@ -22,6 +22,7 @@ from archc.ir.ops import (ELTWISE_OPERATIONS, LRN_REGIONS, OPS, POOL_METHODS,
                           REDUCTION_OPERATIONS, ROUNDINGS)
 from archc.ir.ops.base import FILLERS, caffe_field_names, short_float
 from archc.runtime.weights import initial_weights
+from golden import set_up_in_caffe
 
 SAMPLE_INPUT = (2, 6, 12, 12)
 # Inputs for ops whose bottoms must relate to each other, or that take other than one or two
@@ -247,22 +248,14 @@ def test_ave_pooling_has_no_mask_top():
 
 
 @pytest.mark.parametrize("caffe_type, case_id, op, inputs", CASES, ids=CASE_IDS)
-def test_caffe_sets_up_and_times_every_op(caffe, tmp_path, caffe_type, case_id, op, inputs):
+def test_caffe_sets_up_and_times_every_op(caffe, caffe_type, case_id, op, inputs):
     """Real Caffe reads what archc writes for each op, allocates the inferred shapes, and times
-    it (ops that read indices, and those a CPU Caffe cannot run, aside: the loader refuses
-    those, which Caffe sets up here directly)."""
-    from archc.runtime.loader import load_net_text
+    it (ops that read indices, and those a CPU Caffe cannot run, aside)."""
     from archc.runtime.timing import time_net
 
     net = one_layer_net(op, inputs)
     shaped = infer_shapes(net)
-    if op.cpu_forward():
-        loaded = load_net_text(render(net), "<rendered>").net
-    else:
-        with pytest.raises(ArchError, match="Caffe cannot run the forward pass of <rendered>"):
-            load_net_text(render(net), "<rendered>")
-        (tmp_path / "net.prototxt").write_text(render(net))
-        loaded = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TEST)
+    loaded = set_up_in_caffe(net, render(net))
     assert {name: tuple(loaded.blobs[name].data.shape) for name in shaped.blobs} == shaped.blobs
     assert [tuple(b.data.shape) for b in loaded.params.get("layer", [])] == \
         op.param_shapes(list(shaped.layers[0].inputs))
