@@ -190,6 +190,9 @@ def definition(cls: type) -> type:
     equality, hash, repr and immutability come from `Op`. One generic implementation of each:
     `dataclass` generates them per class by compiling source (`frozen=True` alone two functions),
     which was most of what importing the op definitions costs, and every compile pays it."""
+    # dataclass documents a class without a docstring by computing its signature: a tenth of
+    # what making the definitions costs
+    cls.__doc__ = cls.__doc__ or f"Caffe's {cls.caffe_type} layer."
     cls = dataclass(eq=False, repr=False)(cls)
     cls._field_names = frozenset(field.name for field in dataclasses.fields(cls))
     return cls
