@@ -1,10 +1,14 @@
 """The .arch language: grammar, parser and elaboration into the IR."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from archc.dsl.elaborate import Module, ParamInfo, elaborate
 from archc.dsl.loading import Loader, load_module
 from archc.ir.net import Net
-from archc.ir.ops.fork import ForkTypes
+
+if TYPE_CHECKING:
+    from archc.ir.ops.fork import ForkTypes
 
 
 def compile_file(path: str, overrides: dict[str, str] | None = None) -> Net:

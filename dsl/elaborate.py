@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import lark
 
@@ -19,13 +19,14 @@ from archc.dsl import interpolation
 from archc.dsl.expressions import HANDLERS as _EXPRESSIONS
 from archc.dsl.expressions import (MAX_LIST, EvalError, condition, equal, range_of, value_size,
                                    written_float, written_int)
-from archc.dsl.forks import declare_layer
 from archc.dsl.primitives import (PLACEMENT_PARAMS, PRIMITIVES, ArgumentError, Primitive,
                                   check_argument, ops_for_caffe_type)
 from archc.dsl.values import BlockDef, Frame, Scope, Tensor, allowed_choice, brief, type_name
 from archc.errors import ArchError, Span
 from archc.ir.net import BLOCK_CALL, LOOP_ITERATION, MAX_BLOB, CallFrame, Layer, Net, ShapeTracker
-from archc.ir.ops.fork import ForkTypes
+
+if TYPE_CHECKING:
+    from archc.ir.ops.fork import ForkTypes
 
 # Limits that keep every input bounded in time and memory; each error names the limit
 # (expressions have their own, in dsl.expressions).
@@ -142,6 +143,9 @@ class Elaborator:
             elif kind == "block_def":
                 self._block(item, module)
             elif kind == "layer_decl":
+                # Loaded here: most models declare no fork types, and the fork machinery costs a
+                # compile about 1 ms to import.
+                from archc.dsl.forks import declare_layer
                 op, primitive = declare_layer(self, item, module.scope)
                 if primitive.name in module.scope.values or primitive.name in module.types:
                     raise self.error(f"'{primitive.name}' is already defined", item.children[0])

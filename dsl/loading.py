@@ -12,8 +12,9 @@ No `..` and no link leads out of it. Each file is read, parsed and declared once
 from __future__ import annotations
 
 import difflib
-import importlib.resources
+import functools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +44,18 @@ class Loader:
         model_path = Path(model).resolve()
         # The root each loaded file was found in: its own imports stay inside that root.
         self.roots: dict[Path, Root] = {model_path: Root(model_path.parent, "the model's directory")}
-        self.library_roots = [
-            Root(Path(importlib.resources.files("archc.archs")).resolve(), "archc's model library"),
-            *(Root(Path(entry).resolve(), f"the {SEARCH_PATH_VARIABLE} directory")
-              for entry in os.environ.get(SEARCH_PATH_VARIABLE, "").split(os.pathsep) if entry)]
         self.modules: dict[Path, Module] = {}
         self.loading: set[Path] = set()
+
+    @functools.cached_property
+    def library_roots(self) -> list[Root]:
+        """Where imports not beside their importer are looked up. Found on first use: most models
+        import only files beside them, and importlib.resources costs a compile about 3 ms."""
+        import importlib.resources
+
+        return [Root(Path(importlib.resources.files("archc.archs")).resolve(), "archc's model library"),
+                *(Root(Path(entry).resolve(), f"the {SEARCH_PATH_VARIABLE} directory")
+                  for entry in os.environ.get(SEARCH_PATH_VARIABLE, "").split(os.pathsep) if entry)]
 
     def read(self, path: str, span: Span | None = None) -> str:
         """A file's text; `span` is where it was named (an import), for errors."""
@@ -72,9 +79,7 @@ class Loader:
         if not target.endswith(".arch"):
             raise ArchError(f"import '{target}': library files end in .arch", span)
         importer_path = Path(importer).resolve()
-        searched = [(importer_path.parent, self.roots[importer_path]),
-                    *((root.directory, root) for root in self.library_roots)]
-        for directory, root in searched:
+        for directory, root in self._search_path(importer_path):
             candidate = (directory / target).resolve()
             if not candidate.is_relative_to(root.directory):
                 raise ArchError(f"import '{target}' leaves {root.description} ({root.directory}): "
@@ -83,9 +88,15 @@ class Loader:
             if candidate.is_file():
                 self.roots.setdefault(candidate, root)
                 return candidate
-        places = ", ".join(str(directory) for directory, _ in searched)
+        places = ", ".join(str(directory) for directory, _ in self._search_path(importer_path))
         raise ArchError(f"import '{target}': no such file in {places}: check the path, or add "
                         f"the directory holding it to {SEARCH_PATH_VARIABLE}", span)
+
+    def _search_path(self, importer: Path) -> Iterator[tuple[Path, Root]]:
+        """The directories an import in `importer` is looked up in, in order, each with its root."""
+        yield importer.parent, self.roots[importer]
+        for root in self.library_roots:
+            yield root.directory, root
 
     def load_library(self, target: str, importer: str, span: Span) -> Module:
         """The declared library `target` imported by the file `importer`; `span` is the import's."""

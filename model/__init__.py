@@ -11,11 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from archc.errors import ArchError, UsageError
 from archc.files import read_regular_file
 from archc.ir.net import Net
-from archc.ir.ops.fork import ForkTypes
+
+if TYPE_CHECKING:
+    from archc.ir.ops.fork import ForkTypes
 
 #: the fork layer types every prototxt may use without a flag: the model library's declarations
 SHIPPED_TYPES = "lib/forks.arch"

@@ -16,6 +16,7 @@ from archc.ir import infer_shapes
 from archc.model import fork_types, load_model
 from archc.runtime.weights import initial_weights
 from conftest import reference_root
+from test_op_definitions import assert_immutable_value
 
 SQUEEZE_EXCITE = """
     import "lib/forks.arch"
@@ -55,6 +56,14 @@ def test_a_net_with_shipped_fork_layers_compiles_with_their_shape_rules(tmp_path
     assert by_name["resize"].output == (1, 8, 5, 7)
     weights = {name: [a.shape for a in arrays] for name, _, arrays in initial_weights(shaped)}
     assert weights["dw"] == [(8, 1, 3, 3), (8,)]
+
+
+def test_a_declared_type_makes_immutable_values(tmp_path):
+    ops = [layer.op for layer in compile_text(tmp_path, SQUEEZE_EXCITE).layers
+           if not layer.op.built_in]
+    assert {op.caffe_type for op in ops} >= {"Axpy", "ConvolutionDepthwise", "Interp"}
+    for op in ops:
+        assert_immutable_value(op)
 
 
 def test_fork_layers_render_import_and_render_again(tmp_path):

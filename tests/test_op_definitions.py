@@ -159,6 +159,26 @@ def test_every_field_is_exercised_by_a_valid_instance(caffe_type):
             f"{caffe_type}.{field.name}: no valid sample changes it; add values or a base"
 
 
+@pytest.mark.parametrize("caffe_type", sorted(OPS))
+def test_an_op_is_an_immutable_value(caffe_type):
+    """Nets compare and hash their ops: like a frozen dataclass, an op refuses assigning or
+    deleting a field and setting anything else, and equal values make equal, equally hashed ops."""
+    op = next(op for name, _, op, _ in CASES if name == caffe_type)
+    assert_immutable_value(op)
+
+
+def assert_immutable_value(op) -> None:
+    names = [field.name for field in dataclasses.fields(op)]
+    for name in [*names, "caffe_type", "unknown"]:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(op, name, 1)
+    for name in names:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            delattr(op, name)
+    copy = dataclasses.replace(op)
+    assert copy == op and hash(copy) == hash(op) and repr(copy) == repr(op)
+
+
 @pytest.mark.parametrize("caffe_type, case_id, op, inputs", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("dialect", ["ceil_mode", "round_mode"])
 def test_render_import_render_is_identity(caffe_type, case_id, op, inputs, dialect):

@@ -1,6 +1,6 @@
 """What every op definition is made of: the `Op` base, its registry, and Caffe's spelling helpers.
 
-An op definition is one frozen dataclass per Caffe layer type that holds, in one place:
+An op definition is one immutable dataclass per Caffe layer type that holds, in one place:
 - its Caffe type name and `*_param` message, and its fields: dataclass fields declared with
   `caffe()` carry the Caffe field name and default (tests check both against the schema);
 - its shape rule (`infer`, Caffe's C++ exactly), parameter blobs with their shapes and fillers
@@ -198,10 +198,17 @@ def supported(condition: bool, message: str) -> None:
 
 # ----- the base -----------------------------------------------------------------------------
 
-#: The decorator of every op definition: an immutable dataclass whose equality, hash and repr
-#: come from `Op` (one generic implementation: generating them per class is most of what
-#: importing the op definitions costs, and every compile pays it).
-definition = dataclass(frozen=True, eq=False, repr=False)
+def definition(cls: type) -> type:
+    """The decorator of every op definition: a dataclass, immutable as a frozen one is, whose
+    equality, hash, repr and immutability come from `Op`. One generic implementation of each:
+    `dataclass` generates them per class by compiling source (`frozen=True` alone two functions),
+    which was most of what importing the op definitions costs, and every compile pays it."""
+    # dataclass documents a class without a docstring by computing its signature: a tenth of
+    # what making the definitions costs
+    cls.__doc__ = cls.__doc__ or f"Caffe's {cls.caffe_type} layer."
+    cls = dataclass(eq=False, repr=False)(cls)
+    cls._field_names = frozenset(field.name for field in dataclasses.fields(cls))
+    return cls
 
 
 @definition
@@ -225,6 +232,8 @@ class Op:
     primitives: ClassVar[tuple[Primitive, ...]] = ()
     #: built into the Caffe archc runs (False: a fork's type, declared in an .arch file)
     built_in: ClassVar[bool] = True
+    #: the dataclass fields: what `__init__` sets, once each (set by `definition`)
+    _field_names: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -232,6 +241,14 @@ class Op:
             if cls.caffe_type in REGISTRY:
                 raise TypeError(f"two op definitions for Caffe type {cls.caffe_type}")
             REGISTRY[cls.caffe_type] = cls
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__ or name not in self._field_names:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     def _values(self) -> tuple:
         return tuple(getattr(self, field.name) for field in dataclasses.fields(self))
