@@ -71,3 +71,22 @@ def split_overrides(args: list[str]) -> dict[str, str]:
             raise UsageError(f"--{name} is given twice{also}: give each parameter once")
         overrides[name], spellings[name] = value, option
     return overrides
+
+
+def models_and_overrides(args: list[str]) -> list[tuple[str, list[str]]]:
+    """`A.arch --depth 16 B.prototxt` -> [("A.arch", ["--depth", "16"]), ("B.prototxt", [])]:
+    each MODEL with the `--PARAM VALUE`s that follow it."""
+    models: list[tuple[str, list[str]]] = []
+    index = 0
+    while index < len(args):
+        if args[index].startswith("--") and args[index] != "--":
+            if not models:
+                raise UsageError(f"{args[index]} comes before any MODEL: give it after the .arch "
+                                 f"file it sets")
+            start = index
+            _, _, index = option_value(args, index)
+            models[-1][1].extend(args[start:index])
+        else:
+            models.append((args[index], []))
+            index += 1
+    return models

@@ -1,4 +1,5 @@
-"""`archc diff A B`: semantic difference of two Caffe prototxts (see analysis.diff for the rules).
+"""`archc diff A B`: semantic difference of two nets (see analysis.diff for the rules), each a
+prototxt or an .arch file with its `--PARAM VALUE`s.
 
 Exit status: 0 when the networks are equal, 1 when they differ, 2 when a file cannot be read.
 """
@@ -7,31 +8,37 @@ from __future__ import annotations
 import sys
 
 from archc.analysis.diff import diff_nets, normalise
-from archc.cli.arguments import ArgumentParser
+from archc.cli.arguments import models_and_overrides, split_overrides, take_option
 from archc.cli.main import reports_errors
 from archc.codegen.parse import read_prototxt
 from archc.errors import UsageError
-from archc.model import is_arch_file, load_model
+from archc.model import load_model
+
+USAGE = """usage: archc diff A B [--types FORKS.arch ...]
+
+Compare two nets layer by layer (matched by name), after normalising Caffe's defaults and
+equivalent spellings; fillers and lr_mult/decay_mult are ignored. A and B are each a prototxt, or
+an .arch file followed by its --PARAM VALUEs, e.g.
+  archc diff archs/vgg.arch --depth 16 --bn true deploy_vgg16bn-pytorch.prototxt
+  --types   an .arch file declaring fork layer types the files use (repeatable; the model
+            library's lib/forks.arch is always known)
+"""
 
 
 @reports_errors
 def main(argv: list[str]) -> int:
-    parser = ArgumentParser(
-        prog="archc diff",
-        description="Compare two Caffe prototxts layer by layer (matched by name), after normalising "
-                    "Caffe's defaults and equivalent spellings. Fillers and lr_mult/decay_mult are ignored.")
-    parser.add_argument("a", metavar="A", help="first prototxt")
-    parser.add_argument("b", metavar="B", help="second prototxt")
-    parser.add_argument("--types", metavar="FORKS.arch", action="append", default=[],
-                        help="an .arch file declaring fork layer types the files use (repeatable; "
-                             "the model library's lib/forks.arch is always known)")
-    args = parser.parse_args(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="", file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    type_files, rest = take_option(argv, "--types")
+    models = models_and_overrides(rest)
+    if len(models) != 2:
+        given = ", ".join(path for path, _ in models) or "none"
+        raise UsageError(f"diff compares two nets ({len(models)} given: {given}): archc diff A "
+                         f"B, each a prototxt or an .arch file followed by its --PARAM VALUEs")
     nets = []
-    for path in (args.a, args.b):
-        if is_arch_file(path):
-            raise UsageError(f"{path}: diff compares prototxts; compile the model first "
-                             f"(archc {path} [--PARAM VALUE ...] -o FILE.prototxt)")
-        model = load_model(path, type_files=tuple(args.types))
+    for path, overrides in models:
+        model = load_model(path, split_overrides(overrides), type_files=tuple(type_files))
         nets.append(normalise(read_prototxt(model.text, model.source, model.types)))
     differences = diff_nets(*nets)
     if not differences:
@@ -41,7 +48,8 @@ def main(argv: list[str]) -> int:
     try:
         for difference in differences:
             print(difference)
-        print(f"{len(differences)} difference(s) between {args.a} (A) and {args.b} (B)")
+        print(f"{len(differences)} difference(s) between {models[0][0]} (A) and {models[1][0]} "
+              f"(B)")
     except BrokenPipeError:  # `archc diff A B | head`: the files still differ
         sys.stderr.close()
     return 1

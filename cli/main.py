@@ -23,7 +23,7 @@ HELP_OPTION_WIDTH = 28    # its option column, at most
 NO_BREAK = "\xa0"         # a space textwrap does not break at
 
 SUBCOMMANDS = {
-    "diff": "semantic difference of two prototxts",
+    "diff": "semantic difference of two nets (prototxts or .arch files)",
     "summary": "per-layer shapes, parameters, MACs and memory of a model",
     "graph": "draw a model with its blocks (SVG, PNG, clickable HTML)",
     "eval": "accuracy of a model with weights on a val list (Caffe, OpenCV, ONNX Runtime, torch)",

@@ -185,10 +185,26 @@ def test_coefficients_caffe_refuses_are_not_normalised_away(run_diff, operation,
     assert status == 1 and out[0].startswith("layer 's': eltwise_param.coeff")
 
 
-def test_an_arch_file_is_pointed_to_compilation(resnext, tmp_path, run_diff, capsys):
-    arch = str(tmp_path / "model.arch")
-    assert diff_main([arch, arch]) == 2
-    assert "diff compares prototxts; compile the model first" in capsys.readouterr().err
+def test_an_arch_file_with_its_parameters_is_compared_as_compiled(reference_cls, capsys):
+    from conftest import REPO
+    reference = str(reference_cls / "vgg" / "deploy_vgg16bn-pytorch.prototxt")
+    vgg = str(REPO / "archs" / "vgg.arch")
+    assert diff_main([vgg, "--depth", "16", "--bn=true", reference]) == 0
+    assert capsys.readouterr().out.startswith("no differences: 65 layers")
+    # the parameters belong to the model they follow: here B's, and A is plain VGG-16
+    assert diff_main([reference, vgg, "--depth", "16"]) == 1
+    assert "only in A (BatchNorm)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["a.prototxt"], "diff compares two nets (1 given: a.prototxt)"),
+    (["a", "b", "c"], "diff compares two nets (3 given: a, b, c)"),
+    (["--depth", "3", "a", "b"], "--depth comes before any MODEL"),
+    (["a.arch", "--depth"], "--depth needs a value"),
+])
+def test_models_and_their_parameters_are_read_in_order(argv, message, capsys):
+    assert diff_main(argv) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_a_reader_that_stops_early_still_gets_status_1(resnext, tmp_path):
