@@ -312,3 +312,124 @@ def recurrent_refusal(layer: Layer, target: str) -> ExportError | None:
                    "hidden state the previous pass ended with (zeros only on the first), state "
                    "an exported model keeps nowhere; set expose_hidden and feed h_0 (and c_0 for "
                    "an LSTM) as bottoms")
+
+
+# ----- fork layer types: the semantics each form assumes, checked on the layer ---------------
+# A fork type is declared in an .arch file (lib/forks.arch ships them), and a user may declare
+# another layer under the same name: a form computes the fork's layer as its source does, and
+# refuses, naming the layer, one whose fields, inputs or declared shapes are not that layer's.
+
+def fork_fields(target: str, entry: LayerShapes, fork: str,
+                defaults: dict[str, object]) -> dict[str, object]:
+    """The layer's declared field values, `defaults` (the fork's own) filling those the
+    declaration leaves out (None: required); refused where it declares a field the fork's layer
+    does not read, or lacks a required one."""
+    layer, values = entry.layer, entry.layer.op.field_values()
+    unknown = sorted(set(values) - set(defaults))
+    missing = sorted(name for name, default in defaults.items()
+                     if default is None and name not in values)
+    if unknown or missing:
+        problem = (f"declares field '{unknown[0]}'" if unknown else
+                   f"lacks field '{missing[0]}'")
+        raise refused(target, layer, f"the export computes {layer.type} as {fork}, whose "
+                      f"fields are {', '.join(defaults) or 'none'}, and this declaration "
+                      f"({layer.op.rules.origin}) {problem}")
+    return {**defaults, **values}
+
+
+def fork_mismatch(target: str, entry: LayerShapes, fork: str, problem: str) -> ExportError:
+    """The error for a layer of a fork type whose declared shapes are not the fork layer's."""
+    return refused(target, entry.layer, f"the export computes {entry.layer.type} as {fork}, "
+                   f"and this layer (declared at {entry.layer.op.rules.origin}) {problem}")
+
+
+_AXPY = "the SENet fork's Axpy (a * x + y, a of N x C or N x C x 1 x 1)"
+
+
+def axpy_channels(target: str, entry: LayerShapes) -> int:
+    """The channels of an Axpy whose bottoms are the gate a (N x C, or N x C with 1s after),
+    x and y (one shape, C channels); its top x's shape."""
+    fork_fields(target, entry, _AXPY, {})
+    if len(entry.inputs) != 3:
+        raise fork_mismatch(target, entry, _AXPY, f"has {len(entry.inputs)} bottoms, not 3")
+    gate, x, y = entry.inputs
+    if len(x) < 2 or y != x or entry.output != x:
+        raise fork_mismatch(target, entry, _AXPY, f"takes x {list(x)} and y {list(y)} to "
+                            f"{list(entry.output)}: x and y of one shape (N x C ...) is its top's")
+    if gate[:2] != x[:2] or any(side != 1 for side in gate[2:]):
+        raise fork_mismatch(target, entry, _AXPY, f"scales x {list(x)} by a of {list(gate)}, "
+                            f"not one factor per item and channel")
+    return x[1]
+
+
+_DEPTHWISE = ("the MobileNet fork's ConvolutionDepthwise (one kernel_size x kernel_size filter per "
+              "input channel, as many output channels, `group` not read)")
+
+
+@dataclass(frozen=True)
+class DepthwiseWindow:
+    """A ConvolutionDepthwise layer as the grouped convolution it computes: `channels` groups of
+    one channel each."""
+
+    channels: int
+    kernel: int
+    stride: int
+    pad: int
+    dilation: int
+    bias_term: bool
+
+
+def depthwise_window(target: str, entry: LayerShapes) -> DepthwiseWindow:
+    """The window of a ConvolutionDepthwise whose declared top and blobs are the fork's: as many
+    channels as the input, weights C x 1 x k x k (and a bias of C)."""
+    values = fork_fields(target, entry, _DEPTHWISE, {
+        "num_output": None, "kernel_size": None, "stride": 1, "pad": 0, "dilation": 1,
+        "group": 1, "bias_term": True})
+    data = entry.inputs[0]
+    if len(data) != 4:
+        raise fork_mismatch(target, entry, _DEPTHWISE, f"takes an input of {len(data)} axes, not "
+                            f"N x C x H x W")
+    window = DepthwiseWindow(data[1], values["kernel_size"], values["stride"], values["pad"],
+                             values["dilation"], values["bias_term"])
+    extent = window.dilation * (window.kernel - 1) + 1
+    sides = tuple((side + 2 * window.pad - extent) // window.stride + 1 for side in data[2:])
+    blobs = [(window.channels, 1, window.kernel, window.kernel)]
+    if window.bias_term:
+        blobs.append((window.channels,))
+    if entry.output != (data[0], window.channels, *sides):
+        raise fork_mismatch(target, entry, _DEPTHWISE, f"writes {list(entry.output)} from "
+                            f"{list(data)}, and the fork's layer {[data[0], window.channels, *sides]}")
+    if list(entry.param_shapes) != blobs:
+        raise fork_mismatch(target, entry, _DEPTHWISE, f"holds blobs "
+                            f"{[list(shape) for shape in entry.param_shapes]}, and the fork's "
+                            f"layer {[list(shape) for shape in blobs]}")
+    return window
+
+
+_SHUFFLE = ("ShuffleNet's ShuffleChannel (channels as `group` rows, transposed: input channel "
+            "i * C/group + j becomes j * group + i)")
+
+
+def shuffle_groups(target: str, entry: LayerShapes) -> int:
+    """The `group` of a ShuffleChannel whose input's channels it divides, top the input's shape."""
+    group = fork_fields(target, entry, _SHUFFLE, {"group": 1})["group"]
+    data = entry.inputs[0]
+    if len(entry.inputs) != 1 or len(data) < 2 or entry.output != data:
+        raise fork_mismatch(target, entry, _SHUFFLE, f"takes {[list(s) for s in entry.inputs]} "
+                            f"to {list(entry.output)}: one input of N x C ..., its shape the top's")
+    if group < 1 or data[1] % group:
+        raise fork_mismatch(target, entry, _SHUFFLE, f"has group {group}, which does not divide "
+                            f"its {data[1]} channels")
+    return group
+
+
+#: Both targets' refusals of the fork types whose forms are not defined
+FORK_REFUSALS = {
+    "Interp": Refusal(
+        "the DeepLab/PSPNet fork's Interp is bilinear with corners aligned, on an input cropped by "
+        "pad_beg and pad_end, in the fork's own loop; no Caffe here runs it, nor does a net of "
+        "Caffe's own layers compute it, so no form of it could be checked against Caffe"),
+    "Upsample": Refusal(
+        "SegNet's Upsample places each value where its second bottom, a Pooling layer's argmax "
+        "mask top, points, and that mask top has no export form (both targets refuse it)"),
+}

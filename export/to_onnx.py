@@ -16,12 +16,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from archc.export.common import (FILTER_REFUSAL, STOCHASTIC_POOLING, ExportError, Parameters,
-                                 Refusal, aligned_operand, average_correction, batch_axes,
-                                 caffe_arithmetic, caffe_outputs, crop_window, form_for,
-                                 last_writers, named_tensors, normalised_axis, pool_axes,
-                                 recurrent_refusal, reduction_coefficient, refuse_rewritten_views,
-                                 refused, registrar, spp_levels, tensor_shapes)
+from archc.export.common import (FILTER_REFUSAL, FORK_REFUSALS, STOCHASTIC_POOLING, ExportError,
+                                 Parameters, Refusal, aligned_operand, average_correction,
+                                 axpy_channels, batch_axes, caffe_arithmetic, caffe_outputs,
+                                 crop_window, depthwise_window, form_for, last_writers,
+                                 named_tensors, normalised_axis, pool_axes, recurrent_refusal,
+                                 reduction_coefficient, refuse_rewritten_views, refused,
+                                 registrar, shuffle_groups, spp_levels, tensor_shapes)
 from archc.ir import LayerShapes, ShapedNet
 
 TARGET = "ONNX"
@@ -662,6 +663,46 @@ def lstm(step: Step) -> None:
 @form("RNN")
 def rnn(step: Step) -> None:
     _recurrent(step, "h")
+
+
+
+# ----- fork layer types (declared in .arch files; see common.py for what each form assumes) ---
+
+@form("Axpy")
+def axpy(step: Step) -> None:
+    # a * x + y, the gate a (N x C or N x C x 1...) broadcast over x's other axes
+    channels, rank = axpy_channels(TARGET, step.entry), len(step.entry.inputs[1])
+    gate, x, y = step.inputs
+    if len(step.entry.inputs[0]) != rank:
+        shape = _ints([-1, channels, *(1,) * (rank - 2)])
+        gate = step.node("Reshape", [gate, step.graph.constant(shape)], step.fresh("gate"))
+    scaled = step.node("Mul", [gate, x], step.fresh("scaled"))
+    step.node("Add", [scaled, y])
+
+
+@form("ConvolutionDepthwise")
+def convolution_depthwise(step: Step) -> None:
+    # the fork's per-channel loop is a Conv with one group per channel, Caffe's weight layout
+    window = depthwise_window(TARGET, step.entry)
+    inputs = [step.inputs[0], step.parameter("weight")]
+    if window.bias_term:
+        inputs.append(step.parameter("bias"))
+    step.node("Conv", inputs, group=window.channels, kernel_shape=[window.kernel] * 2,
+              strides=[window.stride] * 2, pads=[window.pad] * 4, dilations=[window.dilation] * 2)
+
+
+@form("ShuffleChannel")
+def shuffle_channel(step: Step) -> None:
+    group, shape = shuffle_groups(TARGET, step.entry), step.entry.inputs[0]
+    constant = step.graph.constant
+    rows = step.node("Reshape", [step.inputs[0], constant(_ints([0, group, -1, *shape[2:]]))],
+                     step.fresh("rows"))
+    transposed = step.node("Transpose", [rows], step.fresh("transposed"),
+                           perm=[0, 2, 1, *range(3, len(shape) + 1)])
+    step.node("Reshape", [transposed, constant(_ints([0, *shape[1:]]))])
+
+
+FORMS.update(FORK_REFUSALS)
 
 
 def to_onnx(shaped: ShapedNet, parameters: Parameters | None, outputs: list[str] | None = None,

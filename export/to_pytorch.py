@@ -22,11 +22,12 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from archc.export.common import (FILTER_REFUSAL, STOCHASTIC_POOLING, ExportError, Parameters,
-                                 Refusal, aligned_operand, caffe_arithmetic, caffe_outputs,
-                                 crop_window, form_for, named_tensors, normalised_axis, pool_axes,
+from archc.export.common import (FILTER_REFUSAL, FORK_REFUSALS, STOCHASTIC_POOLING, ExportError,
+                                 Parameters, Refusal, aligned_operand, axpy_channels,
+                                 caffe_arithmetic, caffe_outputs, crop_window, depthwise_window,
+                                 form_for, named_tensors, normalised_axis, pool_axes,
                                  recurrent_refusal, reduction_coefficient, refuse_rewritten_views,
-                                 refused, registrar, spp_levels, tensor_shapes)
+                                 refused, registrar, shuffle_groups, spp_levels, tensor_shapes)
 from archc.export.torch_code import (Attribute, Binary, Variable, call, evaluate, method,
                                      render)
 from archc.ir import LayerShapes, ShapedNet
@@ -592,6 +593,40 @@ def lstm(step: Step) -> TorchForm:
 @form("RNN")
 def rnn(step: Step) -> TorchForm:
     return _recurrent(step, "h")
+
+
+
+# ----- fork layer types (declared in .arch files; see common.py for what each form assumes) ---
+
+@form("Axpy")
+def axpy(step: Step) -> TorchForm:
+    # a * x + y, the gate a (N x C or N x C x 1...) broadcast over x's other axes
+    channels, rank = axpy_channels(TARGET, step.entry), len(step.entry.inputs[1])
+    gate, x, y = step.inputs
+    if len(step.entry.inputs[0]) != rank:
+        gate = method(gate, "reshape", -1, channels, *(1,) * (rank - 2))
+    return TorchForm(Binary("+", Binary("*", gate, x), y))
+
+
+@form("ConvolutionDepthwise")
+def convolution_depthwise(step: Step) -> TorchForm:
+    # the fork's per-channel loop is an nn.Conv2d with one group per channel, Caffe's weights
+    window = depthwise_window(TARGET, step.entry)
+    module = call("nn.Conv2d", window.channels, window.channels, kernel_size=window.kernel,
+                  groups=window.channels,
+                  **_options(stride=(window.stride, 1), padding=(window.pad, 0),
+                             dilation=(window.dilation, 1), bias=(window.bias_term, True)))
+    return TorchForm(call(step.module, step.inputs[0]), module)
+
+
+@form("ShuffleChannel")
+def shuffle_channel(step: Step) -> TorchForm:
+    group, x = shuffle_groups(TARGET, step.entry), step.inputs[0]
+    rows = method(x, "reshape", method(x, "size", 0), group, -1, *step.entry.inputs[0][2:])
+    return TorchForm(method(method(rows, "transpose", 1, 2), "reshape", Attribute("shape", x)))
+
+
+FORMS.update(FORK_REFUSALS)
 
 
 # ----- the program ---------------------------------------------------------------------------

@@ -125,6 +125,19 @@ def test_check_names_the_first_layer_that_diverges(prototxt, tmp_path, caffe, on
         capsys.readouterr().out
 
 
+def test_check_of_a_net_with_fork_layers_says_caffe_cannot_run_them(tmp_path, caffe, capsys):
+    arch = tmp_path / "gated.arch"
+    arch.write_text('import "lib/forks.arch"\n'
+                    'net {\n  input "data" [1, 4, 6, 6]\n  let x = current\n'
+                    '  avepool(global = true) as "squeeze"\n  sigmoid as "gate"\n'
+                    '  from [current, x, x]\n  Axpy as "axpy"\n}\n')
+    assert export(arch, "--to", "onnx", "-o", tmp_path / "m.onnx", "--check") == 1
+    assert (tmp_path / "m.onnx").is_file()
+    error = capsys.readouterr().err
+    assert "the export is written and left unchecked, as Caffe cannot run the net: " in error
+    assert "uses layer type(s) Axpy, which this Caffe" in error
+
+
 def test_usage_errors(prototxt, tmp_path, capsys):
     assert export(prototxt, "--to", "onnx", "-o", tmp_path / "m.onnx", "--no-weights",
                   "--weights", "w.caffemodel") == 2

@@ -1,16 +1,20 @@
 """The export registries against the IR: every op in OPS has, in each target, a form or a named
-refusal; a refusal reaches the user with the layer's name; the PyTorch names are identifiers,
-deterministic, and never replace an nn.Module attribute."""
+refusal, and so has every fork type the model library ships; a refusal reaches the user with the
+layer's name, as does a fork layer declared otherwise than the fork's layer a form computes; the
+PyTorch names are identifiers, deterministic, and never replace an nn.Module attribute."""
 from __future__ import annotations
 
 import keyword
+import textwrap
 
 import pytest
 
+from archc import dsl
 from archc.export import to_onnx, to_pytorch
 from archc.export.common import ExportError, Refusal
 from archc.ir import Layer, Net, infer_shapes
 from archc.ir.ops import OPS, Exp, Pooling, ReLU, Split
+from archc.model import fork_types
 
 REGISTRIES = {"ONNX": to_onnx.FORMS, "PyTorch": to_pytorch.FORMS}
 
@@ -21,7 +25,7 @@ def test_every_op_has_a_form_or_a_named_refusal(target):
     missing = sorted(set(OPS) - set(registry))
     assert not missing, (f"{target}: no export form or Refusal for {', '.join(missing)}: add one "
                          f"to archc/export/to_{target.lower()}.py")
-    assert set(registry) <= set(OPS), f"{target}: forms for ops the IR lacks"
+    assert set(registry) <= set(OPS) | set(fork_types()), f"{target}: forms for ops the IR lacks"
     for caffe_type, entry in registry.items():
         assert callable(entry) or (isinstance(entry, Refusal) and entry.reason), caffe_type
 
@@ -104,4 +108,53 @@ def test_stochastic_pooling_is_refused_by_name(target, export, global_pooling):
     shaped = infer_shapes(Net({"data": (1, 2, 4, 4)}, [Layer("pool", pooling, ("data",), ("p",))]))
     with pytest.raises(ExportError, match=f"'pool' \\(Pooling\\) to {target}: Caffe computes "
                                           f"STOCHASTIC pooling on the GPU alone"):
+        export(shaped)
+
+
+@pytest.mark.parametrize("target", sorted(REGISTRIES))
+def test_every_shipped_fork_type_has_a_form_or_a_named_refusal(target):
+    missing = sorted(set(fork_types()) - set(REGISTRIES[target]))
+    assert not missing, f"{target}: no export form or Refusal for the fork type(s) {missing}"
+
+
+def declared(tmp_path, declarations: str):
+    """The fork types of an .arch file declaring `declarations` (after the shipped ones)."""
+    path = tmp_path / "types.arch"
+    path.write_text(textwrap.dedent(declarations))
+    return {**fork_types(), **dsl.declared_types(str(path))}
+
+
+@pytest.mark.parametrize("target, export", EXPORTS)
+@pytest.mark.parametrize("declaration, layers, refusal", [
+    # an Axpy of two bottoms is not the SENet fork's a * x + y
+    ("layer Axpy() { bottoms = 2  shape = inputs[1] }",
+     lambda types: [Layer("axpy", types["Axpy"](), ("data", "data"), ("axpy",))],
+     r"'axpy' \(Axpy\) to {target}: the export computes Axpy as the SENet fork's Axpy .* has 2 "
+     r"bottoms, not 3"),
+    # the gate must be one factor per item and channel
+    ("", lambda types: [Layer("axpy", types["Axpy"](), ("data", "data", "data"), ("axpy",))],
+     r"'axpy' \(Axpy\) to {target}: .* by a of \[1, 4, 6, 6\], not one factor per item"),
+    # the fork writes as many channels as it reads, whatever num_output says
+    ("", lambda types: [Layer("dw", types["ConvolutionDepthwise"](num_output=8, kernel_size=3),
+                              ("data",), ("dw",))],
+     r"'dw' \(ConvolutionDepthwise\) to {target}: .* writes \[1, 8, 4, 4\] from \[1, 4, 6, 6\], "
+     r"and the fork's layer \[1, 4, 4, 4\]"),
+    # a field the fork's layer does not read
+    ("""layer ConvolutionDepthwise(num_output: int, kernel_size: int, kernel_h: int = 0)
+          in convolution_param { shape = inputs[0] }""",
+     lambda types: [Layer("dw", types["ConvolutionDepthwise"](num_output=4, kernel_size=1),
+                          ("data",), ("dw",))],
+     r"'dw' \(ConvolutionDepthwise\) to {target}: .* this declaration \(.*\) declares field "
+     r"'kernel_h'"),
+    ("", lambda types: [Layer("shuffle", types["ShuffleChannel"](group=3), ("data",), ("s",))],
+     r"'shuffle' \(ShuffleChannel\) to {target}: .* has group 3, which does not divide its 4 "
+     r"channels"),
+    ("", lambda types: [Layer("resize", types["Interp"](height=3, width=3), ("data",), ("r",))],
+     r"'resize' \(Interp\) to {target}: the DeepLab/PSPNet fork's Interp is bilinear"),
+])
+def test_a_fork_layer_other_than_the_forks_is_refused_by_name(tmp_path, target, export,
+                                                              declaration, layers, refusal):
+    types = declared(tmp_path, declaration)
+    shaped = infer_shapes(Net({"data": (1, 4, 6, 6)}, layers(types)))
+    with pytest.raises(ExportError, match=refusal.format(target=target)):
         export(shaped)

@@ -106,8 +106,8 @@ def test_types_of_ones_own_are_declared_with_a_flag(tmp_path):
 def test_a_field_the_declaration_lacks_is_refused_not_dropped():
     text = ('input: "data"\ninput_shape { dim: 1 dim: 4 dim: 6 dim: 6 }\n'
             'layer { name: "dw" type: "ConvolutionDepthwise" bottom: "data" top: "dw" '
-            'convolution_param { num_output: 4 kernel_size: 3 dilation: 2 } }\n')
-    with pytest.raises(ArchError, match="convolution_param.dilation is set, and the declaration "
+            'convolution_param { num_output: 4 kernel_size: 3 stride_h: 2 } }\n')
+    with pytest.raises(ArchError, match="convolution_param.stride_h is set, and the declaration "
                                         "of ConvolutionDepthwise"):
         import_net(text, "<dw>", fork_types())
 

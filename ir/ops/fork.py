@@ -50,7 +50,8 @@ class ForkOp(Op):
         # each load of a declaration makes a class of its own: the declaration is the kind
         return (self.caffe_type, self.rules.origin)
 
-    def _fields(self) -> dict[str, Any]:
+    def field_values(self) -> dict[str, Any]:
+        """The declared fields, by name: what the rules read (and an export form checks)."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
     def max_tops(self) -> int | None:
@@ -60,7 +61,7 @@ class ForkOp(Op):
         return None
 
     def infer(self, inputs: list[Shape], tops: int) -> tuple[Shape, ...]:
-        shapes = self.rules.shapes(inputs, self._fields())
+        shapes = self.rules.shapes(inputs, self.field_values())
         if len(shapes) != tops:
             raise ShapeError(f"{self.caffe_type} (declared at {self.rules.origin}) writes "
                              f"{len(shapes)} top(s), and the layer names {tops}")
@@ -93,11 +94,11 @@ class ForkOp(Op):
         return cls(**values)
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
-        return self.rules.macs(inputs, output, self._fields())
+        return self.rules.macs(inputs, output, self.field_values())
 
     def param_blobs(self, inputs: list[Shape]) -> tuple[ParamBlob, ...]:
         # weights first (He-normal over the fan-in of a 2-D or larger blob), then biases
-        shapes = self.rules.blobs(inputs, self._fields())
+        shapes = self.rules.blobs(inputs, self.field_values())
         return tuple(ParamBlob(shape, "he_normal" if index == 0 and len(shape) > 1 else
                                "ones" if index == 0 else "zeros")
                      for index, shape in enumerate(shapes))
