@@ -7,6 +7,8 @@ The groups form a tree under the net:
   layers its body emitted, a loop iteration the layers of that pass through the loop body;
 - a loop iteration that only calls one block is that block call (`for b in 0..n { unit(b) }` is
   n groups, not n loops of one group each);
+- a block call that makes the whole net (a family file whose body is one library block) is the
+  net: its groups are the net's;
 - the layers outside every call path group by name, as `block_of_name` cuts them: an in-place
   layer goes with the layer that wrote its blob (`bn2a_branch1`, `scale2a_branch1` and
   `res2a_branch1_relu` with `res2a_branch1`); otherwise a name is split at `_` and the group is its
@@ -92,6 +94,10 @@ def group_net(net: Net) -> Group:
         else:
             loose.append(index)
             root.members.append(index)
+    while len(root.members) == 1 and isinstance(root.members[0], Group) \
+            and root.members[0].kind == BLOCK_CALL:
+        root.members = root.members[0].members  # the call that makes the whole net is the net
+        loose = [member for member in root.members if isinstance(member, int)]
     _group_by_names(net, root, loose)
     _collapse_single_calls(root)
     _name_groups(net, root)

@@ -2,7 +2,6 @@
 paper's Table 1."""
 import pytest
 
-from archc.ir import ArchError
 from archc.ir.net import infer_shapes
 from golden import (assert_caffe_allocates_the_inferred_shapes, assert_matches,
                     assert_only_input_size_changes, generate, layers_by_name, output_shape)
@@ -56,10 +55,17 @@ def test_every_convolution_but_the_classifier_is_bias_free_with_tf_batchnorm(net
         "pool_7x7_s1", "pool_7x7_s1_drop", "classifier", "reshape", "prob"]
 
 
-def test_dsd_is_refused_until_archc_has_lrn():
-    # the zoo's inception-v1-dsd is BVLC's GoogLeNet retrained with DSD, which normalises with LRN
-    with pytest.raises(ArchError, match="not an allowed value of 'source'"):
-        generate(ARCH, source="dsd")
+def test_dsd_is_bvlc_googlenet_for_one_image(reference_cls):
+    """The zoo's inception-v1-dsd is BVLC's GoogLeNet retrained with DSD (in Caffe, from BVLC's
+    model), so its layers are BVLC's: the same net with the zoo's batch of one."""
+    from archc.analysis.diff import diff_nets, normalise
+    from archc.codegen.parse import read_prototxt
+    _, text = generate(ARCH, source="dsd")
+    bvlc = reference_cls.parent / "bvlc" / "models" / "bvlc_googlenet" / "deploy.prototxt"
+    differences = diff_nets(normalise(read_prototxt(text, "<generated>")),
+                            normalise(read_prototxt(bvlc.read_text(), str(bvlc))))
+    assert [str(d) for d in differences] == ["input 'data': shape 1 x 3 x 224 x 224 in A, "
+                                             "10 x 3 x 224 x 224 in B"]
 
 
 def test_size_changes_only_the_input_shape():

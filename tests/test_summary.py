@@ -117,6 +117,21 @@ def test_an_arch_model_groups_by_its_block_calls_and_loops():
     assert rows["resx4_conv2_bn"].block == rows["resx4_elewise_relu"].block == "resx4"
 
 
+def test_a_block_call_that_makes_the_whole_net_groups_as_the_net_itself(tmp_path):
+    """googlenet.arch's body is a library block (inception_v1.arch --source dsd makes the same
+    net): one group of everything would say nothing."""
+    from test_language import compile_text
+    blocks = "block stage(name) { conv(8, 3) as \"{name}_conv\"  relu as \"{name}_relu\" }\n"
+    body = 'conv(8, 3) as "stem"  stage("s1")  stage("s2")  fc(10) as "fc"'
+    wrapped = compile_text(tmp_path, blocks + f"block body() {{ {body} }}\n"
+                           f'net {{ input "data" [1, 3, 16, 16]  body() }}')
+    inline = compile_text(tmp_path, blocks + f'net {{ input "data" [1, 3, 16, 16]  {body} }}')
+    groups = [[(block.depth, block.name, block.layers) for block in summarise(infer_shapes(net)).blocks]
+              for net in (wrapped, inline)]
+    assert groups[0] == groups[1] == [(0, "data", 0), (0, "stem", 1), (0, "s1", 2), (0, "s2", 2),
+                                      (0, "fc", 1)]
+
+
 def test_blocks_without_a_shared_name_are_named_by_their_call():
     net, _ = generate("densenet.arch", depth=121)
     names = [block.name for block in summarise(infer_shapes(net)).blocks]
