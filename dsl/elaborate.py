@@ -371,7 +371,7 @@ class Elaborator:
                     inner.values[str(second)] = value
                 frame.call_path = (*outer, CallFrame(
                     LOOP_ITERATION, ", ".join(variables), span,
-                    tuple((name, _recorded(inner.values[name])) for name in variables), iteration))
+                    tuple((name, inner.values[name]) for name in variables), _recorded, iteration))
                 self.run_body(body, inner, frame)
         finally:
             frame.call_path = outer
@@ -479,10 +479,10 @@ class Elaborator:
         if missing:
             raise self.error(f"block '{block.name}' needs argument '{missing[0]}'", stmt)
         call = self.span(stmt)
-        given = tuple((formal, _recorded(bound.values[formal])) for formal in names
-                      if formal in bound.values)
+        given = tuple((formal, bound.values[formal]) for formal in names if formal in bound.values)
         inner = Frame(cursor=frame.cursor, input=frame.cursor, depth=frame.depth + 1,
-                      call_path=(*frame.call_path, CallFrame(BLOCK_CALL, block.name, call, given)))
+                      call_path=(*frame.call_path,
+                                 CallFrame(BLOCK_CALL, block.name, call, given, _recorded)))
         caller_path, self.path = self.path, block.span.path
         try:
             for formal, default in block.formals:
