@@ -19,7 +19,7 @@ import dataclasses
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, NamedTuple
 
 Shape = tuple[int, ...]
 INT_MAX = 2 ** 31 - 1  # Caffe's sizes and blob counts are C ints
@@ -101,10 +101,18 @@ def caffe(default: Any = dataclasses.MISSING, name: str | None = None, *,
     return dataclasses.field(default=default, metadata={"caffe": name, "always": always})
 
 
-def caffe_field_names(op_class: type) -> dict[str, str]:
+def caffe_field_names(op_class: type[Op]) -> dict[str, str]:
     """attribute -> Caffe field name, for every `caffe()` field of an op definition."""
-    return {f.name: f.metadata["caffe"] or f.name for f in dataclasses.fields(op_class)
-            if "caffe" in f.metadata}
+    return {field.attribute: field.name for field in op_class._caffe_fields}
+
+
+class CaffeField(NamedTuple):
+    """A `caffe()` field of an op definition, as writing the op reads it."""
+
+    attribute: str
+    name: str      # in the `*_param` message
+    default: Any
+    always: bool   # written even at its default
 
 
 def short_float(value: float) -> float:
@@ -207,7 +215,11 @@ def definition(cls: type) -> type:
     # what making the definitions costs
     cls.__doc__ = cls.__doc__ or f"Caffe's {cls.caffe_type} layer."
     cls = dataclass(eq=False, repr=False)(cls)
-    cls._field_names = frozenset(field.name for field in dataclasses.fields(cls))
+    fields = dataclasses.fields(cls)
+    cls._field_names = frozenset(field.name for field in fields)
+    cls._caffe_fields = tuple(CaffeField(field.name, field.metadata["caffe"] or field.name,
+                                         field.default, field.metadata["always"])
+                              for field in fields if "caffe" in field.metadata)
     return cls
 
 
@@ -234,6 +246,8 @@ class Op:
     built_in: ClassVar[bool] = True
     #: the dataclass fields: what `__init__` sets, once each (set by `definition`)
     _field_names: ClassVar[frozenset[str]] = frozenset()
+    #: the `caffe()` fields, in order (set by `definition`: writing a layer reads them)
+    _caffe_fields: ClassVar[tuple[CaffeField, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -311,12 +325,10 @@ class Op:
     def caffe_fields(self, pool_dialect: str = "ceil_mode") -> dict:
         """The layer's `<type>_param` fields, non-default values only, Caffe's spelling."""
         fields: dict = {}
-        for field in dataclasses.fields(self):
-            if "caffe" not in field.metadata:
-                continue
-            value = getattr(self, field.name)
-            if field.metadata["always"] or value != field.default:
-                fields[field.metadata["caffe"] or field.name] = list(value) if isinstance(value, tuple) else value
+        for field in self._caffe_fields:
+            value = getattr(self, field.attribute)
+            if field.always or value != field.default:
+                fields[field.name] = list(value) if isinstance(value, tuple) else value
         return fields
 
     @classmethod
