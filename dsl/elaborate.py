@@ -677,7 +677,7 @@ class Elaborator:
         return [tensor for fork in forks for tensor in self._branch(fork, inner_scope, inner)]
 
     def _check_name(self, name: str, node: Any) -> None:
-        if not name or len(name) > MAX_NAME or any(c in name for c in '"\\') or not name.isprintable():
+        if not name or len(name) > MAX_NAME or '"' in name or "\\" in name or not name.isprintable():
             raise self.error(f"invalid layer or blob name {name[:40]!r}: names are 1 to {MAX_NAME} "
                              f"printable characters without quotes or backslashes", node)
 
