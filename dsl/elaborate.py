@@ -479,7 +479,8 @@ class Elaborator:
         if missing:
             raise self.error(f"block '{block.name}' needs argument '{missing[0]}'", stmt)
         call = self.span(stmt)
-        given = tuple((formal, bound.values[formal]) for formal in names if formal in bound.values)
+        # (a tuple of a list: a generator costs more than building it, once per call)
+        given = tuple([(formal, bound.values[formal]) for formal in names if formal in bound.values])
         inner = Frame(cursor=frame.cursor, input=frame.cursor, depth=frame.depth + 1,
                       call_path=(*frame.call_path,
                                  CallFrame(BLOCK_CALL, block.name, call, given, _recorded)))
@@ -613,14 +614,16 @@ class Elaborator:
         given: dict[str, Any] = {}
         for (value, node), param in zip(positional, prim.params):
             given[param.name] = (value, node, param)
-        all_params = {p.name: p for p in (*prim.params, *PLACEMENT_PARAMS)}
-        for key, (value, node) in keywords.items():
-            if key not in all_params:
-                names = ", ".join(all_params)
-                raise self.error(f"'{prim.name}' has no argument '{key}' (arguments: {names})", node)
-            if key in given:
-                raise self.error(f"argument '{key}' is given twice", node)
-            given[key] = (value, node, all_params[key])
+        if keywords:  # the table of every argument, only for a statement that names some
+            all_params = {p.name: p for p in (*prim.params, *PLACEMENT_PARAMS)}
+            for key, (value, node) in keywords.items():
+                if key not in all_params:
+                    names = ", ".join(all_params)
+                    raise self.error(f"'{prim.name}' has no argument '{key}' (arguments: {names})",
+                                     node)
+                if key in given:
+                    raise self.error(f"argument '{key}' is given twice", node)
+                given[key] = (value, node, all_params[key])
         for key, (value, node, param) in given.items():
             try:
                 args[key] = check_argument(param, value)

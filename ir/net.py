@@ -186,7 +186,7 @@ class ShapeTracker:
                 raise ArchError(f"{layer.type} layer '{layer.name}' writes blob '{top}', which an "
                                 f"input or earlier layer already produces: Caffe rewrites a blob only "
                                 f"in place; give the layer a top of its own", layer.span)
-        inputs = tuple(self.blobs[b] for b in layer.bottoms)
+        inputs = tuple([self.blobs[b] for b in layer.bottoms])  # of a list: a generator costs more
         try:
             outputs = op.infer(list(inputs), tops)
             param_shapes = op.param_shapes(list(inputs))
