@@ -1,31 +1,9 @@
-"""Command-line reading shared by the commands: argparse that raises UsageError, bounded integers,
-`--option value` / `--option=value`, and a model's `--PARAM VALUE` overrides."""
+"""Command-line reading shared by the commands: `--option value` / `--option=value`, and a model's
+`--PARAM VALUE` overrides. Without argparse, which compiling a model does not need (the
+subcommands' parsers are in argparsing.py)."""
 from __future__ import annotations
 
-import argparse
-
 from archc.errors import UsageError
-
-
-def integer_at_least(minimum: int):
-    """An argparse `type`: an integer of at least `minimum`, with a message naming the bound."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-        if value < minimum:
-            bound = "a positive integer" if minimum == 1 else f"{minimum} or more"
-            raise argparse.ArgumentTypeError(f"expected {bound}, got {value}")
-        return value
-    return parse
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting, so every command reports alike."""
-
-    def error(self, message: str):
-        raise UsageError(message)
 
 
 def option_value(args: list[str], index: int) -> tuple[str, str, int]:

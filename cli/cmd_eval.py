@@ -11,7 +11,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from archc.cli.arguments import ArgumentParser, integer_at_least, split_overrides
+from archc.cli.argparsing import ArgumentParser, integer_at_least
+from archc.cli.arguments import split_overrides
 from archc.cli.main import reports_errors
 from archc.errors import UsageError
 from archc.ir import Net, infer_shapes

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from archc.analysis.graph import SIDE_BY_SIDE, STAGE_LAYOUTS, NetGraph
 from archc.analysis.graph_render import FORMATS, write_drawing
-from archc.cli.arguments import ArgumentParser, split_overrides
+from archc.cli.argparsing import ArgumentParser
+from archc.cli.arguments import split_overrides
 from archc.cli.main import reports_errors
 from archc.errors import UsageError
 from archc.ir import infer_shapes

@@ -13,7 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from archc.cli.arguments import ArgumentParser, integer_at_least, split_overrides
+from archc.cli.argparsing import ArgumentParser, integer_at_least
+from archc.cli.arguments import split_overrides
 from archc.cli.main import reports_errors
 from archc.errors import ArchError, UsageError
 from archc.export.common import caffe_outputs

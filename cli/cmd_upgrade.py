@@ -14,7 +14,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
-from archc.cli.arguments import ArgumentParser
+from archc.cli.argparsing import ArgumentParser
 from archc.cli.main import reports_errors
 from archc.codegen import upgrade
 from archc.codegen.parse import read_prototxt

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from archc.cli.arguments import ArgumentParser, integer_at_least, split_overrides
+from archc.cli.argparsing import ArgumentParser, integer_at_least
+from archc.cli.arguments import split_overrides
 from archc.cli.main import reports_errors
 from archc.errors import UsageError
 from archc.ir import infer_shapes

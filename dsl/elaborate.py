@@ -371,7 +371,7 @@ class Elaborator:
                     inner.values[str(second)] = value
                 frame.call_path = (*outer, CallFrame(
                     LOOP_ITERATION, ", ".join(variables), span,
-                    tuple((name, _recorded(inner.values[name])) for name in variables), iteration))
+                    tuple((name, inner.values[name]) for name in variables), _recorded, iteration))
                 self.run_body(body, inner, frame)
         finally:
             frame.call_path = outer
@@ -479,10 +479,11 @@ class Elaborator:
         if missing:
             raise self.error(f"block '{block.name}' needs argument '{missing[0]}'", stmt)
         call = self.span(stmt)
-        given = tuple((formal, _recorded(bound.values[formal])) for formal in names
-                      if formal in bound.values)
+        # (a tuple of a list: a generator costs more than building it, once per call)
+        given = tuple([(formal, bound.values[formal]) for formal in names if formal in bound.values])
         inner = Frame(cursor=frame.cursor, input=frame.cursor, depth=frame.depth + 1,
-                      call_path=(*frame.call_path, CallFrame(BLOCK_CALL, block.name, call, given)))
+                      call_path=(*frame.call_path,
+                                 CallFrame(BLOCK_CALL, block.name, call, given, _recorded)))
         caller_path, self.path = self.path, block.span.path
         try:
             for formal, default in block.formals:
@@ -613,14 +614,16 @@ class Elaborator:
         given: dict[str, Any] = {}
         for (value, node), param in zip(positional, prim.params):
             given[param.name] = (value, node, param)
-        all_params = {p.name: p for p in (*prim.params, *PLACEMENT_PARAMS)}
-        for key, (value, node) in keywords.items():
-            if key not in all_params:
-                names = ", ".join(all_params)
-                raise self.error(f"'{prim.name}' has no argument '{key}' (arguments: {names})", node)
-            if key in given:
-                raise self.error(f"argument '{key}' is given twice", node)
-            given[key] = (value, node, all_params[key])
+        if keywords:  # the table of every argument, only for a statement that names some
+            all_params = {p.name: p for p in (*prim.params, *PLACEMENT_PARAMS)}
+            for key, (value, node) in keywords.items():
+                if key not in all_params:
+                    names = ", ".join(all_params)
+                    raise self.error(f"'{prim.name}' has no argument '{key}' (arguments: {names})",
+                                     node)
+                if key in given:
+                    raise self.error(f"argument '{key}' is given twice", node)
+                given[key] = (value, node, all_params[key])
         for key, (value, node, param) in given.items():
             try:
                 args[key] = check_argument(param, value)
@@ -677,7 +680,7 @@ class Elaborator:
         return [tensor for fork in forks for tensor in self._branch(fork, inner_scope, inner)]
 
     def _check_name(self, name: str, node: Any) -> None:
-        if not name or len(name) > MAX_NAME or any(c in name for c in '"\\') or not name.isprintable():
+        if not name or len(name) > MAX_NAME or '"' in name or "\\" in name or not name.isprintable():
             raise self.error(f"invalid layer or blob name {name[:40]!r}: names are 1 to {MAX_NAME} "
                              f"printable characters without quotes or backslashes", node)
 

@@ -109,51 +109,59 @@ def type_name(value: Any) -> str:
 
 def show(value: Any) -> str:
     """A value as the language would write it (for messages and string interpolation)."""
-    return "".join(_pieces(value, quoted=False))
-
-
-def literal(value: Any) -> str:
-    """`show`, with a string in quotes, as it is written in a file (`"conv1"`, `[1, 2]`)."""
-    return "".join(_pieces(value, quoted=True))
+    return "".join(_pieces(value)) if isinstance(value, (list, dict)) else _atom(value, quoted=False)
 
 
 def brief(value: Any, limit: int = 80, quoted: bool = False) -> str:
-    """`show` (or `literal`), cut to `limit` characters: messages stay one readable line whatever
-    the value, and a long list is only written as far as it is shown."""
-    text = ""
-    for piece in _pieces(value, quoted):
-        text += piece
-        if len(text) > limit:
-            break
+    """`show` (a string in quotes, as a file writes it, if `quoted`), cut to `limit` characters:
+    messages stay one readable line whatever the value, and a long list is only written as far
+    as it is shown."""
+    if isinstance(value, (list, dict)):
+        text = ""
+        for piece in _pieces(value):
+            text += piece
+            if len(text) > limit:
+                break
+    else:
+        text = _atom(value, quoted)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _pieces(value: Any, quoted: bool):
-    """The text of `value`, piece by piece; strings inside lists and tables are always quoted."""
+def _atom(value: Any, quoted: bool) -> str:
+    """The text of a value other than a list or table: what names are made of, written without
+    the generator a container's text takes."""
     if isinstance(value, bool):
-        yield "true" if value else "false"
-    elif isinstance(value, str):
-        yield f'"{value}"' if quoted else value
-    elif isinstance(value, list):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"' if quoted else value
+    if isinstance(value, Tensor):
+        return value.blob
+    if isinstance(value, BlockDef):
+        return f"block {value.name}"
+    return repr(value)
+
+
+def _pieces(value: list | dict):
+    """The text of a list or table, piece by piece."""
+    if isinstance(value, list):
         yield "["
         for index, item in enumerate(value):
             yield ", " if index else ""
-            yield from _pieces(item, quoted=True)
+            yield from _element(item)
         yield "]"
-    elif isinstance(value, dict):
+    else:
         yield "{"
         for index, (key, item) in enumerate(value.items()):
             yield ", " if index else ""
-            yield from _pieces(key, quoted=True)
+            yield from _element(key)
             yield ": "
-            yield from _pieces(item, quoted=True)
+            yield from _element(item)
         yield "}"
-    elif isinstance(value, Tensor):
-        yield value.blob
-    elif isinstance(value, BlockDef):
-        yield f"block {value.name}"
-    else:
-        yield repr(value)
+
+
+def _element(value: Any):
+    """The pieces of an element of a list or table: strings inside them are always quoted."""
+    return _pieces(value) if isinstance(value, (list, dict)) else (_atom(value, quoted=True),)
 
 
 def allowed_text(values: list | range) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable
 
 from archc.errors import ArchError, Span
 from archc.ir.ops import INT_MAX, MAX_AXES, Op, Shape, ShapeError, format_shape
@@ -19,22 +21,38 @@ BLOCK_CALL = "block"
 LOOP_ITERATION = "loop"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CallFrame:
     """One step of the source structure that emitted a layer: a block call, or one iteration of a
     loop. Summary groups and graph clusters are the distinct call paths (chains of these)."""
 
-    kind: str                             # BLOCK_CALL or LOOP_ITERATION
-    name: str                             # the block's name; a loop's variables ("stage, count")
-    span: Span                            # the call statement; the `for` statement
-    values: tuple[tuple[str, str], ...]   # the arguments given / the loop variables, as written
-    iteration: int = 0                    # which iteration of the loop (0 for a block call)
+    kind: str                              # BLOCK_CALL or LOOP_ITERATION
+    name: str                              # the block's name; a loop's variables ("stage, count")
+    span: Span                             # the call statement; the `for` statement
+    arguments: tuple[tuple[str, Any], ...]  # the arguments given / the loop variables' values
+    written: Callable[[Any], str]          # a value of `arguments` as the source writes it
+    iteration: int = 0                     # which iteration of the loop (0 for a block call)
+
+    @cached_property
+    def values(self) -> tuple[tuple[str, str], ...]:
+        """The arguments as written: made when asked for, since a compile only records them."""
+        return tuple((name, self.written(value)) for name, value in self.arguments)
 
     @property
     def text(self) -> str:
         """`bottleneck(n=1, stride=2)`, or `for stage=0, count=3`."""
         values = ", ".join(f"{name}={value}" for name, value in self.values)
         return f"{self.name}({values})" if self.kind == BLOCK_CALL else f"for {values}"
+
+    # Frames compare by what they record, as written: `arguments` may hold lists, which do not hash.
+    def _key(self) -> tuple:
+        return self.kind, self.name, self.span, self.values, self.iteration
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CallFrame) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
 
 @dataclass(frozen=True)
@@ -168,7 +186,7 @@ class ShapeTracker:
                 raise ArchError(f"{layer.type} layer '{layer.name}' writes blob '{top}', which an "
                                 f"input or earlier layer already produces: Caffe rewrites a blob only "
                                 f"in place; give the layer a top of its own", layer.span)
-        inputs = tuple(self.blobs[b] for b in layer.bottoms)
+        inputs = tuple([self.blobs[b] for b in layer.bottoms])  # of a list: a generator costs more
         try:
             outputs = op.infer(list(inputs), tops)
             param_shapes = op.param_shapes(list(inputs))

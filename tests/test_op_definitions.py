@@ -179,6 +179,18 @@ def assert_immutable_value(op) -> None:
     assert copy == op and hash(copy) == hash(op) and repr(copy) == repr(op)
 
 
+def test_an_op_takes_its_fields_as_a_dataclass_does():
+    convolution = OPS["Convolution"]
+    assert convolution(8, 3, 3, group=2) == convolution(8, kernel_h=3, kernel_w=3, group=2)
+    assert convolution(8, 3, 3).stride_h == 1 and OPS["ReLU"]().negative_slope == 0.0
+    for args, kwargs, problem in [((8, 3, 3, 1, 1, 0, 0, 1, 1, True, 1), {}, "11 values"),
+                                  ((8, 3), {}, "needs field 'kernel_w'"),
+                                  ((8, 3, 3), {"num_output": 4}, "'num_output' twice"),
+                                  ((8, 3, 3), {"stride": 2}, "no field 'stride'")]:
+        with pytest.raises(TypeError, match=problem):
+            convolution(*args, **kwargs)
+
+
 @pytest.mark.parametrize("caffe_type, case_id, op, inputs", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("dialect", ["ceil_mode", "round_mode"])
 def test_render_import_render_is_identity(caffe_type, case_id, op, inputs, dialect):

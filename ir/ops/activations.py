@@ -8,7 +8,6 @@ that is those whose gradient reads the output, not the input.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, Shape, ShapeError, at_most_4d,
                                axis_index, caffe, channels, definition, float32, prod, required)
@@ -16,13 +15,13 @@ from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, Shape, ShapeErro
 
 @definition
 class ReLU(Op):
-    caffe_type: ClassVar[str] = "ReLU"
-    param_message: ClassVar[str] = "relu_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "ReLU"
+    param_message = "relu_param"
+    in_place_ok = True
 
     negative_slope: float = caffe(0.0)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("relu", (Param("slope", "number", 0.0),),
                   lambda a: [ReLU(float(a["slope"]))], "ReLU (leaky with slope)", in_place=True),
     )
@@ -30,33 +29,33 @@ class ReLU(Op):
 
 @definition
 class Sigmoid(Op):
-    caffe_type: ClassVar[str] = "Sigmoid"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "Sigmoid"
+    in_place_ok = True
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("sigmoid", (), lambda a: [Sigmoid()], "Sigmoid, 1 / (1 + exp(-x))", in_place=True),
     )
 
 
 @definition
 class TanH(Op):
-    caffe_type: ClassVar[str] = "TanH"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "TanH"
+    in_place_ok = True
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("tanh", (), lambda a: [TanH()], "TanH, the hyperbolic tangent", in_place=True),
     )
 
 
 @definition
 class ELU(Op):
-    caffe_type: ClassVar[str] = "ELU"
-    param_message: ClassVar[str] = "elu_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "ELU"
+    param_message = "elu_param"
+    in_place_ok = True
 
     alpha: float = caffe(1.0)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("elu", (Param("alpha", "number", 1.0),), lambda a: [ELU(float(a["alpha"]))],
                   "ELU, x > 0 ? x : alpha * (exp(x) - 1)", in_place=True),
     )
@@ -64,33 +63,33 @@ class ELU(Op):
 
 @definition
 class AbsVal(Op):
-    caffe_type: ClassVar[str] = "AbsVal"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "AbsVal"
+    in_place_ok = True
 
-    primitives: ClassVar = (Primitive("absval", (), lambda a: [AbsVal()], "AbsVal, |x|"),)
+    primitives = (Primitive("absval", (), lambda a: [AbsVal()], "AbsVal, |x|"),)
 
 
 @definition
 class BNLL(Op):
-    caffe_type: ClassVar[str] = "BNLL"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "BNLL"
+    in_place_ok = True
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("bnll", (), lambda a: [BNLL()], "BNLL (softplus), log(1 + exp(x))"),
     )
 
 
 @definition
 class Power(Op):
-    caffe_type: ClassVar[str] = "Power"
-    param_message: ClassVar[str] = "power_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "Power"
+    param_message = "power_param"
+    in_place_ok = True
 
     power: float = caffe(1.0)
     scale: float = caffe(1.0)
     shift: float = caffe(0.0)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("power", (Param("power", "number", 1.0), Param("scale", "number", 1.0),
                             Param("shift", "number", 0.0)),
                   lambda a: [Power(float(a["power"]), float(a["scale"]), float(a["shift"]))],
@@ -114,15 +113,15 @@ def _check_base(op: str, base: float, zero_log_ok: bool) -> None:
 
 @definition
 class Exp(Op):
-    caffe_type: ClassVar[str] = "Exp"
-    param_message: ClassVar[str] = "exp_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "Exp"
+    param_message = "exp_param"
+    in_place_ok = True
 
     base: float = caffe(-1.0)
     scale: float = caffe(1.0)
     shift: float = caffe(0.0)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("exp", (Param("base", "number", -1.0, doc="-1 is e"), Param("scale", "number", 1.0),
                           Param("shift", "number", 0.0)),
                   lambda a: [Exp(float(a["base"]), float(a["scale"]), float(a["shift"]))],
@@ -136,15 +135,15 @@ class Exp(Op):
 
 @definition
 class Log(Op):
-    caffe_type: ClassVar[str] = "Log"
-    param_message: ClassVar[str] = "log_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "Log"
+    param_message = "log_param"
+    in_place_ok = True
 
     base: float = caffe(-1.0)
     scale: float = caffe(1.0)
     shift: float = caffe(0.0)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("log", (Param("base", "number", -1.0, doc="-1 is e"), Param("scale", "number", 1.0),
                           Param("shift", "number", 0.0)),
                   lambda a: [Log(float(a["base"]), float(a["scale"]), float(a["shift"]))],
@@ -158,14 +157,14 @@ class Log(Op):
 
 @definition
 class Threshold(Op):
-    caffe_type: ClassVar[str] = "Threshold"
-    param_message: ClassVar[str] = "threshold_param"
-    in_place_ok: ClassVar[bool] = True
-    backward: ClassVar[bool] = False
+    caffe_type = "Threshold"
+    param_message = "threshold_param"
+    in_place_ok = True
+    backward = False
 
     threshold: float = caffe(0.0)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("threshold", (Param("threshold", "number", 0.0),),
                   lambda a: [Threshold(float(a["threshold"]))], "Threshold, x > threshold ? 1 : 0"),
     )
@@ -173,14 +172,14 @@ class Threshold(Op):
 
 @definition
 class Clip(Op):
-    caffe_type: ClassVar[str] = "Clip"
-    param_message: ClassVar[str] = "clip_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "Clip"
+    param_message = "clip_param"
+    in_place_ok = True
 
     min: float = caffe()
     max: float = caffe()
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("clip", (required("min", "number"), required("max", "number")),
                   lambda a: [Clip(float(a["min"]), float(a["max"]))], "Clip, x limited to [min, max]"),
     )
@@ -188,13 +187,13 @@ class Clip(Op):
 
 @definition
 class Swish(Op):
-    caffe_type: ClassVar[str] = "Swish"
-    param_message: ClassVar[str] = "swish_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "Swish"
+    param_message = "swish_param"
+    in_place_ok = True
 
     beta: float = caffe(1.0)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("swish", (Param("beta", "number", 1.0),), lambda a: [Swish(float(a["beta"]))],
                   "Swish, x * sigmoid(beta * x)", in_place=True),
     )
@@ -202,13 +201,13 @@ class Swish(Op):
 
 @definition
 class PReLU(Op):
-    caffe_type: ClassVar[str] = "PReLU"
-    param_message: ClassVar[str] = "prelu_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "PReLU"
+    param_message = "prelu_param"
+    in_place_ok = True
 
     channel_shared: bool = caffe(False)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("prelu", (Param("shared", "bool", False, doc="one slope for all channels"),),
                   lambda a: [PReLU(a["shared"])], "PReLU, a learned slope per channel",
                   in_place=True),
@@ -227,13 +226,13 @@ class PReLU(Op):
 
 @definition
 class Dropout(Op):
-    caffe_type: ClassVar[str] = "Dropout"
-    param_message: ClassVar[str] = "dropout_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "Dropout"
+    param_message = "dropout_param"
+    in_place_ok = True
 
     ratio: float = caffe(0.5, "dropout_ratio")
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("dropout", (Param("ratio", "number", 0.5),),
                   lambda a: [Dropout(float(a["ratio"]))], "Dropout", in_place=True),
     )
@@ -246,13 +245,13 @@ class Dropout(Op):
 
 @definition
 class Softmax(Op):
-    caffe_type: ClassVar[str] = "Softmax"
-    param_message: ClassVar[str] = "softmax_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "Softmax"
+    param_message = "softmax_param"
+    in_place_ok = True
 
     axis: int = caffe(1)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("softmax", (Param("axis", "int", 1),), lambda a: [Softmax(a["axis"])], "Softmax"),
     )
 

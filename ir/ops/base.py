@@ -19,7 +19,7 @@ import dataclasses
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, NamedTuple
 
 Shape = tuple[int, ...]
 INT_MAX = 2 ** 31 - 1  # Caffe's sizes and blob counts are C ints
@@ -101,10 +101,18 @@ def caffe(default: Any = dataclasses.MISSING, name: str | None = None, *,
     return dataclasses.field(default=default, metadata={"caffe": name, "always": always})
 
 
-def caffe_field_names(op_class: type) -> dict[str, str]:
+def caffe_field_names(op_class: type[Op]) -> dict[str, str]:
     """attribute -> Caffe field name, for every `caffe()` field of an op definition."""
-    return {f.name: f.metadata["caffe"] or f.name for f in dataclasses.fields(op_class)
-            if "caffe" in f.metadata}
+    return {field.attribute: field.name for field in op_class._caffe_fields}
+
+
+class CaffeField(NamedTuple):
+    """A `caffe()` field of an op definition, as writing the op reads it."""
+
+    attribute: str
+    name: str      # in the `*_param` message
+    default: Any
+    always: bool   # written even at its default
 
 
 def short_float(value: float) -> float:
@@ -200,14 +208,23 @@ def supported(condition: bool, message: str) -> None:
 
 def definition(cls: type) -> type:
     """The decorator of every op definition: a dataclass, immutable as a frozen one is, whose
-    equality, hash, repr and immutability come from `Op`. One generic implementation of each:
-    `dataclass` generates them per class by compiling source (`frozen=True` alone two functions),
-    which was most of what importing the op definitions costs, and every compile pays it."""
+    `__init__`, equality, hash, repr and immutability come from `Op`. One generic implementation
+    of each: `dataclass` generates them per class by compiling source (`frozen=True` alone two
+    functions), which was most of what importing the op definitions costs, and every compile
+    pays it; and the `__init__` it generates would set each field through `Op.__setattr__`."""
     # dataclass documents a class without a docstring by computing its signature: a tenth of
     # what making the definitions costs
     cls.__doc__ = cls.__doc__ or f"Caffe's {cls.caffe_type} layer."
-    cls = dataclass(eq=False, repr=False)(cls)
-    cls._field_names = frozenset(field.name for field in dataclasses.fields(cls))
+    cls = dataclass(init=False, eq=False, repr=False)(cls)
+    fields = dataclasses.fields(cls)
+    if any(field.default_factory is not dataclasses.MISSING or not field.init for field in fields):
+        raise TypeError(f"{cls.__name__}: an op's fields take plain defaults (see Op.__init__)")
+    cls._field_order = tuple(field.name for field in fields)
+    cls._defaults = {field.name: field.default for field in fields
+                     if field.default is not dataclasses.MISSING}
+    cls._caffe_fields = tuple(CaffeField(field.name, field.metadata["caffe"] or field.name,
+                                         field.default, field.metadata["always"])
+                              for field in fields if "caffe" in field.metadata)
     return cls
 
 
@@ -232,8 +249,11 @@ class Op:
     primitives: ClassVar[tuple[Primitive, ...]] = ()
     #: built into the Caffe archc runs (False: a fork's type, declared in an .arch file)
     built_in: ClassVar[bool] = True
-    #: the dataclass fields: what `__init__` sets, once each (set by `definition`)
-    _field_names: ClassVar[frozenset[str]] = frozenset()
+    #: the dataclass fields in order, and the defaults of those that have one (set by `definition`)
+    _field_order: ClassVar[tuple[str, ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
+    #: the `caffe()` fields, in order (set by `definition`: writing a layer reads them)
+    _caffe_fields: ClassVar[tuple[CaffeField, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -242,10 +262,28 @@ class Op:
                 raise TypeError(f"two op definitions for Caffe type {cls.caffe_type}")
             REGISTRY[cls.caffe_type] = cls
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The fields, as a dataclass takes them: in order, then by name; defaults for the rest."""
+        names = self._field_order
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} has {len(names)} fields, got {len(args)} values")
+        values = dict(zip(names, args))
+        for name, value in kwargs.items():
+            if name not in names:
+                raise TypeError(f"{type(self).__name__} has no field {name!r}")
+            if name in values:
+                raise TypeError(f"{type(self).__name__} got field {name!r} twice")
+            values[name] = value
+        if len(values) < len(names):
+            for name in names:
+                if name not in values:
+                    if name not in self._defaults:
+                        raise TypeError(f"{type(self).__name__} needs field {name!r}")
+                    values[name] = self._defaults[name]
+        self.__dict__.update(values)  # not through __setattr__, which refuses every assignment
+
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in self.__dict__ or name not in self._field_names:
-            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
-        object.__setattr__(self, name, value)
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
 
     def __delattr__(self, name: str) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
@@ -311,12 +349,10 @@ class Op:
     def caffe_fields(self, pool_dialect: str = "ceil_mode") -> dict:
         """The layer's `<type>_param` fields, non-default values only, Caffe's spelling."""
         fields: dict = {}
-        for field in dataclasses.fields(self):
-            if "caffe" not in field.metadata:
-                continue
-            value = getattr(self, field.name)
-            if field.metadata["always"] or value != field.default:
-                fields[field.metadata["caffe"] or field.name] = list(value) if isinstance(value, tuple) else value
+        for field in self._caffe_fields:
+            value = getattr(self, field.attribute)
+            if field.always or value != field.default:
+                fields[field.name] = list(value) if isinstance(value, tuple) else value
         return fields
 
     @classmethod

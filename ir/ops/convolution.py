@@ -75,7 +75,7 @@ def _write_window(fields: dict, op: _Convolutional | Im2col, group: int = 1) -> 
 class _Convolutional(Op):
     """What Convolution and Deconvolution share: fields, set-up checks, weights, spelling."""
 
-    param_message: ClassVar[str] = "convolution_param"
+    param_message = "convolution_param"
     reverse: ClassVar[bool] = False
 
     num_output: int
@@ -140,9 +140,9 @@ def _convolutional_fields(a: dict[str, Any]) -> tuple:
 
 @definition
 class Convolution(_Convolutional):
-    caffe_type: ClassVar[str] = "Convolution"
+    caffe_type = "Convolution"
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("conv", _CONVOLUTIONAL_PARAMS, lambda a: [Convolution(*_convolutional_fields(a))],
                   "Convolution"),
     )
@@ -163,10 +163,10 @@ class Convolution(_Convolutional):
 class Deconvolution(_Convolutional):
     """The transpose of a convolution: each input value spreads a kernel over the output."""
 
-    caffe_type: ClassVar[str] = "Deconvolution"
-    reverse: ClassVar[bool] = True
+    caffe_type = "Deconvolution"
+    reverse = True
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("deconv", _CONVOLUTIONAL_PARAMS,
                   lambda a: [Deconvolution(*_convolutional_fields(a))], "Deconvolution"),
     )
@@ -189,8 +189,8 @@ class Deconvolution(_Convolutional):
 class Im2col(Op):
     """Every kernel-sized window of the input, unrolled into the channel axis."""
 
-    caffe_type: ClassVar[str] = "Im2col"
-    param_message: ClassVar[str] = "convolution_param"
+    caffe_type = "Im2col"
+    param_message = "convolution_param"
 
     kernel_h: int
     kernel_w: int
@@ -200,7 +200,7 @@ class Im2col(Op):
     pad_w: int = 0
     dilation: int = 1
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("im2col", (required("kernel", "pair", "side, or [h, w]"), Param("stride", "pair", 1),
                              Param("pad", "pair", 0), Param("dilation", "int", 1)),
                   lambda a: [Im2col(*pair(a["kernel"]), *pair(a["stride"]), *pair(a["pad"]),

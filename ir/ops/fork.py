@@ -42,7 +42,7 @@ class ForkRules:
 class ForkOp(Op):
     """Base of the classes `declare` makes."""
 
-    built_in: ClassVar[bool] = False
+    built_in = False
     rules: ClassVar[ForkRules]
     field_kinds: ClassVar[tuple[str, ...]]  # each field's kind (FIELD_KINDS), in field order
 

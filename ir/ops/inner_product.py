@@ -2,7 +2,7 @@
 and Embed (`embed_layer.cpp`), which looks rows of a learned table up by index."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, Shape, ShapeError, axis_index,
                                caffe, definition, prod, require, required)
@@ -10,8 +10,8 @@ from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, Shape, ShapeErro
 
 @definition
 class InnerProduct(Op):
-    caffe_type: ClassVar[str] = "InnerProduct"
-    param_message: ClassVar[str] = "inner_product_param"
+    caffe_type = "InnerProduct"
+    param_message = "inner_product_param"
 
     num_output: int = caffe()
     bias_term: bool = caffe(True)
@@ -19,7 +19,7 @@ class InnerProduct(Op):
     #: weights stored K x num_output instead of num_output x K
     transpose: bool = caffe(False)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("fc", (required("num_output", "int"), Param("bias", "bool", True),
                          Param("axis", "int", 1, doc="the first axis it flattens"),
                          Param("transpose", "bool", False, doc="weights stored input x output")),
@@ -53,16 +53,16 @@ class InnerProduct(Op):
 class Embed(Op):
     """Each input value, an integer in [0, input_dim), selects a row of num_output values."""
 
-    caffe_type: ClassVar[str] = "Embed"
-    param_message: ClassVar[str] = "embed_param"
-    backward: ClassVar[bool] = False  # Caffe cannot backpropagate to the indices
-    index_bottoms: ClassVar[tuple[int, ...]] = (0,)
+    caffe_type = "Embed"
+    param_message = "embed_param"
+    backward = False  # Caffe cannot backpropagate to the indices
+    index_bottoms = (0,)
 
     num_output: int = caffe()
     input_dim: int = caffe()
     bias_term: bool = caffe(True)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("embed", (required("num_output", "int"),
                             required("input_dim", "int", "how many indices (rows)"),
                             Param("bias", "bool", True)),

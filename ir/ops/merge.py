@@ -2,7 +2,7 @@
 (`eltwise_layer.cpp`). In the language they merge the branches that follow them."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from archc.ir.ops.base import (Op, Param, Primitive, Shape, ShapeError, axis_index, caffe,
                                definition, format_shape, prod, require)
@@ -10,13 +10,13 @@ from archc.ir.ops.base import (Op, Param, Primitive, Shape, ShapeError, axis_ind
 
 @definition
 class Concat(Op):
-    caffe_type: ClassVar[str] = "Concat"
-    param_message: ClassVar[str] = "concat_param"
-    max_bottoms: ClassVar[int | None] = None
+    caffe_type = "Concat"
+    param_message = "concat_param"
+    max_bottoms = None
 
     axis: int = caffe(1)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("concat", (Param("axis", "int", 1),), lambda a: [Concat(a["axis"])],
                   "Concat of the branches, in order", merge=True),
     )
@@ -51,15 +51,15 @@ ELTWISE_OPERATIONS = ("PROD", "SUM", "MAX")
 
 @definition
 class Eltwise(Op):
-    caffe_type: ClassVar[str] = "Eltwise"
-    param_message: ClassVar[str] = "eltwise_param"
-    min_bottoms: ClassVar[int] = 2
-    max_bottoms: ClassVar[int | None] = None
+    caffe_type = "Eltwise"
+    param_message = "eltwise_param"
+    min_bottoms = 2
+    max_bottoms = None
 
     operation: str = caffe("SUM", always=True)
     coeff: tuple[float, ...] = caffe(())
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("sum", (Param("coeff", "numbers", (), doc="one coefficient per branch"),),
                   lambda a: [Eltwise("SUM", tuple(float(c) for c in a["coeff"]))],
                   "elementwise sum of the branches", merge=True),

@@ -4,7 +4,7 @@ LRN (`lrn_layer.cpp`) and MVN (`mvn_layer.cpp`)."""
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, Shape, ShapeError, at_most_4d,
                                axis_index, caffe, channels, checked_4d, definition, format_shape,
@@ -13,14 +13,14 @@ from archc.ir.ops.base import (Op, Param, ParamBlob, Primitive, Shape, ShapeErro
 
 @definition
 class BatchNorm(Op):
-    caffe_type: ClassVar[str] = "BatchNorm"
-    param_message: ClassVar[str] = "batch_norm_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "BatchNorm"
+    param_message = "batch_norm_param"
+    in_place_ok = True
 
     use_global_stats: bool = True
     eps: float = 1e-5
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("bn", (Param("eps", "number", 1e-5),),
                   lambda a: [BatchNorm(True, float(a["eps"])), Scale(bias_term=True)],
                   "BatchNorm (global stats) then Scale with bias: two layers, two names",
@@ -80,16 +80,16 @@ def broadcast_operand(op: str, inputs: list[Shape], axis: int, num_axes: int) ->
 class Scale(Op):
     """Multiplies by a learned blob or by a second bottom, broadcast over the other axes."""
 
-    caffe_type: ClassVar[str] = "Scale"
-    param_message: ClassVar[str] = "scale_param"
-    in_place_ok: ClassVar[bool] = True
-    max_bottoms: ClassVar[int | None] = 2
+    caffe_type = "Scale"
+    param_message = "scale_param"
+    in_place_ok = True
+    max_bottoms = 2
 
     axis: int = caffe(1)
     num_axes: int = caffe(1)
     bias_term: bool = caffe(False)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("scale", (Param("bias", "bool", True), Param("axis", "int", 1),
                             Param("num_axes", "int", 1, doc="-1: to the last axis")),
                   lambda a: [Scale(a["axis"], a["num_axes"], a["bias"])],
@@ -115,15 +115,15 @@ class Scale(Op):
 class Bias(Op):
     """Adds a learned blob or a second bottom, broadcast over the other axes."""
 
-    caffe_type: ClassVar[str] = "Bias"
-    param_message: ClassVar[str] = "bias_param"
-    in_place_ok: ClassVar[bool] = True
-    max_bottoms: ClassVar[int | None] = 2
+    caffe_type = "Bias"
+    param_message = "bias_param"
+    in_place_ok = True
+    max_bottoms = 2
 
     axis: int = caffe(1)
     num_axes: int = caffe(1)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("bias", (Param("axis", "int", 1), Param("num_axes", "int", 1, doc="-1: to the last axis")),
                   lambda a: [Bias(a["axis"], a["num_axes"])], "Bias (per channel by default)",
                   in_place=True),
@@ -150,8 +150,8 @@ class LRN(Op):
     """Local response normalisation: x / (k + alpha / n * (sum of squares over n neighbours)) ** beta,
     the neighbours across channels or within the channel's plane (n x n)."""
 
-    caffe_type: ClassVar[str] = "LRN"
-    param_message: ClassVar[str] = "lrn_param"
+    caffe_type = "LRN"
+    param_message = "lrn_param"
 
     local_size: int = caffe(5)
     alpha: float = caffe(1.0)
@@ -159,7 +159,7 @@ class LRN(Op):
     norm_region: str = caffe("ACROSS_CHANNELS")
     k: float = caffe(1.0)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("lrn", (
             Param("size", "int", 5, doc="neighbours, odd"), Param("alpha", "number", 1.0),
             Param("beta", "number", 0.75), Param("k", "number", 1.0),
@@ -187,15 +187,15 @@ class LRN(Op):
 class MVN(Op):
     """Mean-variance normalisation over each channel's plane (or each image's, across channels)."""
 
-    caffe_type: ClassVar[str] = "MVN"
-    param_message: ClassVar[str] = "mvn_param"
-    in_place_ok: ClassVar[bool] = True
+    caffe_type = "MVN"
+    param_message = "mvn_param"
+    in_place_ok = True
 
     normalize_variance: bool = caffe(True)
     across_channels: bool = caffe(False)
     eps: float = caffe(1e-9)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("mvn", (Param("variance", "bool", True, doc="divide by the standard deviation too"),
                           Param("across_channels", "bool", False), Param("eps", "number", 1e-9)),
                   lambda a: [MVN(a["variance"], a["across_channels"], float(a["eps"]))],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 from archc.ir.ops.base import (ArgumentError, Op, Param, Primitive, Shape, ShapeError, caffe,
                                check_spatial, checked_4d, definition, float32, pair, prod,
@@ -38,8 +38,8 @@ def _primitive(name: str, method: str) -> Primitive:
 
 @definition
 class Pooling(Op):
-    caffe_type: ClassVar[str] = "Pooling"
-    param_message: ClassVar[str] = "pooling_param"
+    caffe_type = "Pooling"
+    param_message = "pooling_param"
 
     method: str = "MAX"
     kernel_h: int = 0
@@ -51,7 +51,7 @@ class Pooling(Op):
     global_pooling: bool = False
     rounding: str = "ceil"
 
-    primitives: ClassVar = (_primitive("maxpool", "MAX"), _primitive("avepool", "AVE"),
+    primitives = (_primitive("maxpool", "MAX"), _primitive("avepool", "AVE"),
                             _primitive("stochasticpool", "STOCHASTIC"))
 
     def max_tops(self) -> int:
@@ -152,13 +152,13 @@ class SPP(Op):
     """Spatial pyramid pooling: level i pools the plane into 2**i x 2**i bins; the levels'
     outputs, flattened, are concatenated (one level is the pooling's own N x C x 1 x 1)."""
 
-    caffe_type: ClassVar[str] = "SPP"
-    param_message: ClassVar[str] = "spp_param"
+    caffe_type = "SPP"
+    param_message = "spp_param"
 
     pyramid_height: int = caffe()
     pool: str = caffe("MAX")
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("spp", (required("levels", "int", "pyramid height"),
                           Param("pool", "choice", "max", choices=("max", "ave", "stochastic"))),
                   lambda a: [SPP(a["levels"], a["pool"].upper())], "SPP, spatial pyramid pooling"),

@@ -19,9 +19,9 @@ from archc.ir.ops.base import (INT_MAX, Op, ParamBlob, Shape, ShapeError, caffe,
 class _Recurrent(Op):
     """What LSTM and RNN share: their inputs, outputs and checks (Caffe's RecurrentLayer)."""
 
-    param_message: ClassVar[str] = "recurrent_param"
-    min_bottoms: ClassVar[int] = 2
-    max_bottoms: ClassVar[int | None] = None  # the count `infer` allows depends on expose_hidden
+    param_message = "recurrent_param"
+    min_bottoms = 2
+    max_bottoms = None  # the count `infer` allows depends on expose_hidden
     #: the recurrent states carried from step to step (h, and for LSTM the cell c)
     states: ClassVar[tuple[str, ...]] = ()
     #: rows of the transforms of x and of h into the step's gate inputs, per num_output
@@ -95,9 +95,9 @@ class _Recurrent(Op):
 class LSTM(_Recurrent):
     """Long short-term memory: gates i, f, o and input g from x_t, h_(t-1) (and x_static)."""
 
-    caffe_type: ClassVar[str] = "LSTM"
-    states: ClassVar[tuple[str, ...]] = ("h", "c")
-    gates: ClassVar[int] = 4
+    caffe_type = "LSTM"
+    states = ("h", "c")
+    gates = 4
 
     def param_blobs(self, inputs: list[Shape]) -> tuple[ParamBlob, ...]:
         return self._transforms(inputs)  # W_xc, b_c, [W_xc_static], W_hc
@@ -107,8 +107,8 @@ class LSTM(_Recurrent):
 class RNN(_Recurrent):
     """A plain recurrent net: h_t = tanh(W_hh h_(t-1) + W_xh x_t + b_h), o_t = tanh(W_ho h_t + b_o)."""
 
-    caffe_type: ClassVar[str] = "RNN"
-    states: ClassVar[tuple[str, ...]] = ("h",)
+    caffe_type = "RNN"
+    states = ("h",)
 
     def param_blobs(self, inputs: list[Shape]) -> tuple[ParamBlob, ...]:
         # W_xh, b_h, [W_xh_static], W_hh, then the output's W_ho and b_o
@@ -121,10 +121,10 @@ class LSTMUnit(Op):
     """One LSTM step: from c_(t-1) (1 x N x H), the gate inputs (1 x N x 4H) and cont (1 x N),
     the new cell c_t and hidden state h_t."""
 
-    caffe_type: ClassVar[str] = "LSTMUnit"
-    min_bottoms: ClassVar[int] = 3
-    max_bottoms: ClassVar[int | None] = 3
-    min_tops: ClassVar[int] = 2
+    caffe_type = "LSTMUnit"
+    min_bottoms = 3
+    max_bottoms = 3
+    min_tops = 2
 
     def max_tops(self) -> int | None:
         return 2

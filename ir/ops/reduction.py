@@ -2,7 +2,7 @@
 averages them away, and ArgMax (`argmax_layer.cpp`), which keeps the top k indices (or values)."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from archc.ir.ops.base import (Op, Param, Primitive, Shape, ShapeError, axis_index, caffe,
                                definition, format_shape, prod)
@@ -15,14 +15,14 @@ class Reduction(Op):
     """Reduces the axes from `axis` on: their sum, sum of absolute values, sum of squares or mean,
     times coeff; the output keeps the axes before `axis` (none: a scalar)."""
 
-    caffe_type: ClassVar[str] = "Reduction"
-    param_message: ClassVar[str] = "reduction_param"
+    caffe_type = "Reduction"
+    param_message = "reduction_param"
 
     operation: str = caffe("SUM")
     axis: int = caffe(0)
     coeff: float = caffe(1.0)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("reduction", (
             Param("operation", "choice", "sum", choices=tuple(o.lower() for o in REDUCTION_OPERATIONS)),
             Param("axis", "int", 0, doc="the first axis reduced"), Param("coeff", "number", 1.0)),
@@ -42,15 +42,15 @@ class ArgMax(Op):
     """The top_k indices (or with out_max_val, indices and values) along `axis`, or without an
     axis over each image's values, shaped N x (1 or 2) x top_k (x 1 ...)."""
 
-    caffe_type: ClassVar[str] = "ArgMax"
-    param_message: ClassVar[str] = "argmax_param"
-    backward: ClassVar[bool] = False
+    caffe_type = "ArgMax"
+    param_message = "argmax_param"
+    backward = False
 
     out_max_val: bool = caffe(False)
     top_k: int = caffe(1)
     axis: int | None = caffe(None)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("argmax", (Param("top_k", "int", 1), Param("axis", "int", doc="default: over each image"),
                              Param("max_val", "bool", False, doc="the values too, or alone along an axis")),
                   lambda a: [ArgMax(a["max_val"], a["top_k"], a["axis"])], "ArgMax"),

@@ -4,7 +4,7 @@ Slice (`slice_layer.cpp`), which cuts one bottom into several tops along an axis
 which repeats it along an axis."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from archc.ir.ops.base import (Op, Param, Primitive, Shape, ShapeError, axis_index, caffe,
                                definition, format_shape, prod, read_field, require, required)
@@ -14,15 +14,15 @@ from archc.ir.ops.base import (Op, Param, Primitive, Shape, ShapeError, axis_ind
 class Reshape(Op):
     """Gives axes axis .. axis + num_axes - 1 (num_axes -1: to the last) the shape `dims`."""
 
-    caffe_type: ClassVar[str] = "Reshape"
-    param_message: ClassVar[str] = "reshape_param"
-    views_input: ClassVar[bool] = True
+    caffe_type = "Reshape"
+    param_message = "reshape_param"
+    views_input = True
 
     dims: tuple[int, ...] = ()
     axis: int = caffe(0)
     num_axes: int = caffe(-1)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("reshape", (required("dims", "ints", "0 copies an axis, -1 infers one"),
                               Param("axis", "int", 0, doc="the first axis replaced"),
                               Param("num_axes", "int", -1, doc="how many (-1: to the last)")),
@@ -78,14 +78,14 @@ class Reshape(Op):
 class Flatten(Op):
     """Axes axis .. end_axis as one."""
 
-    caffe_type: ClassVar[str] = "Flatten"
-    param_message: ClassVar[str] = "flatten_param"
-    views_input: ClassVar[bool] = True
+    caffe_type = "Flatten"
+    param_message = "flatten_param"
+    views_input = True
 
     axis: int = caffe(1)
     end_axis: int = caffe(-1)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("flatten", (Param("axis", "int", 1), Param("end_axis", "int", -1)),
                   lambda a: [Flatten(a["axis"], a["end_axis"])], "Flatten"),
     )
@@ -101,13 +101,13 @@ class Flatten(Op):
 
 @definition
 class Slice(Op):
-    caffe_type: ClassVar[str] = "Slice"
-    param_message: ClassVar[str] = "slice_param"
+    caffe_type = "Slice"
+    param_message = "slice_param"
 
     axis: int = caffe(1)
     slice_point: tuple[int, ...] = caffe(())
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("slice", (required("points", "ints", "where to cut, in increasing order"),
                             Param("axis", "int", 1)),
                   lambda a: [Slice(a["axis"], tuple(a["points"]))],
@@ -158,10 +158,10 @@ class Crop(Op):
     """The first bottom cut, on every axis from `axis` on, to the second bottom's size, from
     `offset` (one for all those axes, or one per axis; none: 0)."""
 
-    caffe_type: ClassVar[str] = "Crop"
-    param_message: ClassVar[str] = "crop_param"
-    min_bottoms: ClassVar[int] = 2
-    max_bottoms: ClassVar[int | None] = 2
+    caffe_type = "Crop"
+    param_message = "crop_param"
+    min_bottoms = 2
+    max_bottoms = 2
 
     axis: int = caffe(2)
     offset: tuple[int, ...] = caffe(())
@@ -195,13 +195,13 @@ class Crop(Op):
 
 @definition
 class Tile(Op):
-    caffe_type: ClassVar[str] = "Tile"
-    param_message: ClassVar[str] = "tile_param"
+    caffe_type = "Tile"
+    param_message = "tile_param"
 
     tiles: int = caffe()
     axis: int = caffe(1)
 
-    primitives: ClassVar = (
+    primitives = (
         Primitive("tile", (required("tiles", "int", "copies"), Param("axis", "int", 1)),
                   lambda a: [Tile(a["tiles"], a["axis"])], "Tile, copies along an axis"),
     )

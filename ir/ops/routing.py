@@ -4,7 +4,7 @@ makes a learned blob a top, Filter (`filter_layer.cpp`) keeps the items a select
 BatchReindex (`batch_reindex_layer.cpp`) gathers items by index."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from archc.ir.ops.base import (Op, ParamBlob, Shape, ShapeError, definition, format_shape)
 
@@ -14,7 +14,7 @@ class Split(Op):
     """The bottom as each of its tops (Caffe inserts these itself where a blob has several
     readers): every top shares the bottom's data."""
 
-    caffe_type: ClassVar[str] = "Split"
+    caffe_type = "Split"
 
     def max_tops(self) -> int | None:
         return None
@@ -27,9 +27,9 @@ class Split(Op):
 class Silence(Op):
     """Reads its bottoms and writes nothing (so that Caffe reports no unused output)."""
 
-    caffe_type: ClassVar[str] = "Silence"
-    max_bottoms: ClassVar[int | None] = None
-    min_tops: ClassVar[int] = 0
+    caffe_type = "Silence"
+    max_bottoms = None
+    min_tops = 0
 
     def max_tops(self) -> int | None:
         return 0
@@ -39,10 +39,10 @@ class Silence(Op):
 class Parameter(Op):
     """A learned blob of the given shape, as the layer's top."""
 
-    caffe_type: ClassVar[str] = "Parameter"
-    param_message: ClassVar[str] = "parameter_param"
-    min_bottoms: ClassVar[int] = 0
-    max_bottoms: ClassVar[int | None] = 0
+    caffe_type = "Parameter"
+    param_message = "parameter_param"
+    min_bottoms = 0
+    max_bottoms = 0
 
     shape: tuple[int, ...] = ()
 
@@ -69,10 +69,10 @@ class Filter(Op):
     the selector, is not 0. Shapes are those Caffe allocates at set-up, every item; running, the
     tops hold the selected items only."""
 
-    caffe_type: ClassVar[str] = "Filter"
-    min_bottoms: ClassVar[int] = 2
-    max_bottoms: ClassVar[int | None] = None
-    backward: ClassVar[bool] = False  # Caffe cannot backpropagate to the selector
+    caffe_type = "Filter"
+    min_bottoms = 2
+    max_bottoms = None
+    backward = False  # Caffe cannot backpropagate to the selector
 
     def max_tops(self) -> int | None:
         return None
@@ -96,11 +96,11 @@ class Filter(Op):
 class BatchReindex(Op):
     """The items (indices of axis 0) of the first bottom that the second, 1-D, lists by index."""
 
-    caffe_type: ClassVar[str] = "BatchReindex"
-    min_bottoms: ClassVar[int] = 2
-    max_bottoms: ClassVar[int | None] = 2
-    backward: ClassVar[bool] = False  # Caffe cannot backpropagate to the indices
-    index_bottoms: ClassVar[tuple[int, ...]] = (1,)
+    caffe_type = "BatchReindex"
+    min_bottoms = 2
+    max_bottoms = 2
+    backward = False  # Caffe cannot backpropagate to the indices
+    index_bottoms = (1,)
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         data, indices = inputs
