@@ -516,33 +516,23 @@ class Elaborator:
         if prim.merge and branches_tree is not None:
             reads = [tensor for branch in branches_tree.children
                      for tensor in self._branch(branch, scope, frame)]
+        elif layer_ops[0].max_bottoms == 0:
+            reads = []  # Parameter: a blob of its own, whatever the cursor holds
         elif frame.cursor is None:
             raise self.error(f"'{prim.name}' has no input: start the net with "
                              f"`input \"data\" [1, 3, size, size]`", stmt)
         elif prim.merge:
             reads = frame.cursor  # a list: checked above
-        elif isinstance(frame.cursor, list):
-            # Scale and Bias read a second input in a role of its own: the list gives Caffe's
-            # bottoms in order, as the layer's file would.
-            most = layer_ops[0].max_bottoms
-            if most == 1:
-                raise self.error(f"'{prim.name}' applies to one tensor, and the cursor holds "
-                                 f"{len(frame.cursor)}: pick one with `from current[0]`, or merge "
-                                 f"them with concat, sum, product or maximum", stmt)
-            if len(frame.cursor) > most:
-                raise self.error(f"'{prim.name}' reads at most {most} tensors, the data and "
-                                 f"then its operand, and the cursor holds {len(frame.cursor)}: "
-                                 f"pick them with `from [current[0], current[1]]`", stmt)
-            reads = frame.cursor
         else:
-            reads = [frame.cursor]
+            reads = self._operands(prim, layer_ops[0], frame.cursor, stmt)
         for tensor in reads:
             self._check_current(tensor, prim, stmt)
         bottoms = [tensor.blob for tensor in reads]
         span = self.span(stmt)
         top_override, inplace = args.get("top"), args.get("inplace")
-        if isinstance(top_override, list) or (layer_ops[-1].top_count() or 1) > 1:
-            self._apply_several_tops(prim, layer_ops, names, bottoms, top_override, inplace,
+        count = prim.tops(args) if prim.tops else layer_ops[-1].top_count(len(bottoms))
+        if isinstance(top_override, list) or count not in (1, None):
+            self._apply_several_tops(prim, layer_ops, names, bottoms, count, top_override, inplace,
                                      keywords, stmt, frame)
             return
         for index, (op, layer_name) in enumerate(zip(layer_ops, names)):
@@ -569,18 +559,41 @@ class Elaborator:
             frame.cursor = Tensor(top, shaped.output, len(self.tracker.rewrites(top)))
             bottoms = [top]
 
-    def _apply_several_tops(self, prim: Primitive, layer_ops, names, bottoms, tops, inplace,
+    def _operands(self, prim: Primitive, op, cursor: Tensor | list[Tensor],
+                  stmt: lark.Tree) -> list[Tensor]:
+        """What an op that is no merge reads: the cursor, or for an op of several inputs each in a
+        role of its own (the data and the size to crop it to, ...) the list cursor, which gives
+        Caffe's bottoms in order, as the layer's file would."""
+        tensors = _tensors(cursor)
+        least, most = op.min_bottoms, op.max_bottoms
+        if most == 1 and isinstance(cursor, list):
+            raise self.error(f"'{prim.name}' applies to one tensor, and the cursor holds "
+                             f"{len(tensors)}: pick one with `from current[0]`, or merge "
+                             f"them with concat, sum, product or maximum", stmt)
+        if least <= len(tensors) <= (most or len(tensors)):
+            return tensors
+        takes = f"at most {most}" if least == 1 else str(least) if least == most else f"at least {least}"
+        fix = f"list them with `from {prim.reads}` before it" if len(tensors) < least else \
+            f"pick them with `from [{', '.join(f'current[{i}]' for i in range(most))}]`"
+        raise self.error(f"'{prim.name}' reads {takes} tensors, {prim.reads}, and the cursor holds "
+                         f"{len(tensors)}: {fix}", stmt)
+
+    def _apply_several_tops(self, prim: Primitive, layer_ops, names, bottoms, count, tops, inplace,
                             keywords, stmt: lark.Tree, frame: Frame) -> None:
-        """An op writing several blobs (Slice, MAX pooling with its mask): named by a `top` list or
-        `<layer>_1`, `<layer>_2`, ...; the cursor becomes the list of them."""
+        """An op writing other than one blob (Slice, MAX pooling with its mask, Silence): named by
+        a `top` list or `<layer>_1`, `<layer>_2`, ...; the cursor becomes the list of them, or,
+        with none, stays."""
         if len(layer_ops) > 1 or layer_ops[0].max_tops() == 1:
             raise self.error(f"'{prim.name}' writes one blob: give `top` one name",
                              keywords["top"][1])
         [op], [layer_name] = layer_ops, names
+        if count == 0 and (tops is not None or inplace):
+            given = "top" if tops is not None else "inplace"
+            raise self.error(f"'{prim.name}' writes no blob: it takes no `{given}`",
+                             keywords[given][1])
         if inplace:
             raise self.error(f"'{prim.name}' writes several blobs: it cannot run in place",
                              keywords["inplace"][1])
-        count = op.top_count()
         if tops is None:
             tops = [f"{layer_name}_{index}" for index in range(1, count + 1)]
         elif isinstance(tops, str) or (count is not None and len(tops) != count):
@@ -591,7 +604,8 @@ class Elaborator:
             self._check_name(top, stmt)
         shaped = self.tracker.add(Layer(layer_name, op, tuple(bottoms), tuple(tops), self.span(stmt),
                                         frame.call_path))
-        frame.cursor = [Tensor(top, shape) for top, shape in zip(tops, shaped.outputs)]
+        if tops:
+            frame.cursor = [Tensor(top, shape) for top, shape in zip(tops, shaped.outputs)]
 
     def _check_current(self, tensor: Tensor, prim: Primitive, stmt: lark.Tree) -> None:
         """Refuse to read a value an in-place layer has since rewritten: Caffe has only the new one."""

@@ -641,7 +641,7 @@ def test_scale_and_bias_read_a_list_cursor_as_the_data_and_its_operand(tmp_path,
 
 @pytest.mark.parametrize("text, message", [
     ('slice(points = [2])\n  conv(4, 1)', "'conv' applies to one tensor, and the cursor holds 2"),
-    ('slice(points = [1, 2])\n  bias', "'bias' reads at most 2 tensors, the data and then its operand"),
+    ('slice(points = [1, 2])\n  bias', "'bias' reads at most 2 tensors, [x, operand]"),
     ('sum as "s"', "'sum' merges branches, or the tensors of a list cursor"),
     ('slice(points = [2], top = "x")', "'slice' writes 2 blobs here: give `top` a list of 2 names"),
     ('relu(top = ["a", "b"])', "'relu' writes one blob: give `top` one name"),

@@ -57,7 +57,11 @@ def required(name: str, kind: str, doc: str = "") -> Param:
 @dataclass(frozen=True)
 class Primitive:
     """A built-in op of the language: a name, typed parameters, and a builder from checked
-    arguments to the IR ops it emits, in order (`bn` emits BatchNorm then Scale)."""
+    arguments to the IR ops it emits, in order (`bn` emits BatchNorm then Scale).
+
+    How many tensors it reads and writes is its op's (`min_bottoms`, `max_bottoms`,
+    `top_count`): an op reading several takes them from a list cursor, one reading none ignores
+    the cursor, and one writing several leaves the list of them."""
 
     name: str
     params: tuple[Param, ...]
@@ -66,6 +70,11 @@ class Primitive:
     merge: bool = False
     #: writes its input blob unless told `inplace = false` (as the model zoo's files do)
     in_place: bool = False
+    #: the tensors it reads from a list cursor, in Caffe's bottom order, as `from` lists them
+    #: (`[data, reference]`; the fewest it takes): its messages name them
+    reads: str = ""
+    #: how many blobs it writes, from its arguments, where its op leaves that to the DSL (split)
+    tops: Callable[[dict[str, Any]], int] | None = None
 
 
 class ArgumentError(ValueError):
@@ -313,8 +322,9 @@ class Op:
         """How many tops Caffe lets this layer write (None: any number)."""
         return 1
 
-    def top_count(self) -> int | None:
-        """How many tops the op writes when the DSL names none (None: as many as named)."""
+    def top_count(self, bottoms: int) -> int | None:
+        """How many tops the op writes, reading `bottoms`, when the DSL names none (None: as many
+        as named, else one)."""
         return 1
 
     def infer(self, inputs: list[Shape], tops: int) -> tuple[Shape, ...]:

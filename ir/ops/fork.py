@@ -57,7 +57,7 @@ class ForkOp(Op):
     def max_tops(self) -> int | None:
         return None  # as many as the shape rule gives; the tracker compares
 
-    def top_count(self) -> int | None:
+    def top_count(self, bottoms: int) -> int | None:
         return None
 
     def infer(self, inputs: list[Shape], tops: int) -> tuple[Shape, ...]:

@@ -93,7 +93,8 @@ class Scale(Op):
         Primitive("scale", (Param("bias", "bool", True), Param("axis", "int", 1),
                             Param("num_axes", "int", 1, doc="-1: to the last axis")),
                   lambda a: [Scale(a["axis"], a["num_axes"], a["bias"])],
-                  "Scale alone (per channel by default)", in_place=True),
+                  "Scale alone (per channel by default); of [x, operand], by the operand",
+                  in_place=True, reads="[x, operand]"),
     )
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
@@ -125,8 +126,9 @@ class Bias(Op):
 
     primitives = (
         Primitive("bias", (Param("axis", "int", 1), Param("num_axes", "int", 1, doc="-1: to the last axis")),
-                  lambda a: [Bias(a["axis"], a["num_axes"])], "Bias (per channel by default)",
-                  in_place=True),
+                  lambda a: [Bias(a["axis"], a["num_axes"])],
+                  "Bias (per channel by default); of [x, operand], the operand's",
+                  in_place=True, reads="[x, operand]"),
     )
 
     def output_shape(self, inputs: list[Shape]) -> Shape:

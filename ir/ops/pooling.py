@@ -57,7 +57,7 @@ class Pooling(Op):
     def max_tops(self) -> int:
         return 2 if self.method == "MAX" else 1  # MAX may also write the argmax mask
 
-    def top_count(self) -> int | None:
+    def top_count(self, bottoms: int) -> int | None:
         return None if self.method == "MAX" else 1  # named tops decide: the output, and the mask
 
     def cpu_forward(self) -> bool:

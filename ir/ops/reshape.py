@@ -117,7 +117,7 @@ class Slice(Op):
     def max_tops(self) -> int | None:
         return None
 
-    def top_count(self) -> int:
+    def top_count(self, bottoms: int) -> int:
         return len(self.slice_point) + 1
 
     def is_view(self, bottoms: int, tops: int) -> bool:
