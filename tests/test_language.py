@@ -642,6 +642,9 @@ def test_scale_and_bias_read_a_list_cursor_as_the_data_and_its_operand(tmp_path,
 @pytest.mark.parametrize("text, message", [
     ('slice(points = [2])\n  conv(4, 1)', "'conv' applies to one tensor, and the cursor holds 2"),
     ('slice(points = [1, 2])\n  bias', "'bias' reads at most 2 tensors, [x, operand]"),
+    ('crop', "'crop' reads 2 tensors, [data, reference], and the cursor holds 1: list them with "
+             "`from [data, reference]` before it"),
+    ('split(3, top = ["a", "b"])', "'split' writes 3 blobs here: give `top` a list of 3 names"),
     ('sum as "s"', "'sum' merges branches, or the tensors of a list cursor"),
     ('slice(points = [2], top = "x")', "'slice' writes 2 blobs here: give `top` a list of 2 names"),
     ('relu(top = ["a", "b"])', "'relu' writes one blob: give `top` one name"),
@@ -651,6 +654,66 @@ def test_scale_and_bias_read_a_list_cursor_as_the_data_and_its_operand(tmp_path,
 def test_several_tensors_mistakes(tmp_path, text, message):
     error = error_of(tmp_path, 'net {\n  input "data" [1, 4, 4, 4]\n  ' + text + '\n}\n')
     assert message in error.message
+
+
+def _assert_round_trip_and_caffe(net) -> None:
+    text = render(net)
+    assert render(import_net(text, "rendered.prototxt")) == text
+    assert_caffe_allocates_the_inferred_shapes(net, text)
+
+
+def test_split_silence_and_parameter_route_blobs(tmp_path, caffe):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [2, 6, 8, 8]
+          split as "fork"                          # two copies: fork_1, fork_2
+          let a, b = current
+          from a
+          split(3, top = ["x", "y", "z"]) as "three"
+          let x, y, z = current
+          from [y, z] silence as "quiet"           # writes nothing: the cursor stays [y, z]
+          concat as "joined"
+          from b
+          parameter(shape = [6]) as "gain"         # reads nothing: the cursor only follows it
+          from [b, current] scale(bias = false, top = "scaled") as "scaled"
+        }
+    """)
+    ops = layers(net)
+    assert (ops["fork"].bottoms, ops["fork"].tops) == (("data",), ("fork_1", "fork_2"))
+    assert (ops["three"].bottoms, ops["three"].tops) == (("fork_1",), ("x", "y", "z"))
+    assert (ops["quiet"].bottoms, ops["quiet"].tops) == (("y", "z"), ())
+    assert ops["joined"].bottoms == ("y", "z")
+    assert (ops["gain"].bottoms, ops["gain"].tops, ops["gain"].op.shape) == ((), ("gain",), (6,))
+    assert ops["scaled"].bottoms == ("fork_2", "gain")
+    _assert_round_trip_and_caffe(net)
+
+
+def test_crop_batch_reindex_and_filter_read_inputs_in_their_roles(tmp_path, caffe):
+    net = compile_text(tmp_path, """
+        net {
+          input "data" [2, 6, 12, 12]
+          let data = current
+          input "reference" [2, 6, 8, 8]
+          let reference = current
+          input "indices" [3]
+          let indices = current
+          input "selector" [2, 1]
+          let selector = current
+          from [data, reference] crop(offset = [1, 3]) as "cropped"
+          from [current, indices] batch_reindex as "gathered"
+          from [data, selector] filter as "kept"                 # one data tensor: one top
+          from [data, reference, selector] filter(top = ["kept_data", "kept_reference"]) as "both"
+          let kept_data, kept_reference = current
+        }
+    """)
+    ops = layers(net)
+    assert (ops["cropped"].bottoms, ops["cropped"].op.offset) == (("data", "reference"), (1, 3))
+    assert (ops["gathered"].bottoms, ops["gathered"].tops) == (("cropped", "indices"), ("gathered",))
+    assert (ops["kept"].bottoms, ops["kept"].tops) == (("data", "selector"), ("kept",))
+    assert ops["both"].tops == ("kept_data", "kept_reference")
+    _assert_round_trip_and_caffe(net)
+
+
 def test_elementwise_ops_write_their_input_where_the_gradient_allows(tmp_path):
     net = compile_text(tmp_path, """
         net {

@@ -243,17 +243,83 @@ def test_caffe_fields_and_defaults_agree_with_the_schema(caffe_type):
             assert field.default == spec.default, f"{caffe_type}.{name}: default differs"
 
 
+def _sample_ops(primitive) -> list:
+    """What a spelling emits given its defaults, and sample values for what it requires."""
+    arguments = {param.name: param.default for param in primitive.params}
+    samples = {"int": 3, "pair": 3, "number": 0.5, "ints": [0, -1]}
+    arguments.update({param.name: samples[param.kind]
+                      for param in primitive.params if param.required or param.name == "kernel"})
+    return primitive.build(arguments)
+
+
 def test_every_dsl_op_emits_ops_the_importer_reads():
     emitted = set()
     for primitive in PRIMITIVES.values():
-        arguments = {param.name: param.default for param in primitive.params}
-        samples = {"int": 3, "pair": 3, "number": 0.5, "ints": [0, -1]}
-        arguments.update({param.name: samples[param.kind]
-                          for param in primitive.params if param.required or param.name == "kernel"})
-        for op in primitive.build(arguments):
+        for op in _sample_ops(primitive):
             emitted.add(op.caffe_type)
             assert type(op) is OPS[op.caffe_type]
     assert emitted <= set(OPS)
+
+
+# The DSL spellings of ops that read or write other than one blob, each with arguments and the
+# inputs it reads (a list cursor of them): each is compiled from an .arch file and put through
+# what the op cases above check.
+SPELLED_CASES = [
+    ("split", "", [SAMPLE_INPUT]),
+    ("split", "copies = 3", [SAMPLE_INPUT]),
+    ("silence", "", [SAMPLE_INPUT, (2, 3)]),
+    ("parameter", "shape = [2, 3]", []),
+    ("crop", "axis = 2, offset = [1, 3]", SAMPLE_INPUTS["Crop"][0]),
+    ("batch_reindex", "", SAMPLE_INPUTS["BatchReindex"][0]),
+    ("filter", "", SAMPLE_INPUTS["Filter"][1]),
+    ("scale", "axis = 0, bias = false", SAMPLE_INPUTS["Scale"][2]),
+    ("bias", "axis = 0", SAMPLE_INPUTS["Bias"][2]),
+    ("slice", "points = [2]", [SAMPLE_INPUT]),
+    ("maxpool", "2, top = [\"pooled\", \"mask\"]", [SAMPLE_INPUT]),
+]
+
+
+def test_every_spelling_of_several_blobs_is_a_case_and_names_what_it_reads():
+    """Merges aside, each spelling whose op reads or may write other than one blob is compiled
+    below, and one that reads a number of them names them for its messages."""
+    several = set()
+    for name, primitive in PRIMITIVES.items():
+        op = _sample_ops(primitive)[0]
+        if not primitive.merge and (op.min_bottoms, op.max_bottoms, op.max_tops()) != (1, 1, 1):
+            several.add(name)
+            counted = op.min_bottoms > 1 or (op.max_bottoms or 0) > 1  # too few or many to say
+            assert bool(primitive.reads) == counted, \
+                f"{name}: `reads` names the inputs of an op reading a count of them, in Caffe's order"
+    assert several == {name for name, _, _ in SPELLED_CASES}
+
+
+@pytest.mark.parametrize("name, arguments, inputs", SPELLED_CASES,
+                         ids=[f"{name}-{index}" for index, (name, _, _) in enumerate(SPELLED_CASES)])
+def test_a_spelling_of_several_blobs_compiles_imports_initialises_and_runs(
+        caffe, tmp_path, name, arguments, inputs):
+    from archc import dsl
+    from archc.runtime.timing import time_net
+
+    lines = [f'input "in{i}" {list(shape)}\n  let in{i} = current' for i, shape in enumerate(inputs)]
+    lines.append(f"from [{', '.join(f'in{i}' for i in range(len(inputs)))}]" if len(inputs) > 1 else
+                 "" if inputs else f'input "unread" {list(SAMPLE_INPUT)}')
+    lines.append(f'{name}({arguments}) as "layer"')
+    path = tmp_path / "model.arch"
+    path.write_text("net {\n  " + "\n  ".join(lines) + "\n}\n")
+    net = dsl.compile_file(str(path), {})
+    [layer] = net.layers
+    assert layer.bottoms == tuple(f"in{i}" for i in range(len(inputs)))
+    text = render(net)
+    assert _wiring(import_net(text, "<rendered>")) == _wiring(net)
+    assert render(import_net(text, "<rendered>")) == text
+    shaped = infer_shapes(net)
+    blobs = layer.op.param_blobs(list(shaped.layers[0].inputs))
+    assert [a.shape for _, _, arrays in initial_weights(shaped) for a in arrays] == \
+        [blob.shape for blob in blobs]
+    loaded = set_up_in_caffe(net, text)
+    assert {blob: tuple(loaded.blobs[blob].data.shape) for blob in shaped.blobs} == shaped.blobs
+    if not layer.op.index_bottoms:  # random values are no indices
+        assert "layer" in [timed.name for timed in time_net(loaded, iterations=1, warmup=0).layers]
 
 
 def test_several_tops_shape_render_and_import():

@@ -166,6 +166,14 @@ class Crop(Op):
     axis: int = caffe(2)
     offset: tuple[int, ...] = caffe(())
 
+    primitives = (
+        Primitive("crop", (Param("axis", "int", 2, doc="the first axis cut"),
+                           Param("offset", "ints", (), doc="one for every axis cut, or one each")),
+                  lambda a: [Crop(a["axis"], tuple(a["offset"]))],
+                  "Crop: of [data, reference], the data cut to the reference's size from `axis` on",
+                  reads="[data, reference]"),
+    )
+
     def output_shape(self, inputs: list[Shape]) -> Shape:
         data, reference = inputs
         start = axis_index(self.axis, data, "crop")

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from archc.ir.ops.base import (Op, ParamBlob, Shape, ShapeError, definition, format_shape)
+from archc.ir.ops.base import (ArgumentError, Op, Param, ParamBlob, Primitive, Shape, ShapeError,
+                               definition, format_shape, required)
+
+
+def _split(arguments: dict[str, Any]) -> list[Op]:
+    if arguments["copies"] < 1:
+        raise ArgumentError(f"copies must be at least 1, got {arguments['copies']}")
+    return [Split()]
 
 
 @definition
@@ -15,6 +22,12 @@ class Split(Op):
     readers): every top shares the bottom's data."""
 
     caffe_type = "Split"
+
+    primitives = (
+        Primitive("split", (Param("copies", "int", 2, doc="how many tensors it writes"),), _split,
+                  "Split: the tensor as `copies` tensors that share its data",
+                  tops=lambda a: a["copies"]),
+    )
 
     def max_tops(self) -> int | None:
         return None
@@ -31,7 +44,15 @@ class Silence(Op):
     max_bottoms = None
     min_tops = 0
 
+    primitives = (
+        Primitive("silence", (), lambda a: [Silence()],
+                  "Silence: reads the cursor's tensors and writes nothing; the cursor stays"),
+    )
+
     def max_tops(self) -> int | None:
+        return 0
+
+    def top_count(self, bottoms: int) -> int:
         return 0
 
 
@@ -45,6 +66,12 @@ class Parameter(Op):
     max_bottoms = 0
 
     shape: tuple[int, ...] = ()
+
+    primitives = (
+        Primitive("parameter", (required("shape", "ints", "the blob's shape"),),
+                  lambda a: [Parameter(tuple(a["shape"]))],
+                  "Parameter: a learned blob of that shape, read from no tensor"),
+    )
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         if min(self.shape, default=1) < 1:
@@ -74,8 +101,17 @@ class Filter(Op):
     max_bottoms = None
     backward = False  # Caffe cannot backpropagate to the selector
 
+    primitives = (
+        Primitive("filter", (), lambda a: [Filter()],
+                  "Filter: of [data, ..., selector], the items of each data tensor whose "
+                  "selector is not 0", reads="[data, selector]"),
+    )
+
     def max_tops(self) -> int | None:
         return None
+
+    def top_count(self, bottoms: int) -> int:
+        return bottoms - 1
 
     def infer(self, inputs: list[Shape], tops: int) -> tuple[Shape, ...]:
         *data, selector = inputs
@@ -101,6 +137,12 @@ class BatchReindex(Op):
     max_bottoms = 2
     backward = False  # Caffe cannot backpropagate to the indices
     index_bottoms = (1,)
+
+    primitives = (
+        Primitive("batch_reindex", (), lambda a: [BatchReindex()],
+                  "BatchReindex: of [data, indices], the data's items the indices list",
+                  reads="[data, indices]"),
+    )
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         data, indices = inputs
