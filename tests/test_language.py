@@ -714,6 +714,38 @@ def test_crop_batch_reindex_and_filter_read_inputs_in_their_roles(tmp_path, caff
     _assert_round_trip_and_caffe(net)
 
 
+def test_recurrent_layers_read_x_and_cont_and_expose_their_state(tmp_path, caffe):
+    net = compile_text(tmp_path, """
+        net {
+          input "x" [3, 2, 5]
+          let x = current
+          input "cont" [3, 2]
+          let cont = current
+          input "static" [2, 4]
+          let static = current
+          input "h0" [1, 2, 4]
+          let h0 = current
+          input "c0" [1, 2, 4]
+          let c0 = current
+          input "gates" [1, 2, 16]
+          let gates = current
+          input "cont_t" [1, 2]
+          let cont_t = current
+          from [x, cont] lstm(4) as "lstm"
+          from [x, cont, static] rnn(4) as "rnn"
+          from [x, cont, h0, c0] lstm(4, expose_hidden = true) as "stateful"
+          let y, h, c = current
+          from [c, gates, cont_t] lstm_unit(top = ["c_next", "h_next"]) as "step"
+        }
+    """)
+    ops = layers(net)
+    assert (ops["lstm"].tops, ops["rnn"].bottoms) == (("lstm",), ("x", "cont", "static"))
+    assert ops["stateful"].tops == ("stateful_1", "stateful_2", "stateful_3")
+    assert (ops["step"].bottoms, ops["step"].tops) == (("stateful_3", "gates", "cont_t"),
+                                                       ("c_next", "h_next"))
+    _assert_round_trip_and_caffe(net)
+
+
 def test_elementwise_ops_write_their_input_where_the_gradient_allows(tmp_path):
     net = compile_text(tmp_path, """
         net {

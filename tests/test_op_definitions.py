@@ -272,11 +272,19 @@ SPELLED_CASES = [
     ("crop", "axis = 2, offset = [1, 3]", SAMPLE_INPUTS["Crop"][0]),
     ("batch_reindex", "", SAMPLE_INPUTS["BatchReindex"][0]),
     ("filter", "", SAMPLE_INPUTS["Filter"][1]),
+    ("lstm", "3", SAMPLE_INPUTS["LSTM"][1]),
+    ("lstm", "3, expose_hidden = true", SAMPLE_INPUTS["LSTM"][2]),
+    ("rnn", "3, expose_hidden = true", SAMPLE_INPUTS["RNN"][2]),
+    ("lstm_unit", "", SAMPLE_INPUTS["LSTMUnit"][0]),
     ("scale", "axis = 0, bias = false", SAMPLE_INPUTS["Scale"][2]),
     ("bias", "axis = 0", SAMPLE_INPUTS["Bias"][2]),
     ("slice", "points = [2]", [SAMPLE_INPUT]),
     ("maxpool", "2, top = [\"pooled\", \"mask\"]", [SAMPLE_INPUT]),
 ]
+
+
+def test_every_op_archc_models_has_a_dsl_spelling():
+    assert [caffe_type for caffe_type, op in OPS.items() if not op.primitives] == []
 
 
 def test_every_spelling_of_several_blobs_is_a_case_and_names_what_it_reads():

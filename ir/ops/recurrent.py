@@ -9,10 +9,23 @@ num_output, and with expose_hidden the final hidden state(s), each 1 x N x num_o
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Callable, ClassVar
 
-from archc.ir.ops.base import (INT_MAX, Op, ParamBlob, Shape, ShapeError, caffe, definition,
-                               format_shape, prod)
+from archc.ir.ops.base import (INT_MAX, Op, Param, ParamBlob, Primitive, Shape, ShapeError, caffe,
+                               definition, format_shape, prod, required)
+
+
+def _recurrent_primitive(caffe_type: str, states: str,
+                         make: Callable[[int, bool], Op]) -> Primitive:
+    """The DSL spelling of LSTM or RNN (`make`: the op from num_output and expose_hidden)."""
+    return Primitive(
+        caffe_type.lower(), (required("num_output", "int", "the hidden state's size"),
+                             Param("expose_hidden", "bool", False,
+                                   doc=f"read the initial {states} after the inputs, and write "
+                                       f"the final ones after the output")),
+        lambda a: [make(a["num_output"], a["expose_hidden"])],
+        f"{caffe_type} over the time steps of [x, cont] (x T x N x ..., cont T x N), or of "
+        f"[x, cont, x_static] with a static input, N x ..., seen at every step", reads="[x, cont]")
 
 
 @definition
@@ -35,6 +48,9 @@ class _Recurrent(Op):
 
     def max_tops(self) -> int | None:
         return 1 + self._exposed()
+
+    def top_count(self, bottoms: int) -> int:
+        return self.max_tops()
 
     def _static_input(self, inputs: list[Shape]) -> Shape | None:
         return inputs[2] if len(inputs) == 3 + self._exposed() else None
@@ -98,6 +114,7 @@ class LSTM(_Recurrent):
     caffe_type = "LSTM"
     states = ("h", "c")
     gates = 4
+    primitives = (_recurrent_primitive("LSTM", "h and c", lambda *a: LSTM(*a)),)
 
     def param_blobs(self, inputs: list[Shape]) -> tuple[ParamBlob, ...]:
         return self._transforms(inputs)  # W_xc, b_c, [W_xc_static], W_hc
@@ -109,6 +126,7 @@ class RNN(_Recurrent):
 
     caffe_type = "RNN"
     states = ("h",)
+    primitives = (_recurrent_primitive("RNN", "h", lambda *a: RNN(*a)),)
 
     def param_blobs(self, inputs: list[Shape]) -> tuple[ParamBlob, ...]:
         # W_xh, b_h, [W_xh_static], W_hh, then the output's W_ho and b_o
@@ -126,7 +144,16 @@ class LSTMUnit(Op):
     max_bottoms = 3
     min_tops = 2
 
+    primitives = (
+        Primitive("lstm_unit", (), lambda a: [LSTMUnit()],
+                  "LSTMUnit, one LSTM step: of [c_prev, gate_input, cont], [c, h]",
+                  reads="[c_prev, gate_input, cont]"),
+    )
+
     def max_tops(self) -> int | None:
+        return 2
+
+    def top_count(self, bottoms: int) -> int:
         return 2
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
