@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import importlib
 import sys
 import textwrap
@@ -116,22 +115,6 @@ def dispatch(args: list[str]) -> int:
 
 
 def compile_command(args: list[str]) -> int:
-    # A compile keeps almost every object it makes until it ends: the cyclic collector's passes
-    # over them free about 500 objects in all for ResNeXt-101, yet cost about 2% of the command.
-    # It runs without them; freeze + unfreeze then moves what it made to the oldest generation
-    # unexamined, or re-enabling would start with one pass over all of it.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _compile(args)
-    finally:
-        gc.freeze()
-        gc.unfreeze()
-        if collecting:
-            gc.enable()
-
-
-def _compile(args: list[str]) -> int:
     from archc.model import is_arch_file, load_model
 
     path, rest = args[0], args[1:]
