@@ -154,7 +154,8 @@ def mutate_shape(m: Mutant) -> None:
         m.done.append(f"legacy {axis} {value}")
     elif move == 0 and len(blob.shape.dim):
         index = m.rng.randrange(len(blob.shape.dim))
-        blob.shape.dim[index] = m.rng.choice(_DIMS + [blob.shape.dim[index] + 1])
+        grown = blob.shape.dim[index] + 1  # an int64: a dimension already at its top stays
+        blob.shape.dim[index] = m.rng.choice(_DIMS + [grown if grown < 2 ** 63 else 2 ** 63 - 1])
         m.done.append(f"dim {index} {blob.shape.dim[index]}")
     elif move == 1:  # a leading or trailing 1 added, or a dimension dropped
         dims = list(blob.shape.dim)
